@@ -1,0 +1,151 @@
+"""Record files: run.json, cost.json, samples/*.parquet, problems.parquet, passk.parquet, fitting datasets.
+
+Every file carries its kind and ``SCHEMA_VERSION``: JSON files as top-level keys, parquet files in
+the schema metadata. Reading a file of another kind or version fails with a one-line error naming
+the file. Writes are atomic (temporary file + ``os.replace``), so a killed run never leaves a torn
+record behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+
+_KIND_KEY, _VERSION_KEY = "t2_kind", "t2_schema_version"
+
+# Columns a table of each kind must have (more are allowed), with their arrow types.
+COLUMNS: dict[str, dict[str, pa.DataType]] = {
+    "samples": {
+        "task": pa.string(), "problem_id": pa.string(), "sample_idx": pa.int64(), "seed": pa.int64(),
+        "text": pa.string(), "prompt_tokens": pa.int64(), "completion_tokens": pa.int64(),
+        "cached_prompt_tokens": pa.int64(), "finish_reason": pa.string(),
+        "cumulative_logprob": pa.float64(),
+    },
+    "scores": {  # samples after `t2 score`: identity columns plus the verdict
+        "task": pa.string(), "problem_id": pa.string(), "sample_idx": pa.int64(),
+        "answer": pa.string(), "correct": pa.bool_(), "verifier_message": pa.string(),
+    },
+    "problems": {
+        "task": pa.string(), "problem_id": pa.string(), "n": pa.int64(), "c": pa.int64(),
+        "nll": pa.float64(), "answer_tokens": pa.int64(),
+    },
+    "passk": {
+        "task": pa.string(), "k": pa.int64(), "pass_at_k": pa.float64(), "pass_at_k_low": pa.float64(),
+        "pass_at_k_high": pa.float64(), "maj_at_k": pa.float64(), "task_loss": pa.float64(),
+        "n_problems": pa.int64(), "n_smoothed": pa.int64(),
+    },
+    "dataset": {
+        "checkpoint": pa.string(), "task": pa.string(), "N": pa.float64(), "D": pa.float64(),
+        "k": pa.float64(), "task_loss": pa.float64(), "accuracy": pa.float64(),
+        "C_train": pa.float64(), "C_inf": pa.float64(),
+    },
+}
+
+
+class RecordError(ValueError):
+    """A record file is missing, malformed, or of another kind or schema version."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_header(path: Path, kind: str, found_kind: Any, found_version: Any) -> None:
+    if found_kind != kind:
+        raise RecordError(f"{path}: expected a t2 '{kind}' record, found kind {found_kind!r}")
+    if str(found_version) != str(SCHEMA_VERSION):
+        raise RecordError(
+            f"{path}: schema version {found_version} of '{kind}', this harness reads version "
+            f"{SCHEMA_VERSION}; re-run the stage that wrote it with this version"
+        )
+
+
+def write_json(path: str | os.PathLike, kind: str, record: Mapping[str, Any]) -> Path:
+    """Write ``record`` as JSON with ``t2_kind`` and ``t2_schema_version`` keys, atomically."""
+    path = Path(path)
+    body = {_KIND_KEY: kind, _VERSION_KEY: SCHEMA_VERSION, **record}
+    text = json.dumps(body, indent=2, sort_keys=False, default=_json_default) + "\n"
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return path
+
+
+def read_json(path: str | os.PathLike, kind: str) -> dict[str, Any]:
+    """Read a JSON record written by :func:`write_json`; the header keys are removed."""
+    path = Path(path)
+    try:
+        body = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"{path}: no such file (expected a t2 '{kind}' record)") from None
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(body, dict):
+        raise RecordError(f"{path}: expected a JSON object")
+    _check_header(path, kind, body.pop(_KIND_KEY, None), body.pop(_VERSION_KEY, None))
+    return body
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in a JSON record")
+
+
+def to_table(kind: str, data: pa.Table | Mapping[str, Any]) -> pa.Table:
+    """A table of ``kind`` from an arrow table or a dict of columns, typed per :data:`COLUMNS`."""
+    table = data if isinstance(data, pa.Table) else pa.table(dict(data))
+    required = COLUMNS[kind]
+    missing = [name for name in required if name not in table.column_names]
+    if missing:
+        raise RecordError(f"'{kind}' table lacks column(s) {', '.join(missing)}")
+    for name, typ in required.items():
+        i = table.column_names.index(name)
+        if table.schema.field(i).type != typ:
+            table = table.set_column(i, pa.field(name, typ), table.column(i).cast(typ))
+    meta = {**(table.schema.metadata or {}), _KIND_KEY.encode(): kind.encode(),
+            _VERSION_KEY.encode(): str(SCHEMA_VERSION).encode()}
+    return table.replace_schema_metadata(meta)
+
+
+def write_table(path: str | os.PathLike, kind: str, data: pa.Table | Mapping[str, Any]) -> Path:
+    """Write a parquet record of ``kind`` atomically; returns the path."""
+    path = Path(path)
+    table = to_table(kind, data)
+    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    return path
+
+
+def read_table(path: str | os.PathLike, kind: str) -> pa.Table:
+    """Read a parquet record of ``kind``, checking its kind, schema version and columns."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise RecordError(f"{path}: no such file (expected a t2 '{kind}' table)") from None
+    except (pa.ArrowInvalid, OSError) as e:
+        raise RecordError(f"{path}: not a readable parquet file ({e})") from None
+    meta = table.schema.metadata or {}
+    found_kind = meta.get(_KIND_KEY.encode(), b"").decode() or None
+    found_version = meta.get(_VERSION_KEY.encode(), b"").decode() or None
+    _check_header(path, kind, found_kind, found_version)
+    missing = [name for name in COLUMNS[kind] if name not in table.column_names]
+    if missing:
+        raise RecordError(f"{path}: '{kind}' table lacks column(s) {', '.join(missing)}")
+    return table

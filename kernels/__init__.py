@@ -1,0 +1,1 @@
+"""GPU kernels (Triton) with plain torch references (installed as ``harness.kernels``)."""

@@ -1,0 +1,1 @@
+"""Task definitions and verifiers (installed as ``harness.tasks``)."""
