@@ -1,0 +1,25 @@
+"""Shared test fixtures: where the project's shared data lives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """../shared beside the repository (CI clones the repo with shared/ beside it);
+    T2_SHARED overrides; /work/shared is the development machine's copy."""
+    for candidate in (os.environ.get("T2_SHARED"), REPO.parent / "shared", "/work/shared"):
+        if candidate and (Path(candidate) / "data").is_dir():
+            return Path(candidate)
+    raise FileNotFoundError("shared/ data not found beside the repository; set T2_SHARED")
+
+
+@pytest.fixture(scope="session")
+def gsm8k_file() -> Path:
+    """The real GSM8K test set (1,319 problems, JSON lines with `question` and `answer`)."""
+    return shared_dir() / "data" / "gsm8k" / "test.jsonl"
