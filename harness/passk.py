@@ -1,0 +1,444 @@
+"""Unbiased pass@k, maj@k, the T² task loss and the Beta model of per-question success rates.
+
+Per problem i with n_i samples of which c_i are correct:
+
+- pass@k (Chen et al. 2021) = 1 − C(n−c, k)/C(n, k) = 1 − ∏_{j=0}^{k−1} (1 − c/(n−j)): the chance
+  that a uniformly random size-k subset of the n samples holds a correct one; 1 when n − c < k.
+- maj@k: the chance that the majority answer of a uniformly random size-k subset is correct.
+- likelihood mode: p_i = exp(−NLL_i) of the gold answer, pass@k_i = 1 − (1 − p_i)^k for every k.
+- task loss (T² Approach 1) = mean_i −log pass@k_i.
+- Beta model: p_i ~ Beta(a, b) gives E[pass@k] = 1 − B(a, b+k)/B(a, b), for any k (also k > n).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.optimize import minimize
+from scipy.special import betaln, digamma, gammaln, polygamma
+from scipy.stats import norm
+
+_BLOCK = 1 << 20  # float64 entries per [problems, k] block in pass_at_k (8 MiB)
+
+
+def _counts(name: str, x) -> np.ndarray:
+    """``x`` as a 1-D int64 array of counts; integral floats (from nullable columns) are accepted."""
+    arr = np.atleast_1d(np.asarray(x))
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a scalar or a 1-D array, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name}: empty input, expected at least one value")
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name}: expected integer counts, got {arr.dtype} values")
+    return arr.astype(np.int64)
+
+
+def _check_k(ks: np.ndarray, n: np.ndarray) -> None:
+    if ks.min() < 1:
+        raise ValueError(f"k={ks.min()}: expected k >= 1")
+    i = int(np.argmin(n))
+    if ks.max() > n[i]:
+        raise ValueError(f"problem {i}: k={ks.max()} > n={n[i]} samples (pass@k from samples needs k <= n)")
+
+
+def _sample_counts(n, c) -> tuple[np.ndarray, np.ndarray]:
+    """(n, c) as int64 [P], checked: same length, 0 <= c <= n; errors name the problem index."""
+    n, c = _counts("n", n), _counts("c", c)
+    if n.shape != c.shape:
+        raise ValueError(f"n and c: expected the same number of problems, got {n.size} and {c.size}")
+    for name, arr in (("n", n), ("c", c)):
+        if arr.min() < 0:
+            i = int(np.argmin(arr))
+            raise ValueError(f"problem {i}: negative count {name}={arr[i]}")
+    if np.any(c > n):
+        i = int(np.argmax(c > n))
+        raise ValueError(f"problem {i}: c={c[i]} correct > n={n[i]} samples")
+    return n, c
+
+
+def _log_fail(n, c, k) -> tuple[np.ndarray, np.ndarray]:
+    """(log C(n−c, k)/C(n, k) as float64 [P, K], k as int64 [K]), validated.
+
+    Row p is the cumulative sum over j < k of log1p(−c/(n−j)), computed for all k ≤ max k at
+    once on a [problems, max k] grid (in blocks of problems to bound memory); −inf once k > n − c.
+    """
+    n, c = _sample_counts(n, c)
+    ks = _counts("k", k)
+    _check_k(ks, n)
+    kmax = int(ks.max())
+    j = np.arange(kmax)
+    out = np.empty((n.size, ks.size))
+    rows = max(1, _BLOCK // kmax)
+    for start in range(0, n.size, rows):
+        nb, cb = n[start:start + rows, None], c[start:start + rows, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.log1p(-cb / (nb - j))
+        terms[j >= nb - cb] = -np.inf  # a size-(j+1) subset of the n − c failures does not exist
+        out[start:start + rows] = np.cumsum(terms, axis=1)[:, ks - 1]
+    return out, ks
+
+
+def pass_at_k(n, c, k) -> np.ndarray:
+    """Unbiased pass@k = 1 − C(n−c, k)/C(n, k) per problem and k: float64 [P, K].
+
+    n, c: samples and correct samples per problem (int arrays [P], or scalars); k: int or int
+    array [K]. Problems may have different n; every k must be <= every n. Absolute error <= 1e-12
+    in float64 for n up to 10^4 (computed as −expm1 of a cumulative sum of log1p terms).
+    """
+    log_fail, _ = _log_fail(n, c, k)
+    return 0.0 - np.expm1(log_fail)  # 0.0 −: c = 0 gives +0.0, not −0.0
+
+
+def _log1mexp(x: np.ndarray) -> np.ndarray:
+    """log(1 − e^{−x}) for x >= 0, accurate for small and large x (Mächler 2012)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(x < np.log(2), np.log(-np.expm1(-x)), np.log1p(-np.exp(-x)))
+
+
+def log_pass_at_k_from_nll(nll, k) -> np.ndarray:
+    """log pass@k_i = log(1 − (1 − p_i)^k) with p_i = exp(−NLL_i): float64 [P, K].
+
+    Computed as log1mexp(−k · log1mexp(NLL)), so p near 1 (NLL → 0), tiny p and large k keep
+    full relative precision. NLL in nats, >= 0; k any positive integer (no sampling limit).
+    """
+    nll = np.atleast_1d(np.asarray(nll, dtype=np.float64))
+    if nll.ndim != 1 or nll.size == 0:
+        raise ValueError(f"nll: expected a non-empty 1-D array, got shape {nll.shape}")
+    bad = ~(nll >= 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"problem {i}: nll={nll[i]}, expected a non-negative number (nats)")
+    ks = _counts("k", k)
+    if ks.min() < 1:
+        raise ValueError(f"k={ks.min()}: expected k >= 1")
+    log_fail_once = _log1mexp(nll)  # log(1 − p_i) <= 0
+    with np.errstate(invalid="ignore"):  # p = 1: −inf · k
+        z = -ks[None, :] * log_fail_once[:, None]
+    return _log1mexp(np.where(np.isnan(z), np.inf, z))
+
+
+def task_loss_from_nll(nll, k) -> np.ndarray:
+    """T² task loss mean_i −log pass@k_i with p_i = exp(−NLL_i): float64 [K]."""
+    return 0.0 - log_pass_at_k_from_nll(nll, k).mean(axis=0)  # 0.0 −: a zero loss is +0.0
+
+
+def task_loss_from_samples(n, c, k, prior: tuple[float, float] | None = None) -> tuple[np.ndarray, int]:
+    """T² task loss mean_i −log pass@k_i from sampled pass@k: (float64 [K], questions smoothed).
+
+    A question with c_i = 0 has sampled pass@k = 0 and an infinite loss; it is smoothed instead
+    with the Beta(a, b) prior over questions (default: ``fit_beta(n, c)``) updated by its n_i
+    failures, i.e. its posterior Beta(a, b + n_i), giving the posterior-predictive
+    pass@k_i = E[1 − (1 − p)^k] = 1 − B(a, b + n_i + k)/B(a, b + n_i) = beta_pass_at_k(a, b + n_i, k).
+    """
+    log_fail, ks = _log_fail(n, c, k)
+    n, c = _sample_counts(n, c)
+    with np.errstate(divide="ignore"):
+        log_pass = np.log(-np.expm1(log_fail))
+    smoothed = c == 0
+    if smoothed.any():
+        a, b = prior if prior is not None else fit_beta(n, c)
+        log_pass[smoothed] = np.log(beta_pass_at_k(a, b + n[smoothed, None], ks[None, :]))
+    return 0.0 - log_pass.mean(axis=0), int(smoothed.sum())
+
+
+def beta_pass_at_k(a, b, k) -> np.ndarray:
+    """E[pass@k] = 1 − B(a, b+k)/B(a, b) for p ~ Beta(a, b), as −expm1 of a log-Beta difference.
+
+    Broadcasts over a, b and k (any k >= 0, not limited by a sample count); float64.
+    """
+    a, b, k = (np.asarray(x, dtype=np.float64) for x in (a, b, k))
+    return (-np.expm1(betaln(a, b + k) - betaln(a, b)))[()]
+
+
+@dataclass(frozen=True)
+class BetaFit:
+    """Maximum-likelihood Beta-binomial fit over problems.
+
+    cov: covariance of (log a, log b), the inverse observed information at the optimum (NaN
+    when the optimum sits on the search bounds, e.g. no problem was ever solved).
+    """
+
+    a: float
+    b: float
+    cov: np.ndarray
+    loglik: float  # log-likelihood of the (n, c) counts, nats
+    n_problems: int
+
+    def pass_at_k(self, k) -> np.ndarray:
+        """1 − B(a, b+k)/B(a, b)."""
+        return beta_pass_at_k(self.a, self.b, k)
+
+    def pass_at_k_interval(self, k, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) for pass@k by the delta method on log(1 − pass@k) = betaln(a, b+k) − betaln(a, b).
+
+        Gradient with respect to (log a, log b): a·(ψ(a+b) − ψ(a+b+k)) and
+        b·(ψ(b+k) − ψ(b) + ψ(a+b) − ψ(a+b+k)); the interval maps back through −expm1, so it
+        stays inside [0, 1].
+        """
+        a, b, k = self.a, self.b, np.asarray(k, dtype=np.float64)
+        d = betaln(a, b + k) - betaln(a, b)
+        grad = np.stack([a * (digamma(a + b) - digamma(a + b + k)),
+                         b * (digamma(b + k) - digamma(b) + digamma(a + b) - digamma(a + b + k))])
+        se = np.sqrt(np.einsum("i...,ij,j...->...", grad, self.cov, grad))
+        z = norm.ppf(0.5 + level / 2)
+        return -np.expm1(d + z * se), -np.expm1(d - z * se)
+
+
+_LOG_BOUND = 15.0  # search |log a|, |log b| <= 15
+
+
+def _trigamma(x):
+    return polygamma(1, x)
+
+
+def _beta_binomial_score(a: float, b: float, n: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(∂/∂a, ∂/∂b) of Σ_i betaln(c_i + a, n_i − c_i + b) − betaln(a, b)."""
+    return np.array([np.sum(digamma(c + a) - digamma(n + a + b) - digamma(a) + digamma(a + b)),
+                     np.sum(digamma(n - c + b) - digamma(n + a + b) - digamma(b) + digamma(a + b))])
+
+
+def fit_beta_binomial(n, c) -> BetaFit:
+    """Maximum-likelihood (a, b) of c_i ~ BetaBinomial(n_i, a, b), with the fit's covariance.
+
+    log L = Σ_i log C(n_i, c_i) + betaln(c_i + a, n_i − c_i + b) − betaln(a, b), maximised over
+    (log a, log b) ∈ [−15, 15]² by L-BFGS-B with the analytic gradient. Problems with n_i = 0 carry
+    no information and are dropped. When no (or every) problem was ever solved the optimum runs to
+    the bound and the covariance is NaN.
+    """
+    n, c = _sample_counts(n, c)
+    keep = n > 0
+    if not keep.any():
+        raise ValueError("fit_beta: no problem has samples (all n = 0)")
+    n, c = n[keep].astype(np.float64), c[keep].astype(np.float64)
+
+    def neg_loglik(theta):
+        a, b = np.exp(theta)
+        ll = np.sum(betaln(c + a, n - c + b) - betaln(a, b))
+        return -ll, -np.exp(theta) * _beta_binomial_score(a, b, n, c)
+
+    mean = np.clip(c.sum() / n.sum(), 1e-3, 1 - 1e-3)
+    res = minimize(neg_loglik, np.log([mean, 1 - mean]), jac=True, method="L-BFGS-B",
+                   bounds=[(-_LOG_BOUND, _LOG_BOUND)] * 2)
+    a, b = np.exp(res.x)
+    ga, gb = _beta_binomial_score(a, b, n, c)
+    t1 = _trigamma
+    haa = np.sum(t1(c + a) - t1(n + a + b) - t1(a) + t1(a + b))
+    hbb = np.sum(t1(n - c + b) - t1(n + a + b) - t1(b) + t1(a + b))
+    hab = np.sum(t1(a + b) - t1(n + a + b))
+    # observed information in (log a, log b), by the chain rule d²/du² = a² ∂²/∂a² + a ∂/∂a
+    info = -np.array([[a * a * haa + a * ga, a * b * hab], [a * b * hab, b * b * hbb + b * gb]])
+    on_bound = np.any(np.abs(res.x) >= _LOG_BOUND - 1e-6)
+    cov = (np.linalg.inv(info) if not on_bound and np.all(np.linalg.eigvalsh(info) > 0)
+           else np.full((2, 2), np.nan))
+    loglik = float(-res.fun + np.sum(gammaln(n + 1) - gammaln(c + 1) - gammaln(n - c + 1)))
+    return BetaFit(float(a), float(b), cov, loglik, int(keep.sum()))
+
+
+def fit_beta(n, c) -> tuple[float, float]:
+    """Maximum-likelihood Beta-binomial (a, b) over problems; see :func:`fit_beta_binomial`."""
+    fit = fit_beta_binomial(n, c)
+    return fit.a, fit.b
+
+
+def _log_comb(a, b) -> np.ndarray:
+    """log C(a, b) elementwise; −inf outside 0 <= b <= a."""
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    ok = (b >= 0) & (b <= a)
+    a, b = np.where(ok, a, 0), np.where(ok, b, 0)
+    return np.where(ok, gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1), -np.inf)
+
+
+def _add_group(w: np.ndarray, total: int, m: int, v: int, rival: bool) -> np.ndarray:
+    """Add a group of m samples to the subset-count DP: the answer under test draws exactly v of
+    them (rival=False); a rival answer draws any u <= v, u = v being one more tie (rival=True).
+
+    w[j, t] = (number of size-j subsets of the ``total`` samples so far with the tracked
+    property and t ties) / C(total, j). The update multiplies by the hypergeometric
+    C(total, j−u) C(m, u) / C(total+m, j), so the state stays a probability in [0, 1].
+    """
+    size, ties = w.shape
+    i = np.arange(v + 1)  # window position i draws u = v − i from the group
+    w_win = sliding_window_view(np.vstack([np.zeros((v, ties)), w]), v + 1, axis=0)  # [J, T, i]: w[j − u]
+    lc_win = sliding_window_view(_log_comb(total, np.arange(-v, size)), v + 1)  # [J, i]: log C(total, j − u)
+    with np.errstate(invalid="ignore"):  # −inf − (−inf) where j > total + m: no such subset
+        log_h = lc_win + _log_comb(m, v - i)[None, :] - _log_comb(total + m, np.arange(size))[:, None]
+    h = np.exp(np.where(np.isnan(log_h), -np.inf, log_h))
+    exact = w_win[..., 0] * h[:, :1]  # u = v
+    if not rival:
+        return exact
+    out = np.einsum("jti,ji->jt", w_win[..., 1:], h[:, 1:])  # u < v: no new tie
+    out[:, 1:] += exact[:, :-1]
+    return out
+
+
+def maj_at_k(answers: Sequence[str | None], correct: Sequence[float], k) -> np.ndarray:
+    """Unbiased maj@k of one problem from its n samples: float64 [K], exact over all C(n, k) subsets.
+
+    answers: the extracted answer of each sample (None: nothing extracted; it does not vote).
+    correct: per-sample verdicts; an answer's correctness is the fraction of its samples judged
+    correct (0 or 1 whenever the verifier is consistent). Rule for one subset: the answer with
+    the most votes wins; a tie among t + 1 answers is broken uniformly at random (the correct one
+    wins with probability 1/(t + 1)); a subset with no votes scores 0.
+
+    Computed as Σ_{answer g} score_g Σ_v P(g gets v votes, every other answer ≤ v, t of them = v)
+    / (t + 1), by a hypergeometric DP over the answers that can reach v votes; the rest and the
+    None samples form one unconstrained pool. Cost ~ k · Σ_v v · #(answers with >= v votes):
+    milliseconds for n <= 256, seconds for n = 1000 with two large answer groups.
+    """
+    answers = list(answers)
+    flags = np.asarray(correct, dtype=np.float64)
+    n = len(answers)
+    if n == 0 or flags.shape != (n,):
+        raise ValueError(f"maj_at_k: expected one verdict per answer and n >= 1, got {n} answers "
+                         f"and {flags.size} verdicts")
+    ks = _counts("k", k)
+    _check_k(ks, np.array([n]))
+    groups: dict[str, list[float]] = defaultdict(list)
+    for answer, flag in zip(answers, flags):
+        if answer is not None:
+            groups[answer].append(flag)
+    sizes = np.array([len(v) for v in groups.values()], dtype=np.int64)
+    scores = np.array([np.mean(v) for v in groups.values()])
+    kmax = int(ks.max())
+    total = np.zeros(kmax + 1)
+    for g in np.flatnonzero(scores > 0):
+        others = np.delete(sizes, g)
+        for v in range(1, min(sizes[g], kmax) + 1):
+            rivals = others[others >= v]  # answers that can tie or beat g
+            ties = min(rivals.size, kmax // v - 1)
+            pool = n - sizes[g] - rivals.sum()
+            w = np.zeros((kmax + 1, ties + 1))
+            w[: min(pool, kmax) + 1, 0] = 1.0
+            w = _add_group(w, pool, sizes[g], v, rival=False)
+            seen = pool + sizes[g]
+            for m in rivals:
+                w = _add_group(w, seen, m, v, rival=True)
+                seen += m
+            total += scores[g] * (w / np.arange(1, ties + 2)).sum(axis=1)
+    return total[ks]
+
+
+def bootstrap_mean(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, low, high) over problems (axis 0) with a percentile bootstrap interval.
+
+    Problems are resampled with replacement ``n_boot`` times (seeded); each resample's mean is a
+    multinomial-weighted mean, all resamples at once as one matrix product. n_boot = 0 gives NaN
+    bounds.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 0 or values.shape[0] == 0:
+        raise ValueError("bootstrap_mean: expected at least one problem")
+    if n_boot < 0 or not 0 < level < 1:
+        raise ValueError(f"bootstrap: expected n_boot >= 0 and 0 < level < 1, got {n_boot}, {level}")
+    mean = values.mean(axis=0)
+    if n_boot == 0:
+        return mean, np.full_like(mean, np.nan), np.full_like(mean, np.nan)
+    p = values.shape[0]
+    counts = np.random.default_rng(seed).multinomial(p, np.full(p, 1 / p), size=n_boot)
+    means = np.tensordot(counts, values, axes=1) / p
+    low, high = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2], axis=0)
+    return mean, low, high
+
+
+def default_ks(n_min: int | None) -> list[int]:
+    """Powers of two up to n_min, plus n_min itself; up to 1024 when there are no samples."""
+    top = 1024 if n_min is None else n_min
+    ks = [1 << i for i in range(top.bit_length()) if 1 << i <= top]
+    return ks + ([top] if ks[-1] != top else [])
+
+
+def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence[int] | None = None,
+                n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pa.Table:
+    """The passk table: one row per task and k (columns of records.COLUMNS["passk"] plus the sources).
+
+    problems: a records "problems" table (task, problem_id, n, c, nll, answer_tokens).
+    scores: optionally a records "scores" table (task, problem_id, sample_idx, answer, correct),
+    used for maj@k (NaN without it).
+    Sources, per task: pass@k comes from samples when every problem has n > 0, else from the
+    likelihoods; the task loss comes from the likelihoods when every problem has an NLL (exact,
+    what T² measures), else from samples with Beta smoothing of c = 0 questions (n_smoothed).
+    Default k: :func:`default_ks` of the task's smallest n.
+    """
+    cols = problems.to_pydict()
+    by_task: dict[str, list[int]] = defaultdict(list)
+    for i, task in enumerate(cols["task"]):
+        by_task[task].append(i)
+    votes = _votes_by_problem(scores) if scores is not None else {}
+    rows: dict[str, list] = defaultdict(list)
+    for task, idx in by_task.items():
+        n = np.array([cols["n"][i] or 0 for i in idx], dtype=np.int64)
+        c = np.array([cols["c"][i] or 0 for i in idx], dtype=np.int64)
+        nll = np.array([np.nan if cols["nll"][i] is None else cols["nll"][i] for i in idx], dtype=np.float64)
+        ids = [cols["problem_id"][i] for i in idx]
+        sampled, has_nll = bool(np.all(n > 0)), bool(np.all(~np.isnan(nll)))
+        if not (sampled or has_nll):
+            i = int(np.argmax((n == 0) & np.isnan(nll)))
+            raise ValueError(f"problems table: task {task} problem {ids[i]} has neither samples (n = 0) nor an nll")
+        task_ks = np.array(ks if ks is not None else default_ks(int(n.min()) if sampled else None), dtype=np.int64)
+        if sampled and task_ks.max() > n.min():
+            i = int(np.argmin(n))
+            raise ValueError(f"task {task}: k={task_ks.max()} > n={n[i]} samples of problem {ids[i]}; "
+                             "pass@k from samples needs k <= n")
+        per_problem = pass_at_k(n, c, task_ks) if sampled else np.exp(log_pass_at_k_from_nll(nll, task_ks))
+        mean, low, high = bootstrap_mean(per_problem, n_boot, level, seed)
+        if has_nll:
+            loss, n_smoothed = task_loss_from_nll(nll, task_ks), 0
+        else:
+            loss, n_smoothed = task_loss_from_samples(n, c, task_ks)
+        maj = np.full(task_ks.size, np.nan)
+        if any((task, pid) in votes for pid in ids):
+            maj = np.mean([maj_at_k(*_votes_for(votes, task, pid, task_ks.max()), task_ks) for pid in ids],
+                          axis=0)
+        for col, value in (("pass_at_k", mean), ("pass_at_k_low", low), ("pass_at_k_high", high),
+                           ("maj_at_k", maj), ("task_loss", loss)):
+            rows[col] += value.tolist()
+        rows["task"] += [task] * task_ks.size
+        rows["k"] += task_ks.tolist()
+        rows["n_problems"] += [len(idx)] * task_ks.size
+        rows["n_smoothed"] += [n_smoothed] * task_ks.size
+        rows["pass_source"] += ["samples" if sampled else "likelihood"] * task_ks.size
+        rows["loss_source"] += ["likelihood" if has_nll else "samples"] * task_ks.size
+    order = ["task", "k", "pass_at_k", "pass_at_k_low", "pass_at_k_high", "maj_at_k", "task_loss",
+             "n_problems", "n_smoothed", "pass_source", "loss_source"]
+    return pa.table({col: rows[col] for col in order})
+
+
+def _votes_by_problem(scores: pa.Table) -> dict[tuple[str, str], tuple[list, list]]:
+    """(task, problem_id) -> (answers, correct) in sample_idx order."""
+    cols = scores.select(["task", "problem_id", "sample_idx", "answer", "correct"]).to_pydict()
+    out: dict[tuple[str, str], list] = defaultdict(list)
+    for task, pid, idx, answer, ok in zip(*cols.values()):
+        out[(task, pid)].append((idx, answer, bool(ok)))
+    return {key: ([a for _, a, _ in sorted(v)], [o for _, _, o in sorted(v)]) for key, v in out.items()}
+
+
+def _votes_for(votes: dict, task: str, pid: str, kmax: int) -> tuple[list, list]:
+    answers, correct = votes.get((task, pid), ([], []))
+    if len(answers) < kmax:
+        raise ValueError(f"scores table: task {task} problem {pid} has {len(answers)} scored samples, "
+                         f"maj@k needs at least k={kmax}")
+    return answers, correct
+
+
+def format_table(table: pa.Table) -> str:
+    """The passk table as aligned text: task, k, pass@k [low, high], maj@k, task loss and its
+    source, questions smoothed / questions."""
+    head = ["task", "k", "pass@k", "interval", "maj@k", "task loss", "loss from", "smoothed"]
+    lines = [head]
+    for r in table.to_pylist():
+        lines.append([r["task"], str(r["k"]), f"{r['pass_at_k']:.4f}",
+                      f"[{r['pass_at_k_low']:.4f}, {r['pass_at_k_high']:.4f}]",
+                      "-" if np.isnan(r["maj_at_k"]) else f"{r['maj_at_k']:.4f}",
+                      f"{r['task_loss']:.4f}", r["loss_source"], f"{r['n_smoothed']}/{r['n_problems']}"])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in
+                               enumerate(zip(line, widths))) for line in lines)

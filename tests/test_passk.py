@@ -1,0 +1,343 @@
+"""pass@k, maj@k, task loss and the Beta model against exact arithmetic, enumeration and simulation."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from fractions import Fraction
+from math import comb, log
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.integrate import quad
+from scipy.stats import beta as beta_dist
+from scipy.stats import betabinom
+
+from harness import cli, records
+from harness.passk import (beta_pass_at_k, bootstrap_mean, default_ks, fit_beta, fit_beta_binomial,
+                           log_pass_at_k_from_nll, maj_at_k, pass_at_k, passk_table,
+                           task_loss_from_nll, task_loss_from_samples)
+
+
+def exact_pass(n: int, c: int, k: int) -> Fraction:
+    return 1 - Fraction(comb(n - c, k), comb(n, k))
+
+
+@st.composite
+def problems(draw, max_n: int = 40, max_p: int = 5):
+    n = draw(st.lists(st.integers(1, max_n), min_size=1, max_size=max_p))
+    c = [draw(st.integers(0, m)) for m in n]
+    ks = draw(st.lists(st.integers(1, min(n)), min_size=1, max_size=6))
+    return n, c, ks
+
+
+# ---- pass@k ---------------------------------------------------------------------------------------
+
+@given(problems())
+def test_pass_at_k_matches_exact_rationals(case):
+    n, c, ks = case
+    got = pass_at_k(n, c, ks)
+    assert got.shape == (len(n), len(ks)) and got.dtype == np.float64
+    want = np.array([[float(exact_pass(m, x, k)) for k in ks] for m, x in zip(n, c)])
+    assert np.max(np.abs(got - want)) <= 1e-12
+
+
+@given(problems())
+def test_pass_at_k_monotone_in_k_and_pass_at_1_is_c_over_n(case):
+    n, c, _ = case
+    ks = np.arange(1, min(n) + 1)
+    got = pass_at_k(n, c, ks)
+    assert np.all(np.diff(got, axis=1) >= -1e-15)
+    assert np.allclose(got[:, 0], np.array(c) / np.array(n), rtol=0, atol=1e-15)
+
+
+def test_pass_at_k_boundaries():
+    n = np.array([7, 7, 7, 7])
+    c = np.array([0, 7, 3, 5])
+    got = pass_at_k(n, c, np.arange(1, 8))
+    assert np.all(got[0] == 0.0) and not np.signbit(got[0]).any()
+    assert np.all(got[1] == 1.0)
+    assert np.all(got[:, -1][2:] == 1.0)  # k = n with c > 0
+    assert np.all(got[2, 4:] == 1.0)  # n − c = 4 < k: every subset holds a correct sample
+    assert got[2, 3] < 1.0
+    assert pass_at_k(5, 2, 1).shape == (1, 1)
+
+
+def test_pass_at_k_exact_at_large_n_with_mixed_n():
+    n = np.array([10_000, 10_000, 10_000, 3_000, 500])
+    c = np.array([1, 37, 9_990, 1_500, 0])
+    ks = np.array([1, 2, 17, 100, 499, 500])
+    got = pass_at_k(n, c, ks)
+    want = np.array([[float(exact_pass(m, x, k)) for k in ks] for m, x in zip(n, c)])
+    assert np.max(np.abs(got - want)) <= 1e-12
+    # relative precision survives for tiny pass@k (what −log pass@k needs)
+    assert abs(got[0, 0] / 1e-4 - 1) < 1e-12
+
+
+@pytest.mark.parametrize("n, c, k, message", [
+    ([5, 3], [1, 1], 4, "problem 1: k=4 > n=3"),
+    ([5, 3], [1, 4], 1, "problem 1: c=4 correct > n=3"),
+    ([5, -3], [1, 0], 1, "problem 1: negative count n=-3"),
+    ([5, 3], [-1, 0], 1, "problem 0: negative count c=-1"),
+    ([], [], 1, "n: empty input"),
+    ([5], [1], [], "k: empty input"),
+    ([5], [1], 0, "k=0: expected k >= 1"),
+    ([5.5], [1], 1, "n: expected integer counts"),
+    ([5, 4], [1], 1, "same number of problems"),
+])
+def test_pass_at_k_errors_name_the_problem(n, c, k, message):
+    with pytest.raises(ValueError, match=message):
+        pass_at_k(n, c, k)
+
+
+# ---- maj@k ----------------------------------------------------------------------------------------
+
+def brute_maj(answers, flags, k) -> Fraction:
+    """Average over all size-k subsets; ties among t + 1 answers split uniformly; group score is
+    the fraction of that answer's n samples judged correct."""
+    score = {a: Fraction(sum(f for x, f in zip(answers, flags) if x == a), answers.count(a))
+             for a in set(answers) if a is not None}
+    total = Fraction(0)
+    subsets = list(itertools.combinations(range(len(answers)), k))
+    for subset in subsets:
+        votes = Counter(answers[i] for i in subset if answers[i] is not None)
+        if votes:
+            top = max(votes.values())
+            winners = [a for a, v in votes.items() if v == top]
+            total += sum(score[a] for a in winners) / len(winners)
+    return total / len(subsets)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["1", "2", "3", "4", None]), min_size=1, max_size=9), st.data())
+def test_maj_at_k_matches_subset_enumeration(answers, data):
+    correct_answer = data.draw(st.sampled_from(["1", "2", "none"]))
+    flags = [int(a == correct_answer) for a in answers]
+    ks = list(range(1, len(answers) + 1))
+    got = maj_at_k(answers, flags, ks)
+    want = [float(brute_maj(answers, flags, k)) for k in ks]
+    assert np.max(np.abs(got - want)) <= 1e-12
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.booleans()), min_size=1, max_size=8))
+def test_maj_at_k_inconsistent_verdicts_use_group_fraction(pairs):
+    answers, flags = [a for a, _ in pairs], [int(f) for _, f in pairs]
+    ks = list(range(1, len(answers) + 1))
+    want = [float(brute_maj(answers, flags, k)) for k in ks]
+    assert np.max(np.abs(maj_at_k(answers, flags, ks) - want)) <= 1e-12
+
+
+def test_maj_at_k_large_n_against_random_subsets():
+    rng = np.random.default_rng(1)
+    pool = ["42", "41", "40", "7", None]
+    answers = list(rng.choice(np.array(pool, dtype=object), size=120, p=[0.3, 0.25, 0.2, 0.1, 0.15]))
+    flags = [a == "42" for a in answers]
+    k = 15
+    got = maj_at_k(answers, flags, [k])[0]
+    draws = 20_000
+    hits = 0.0
+    for _ in range(draws):
+        votes = Counter(a for a in (answers[i] for i in rng.choice(120, k, replace=False)) if a is not None)
+        top = max(votes.values())
+        winners = [a for a, v in votes.items() if v == top]
+        hits += ("42" in winners) / len(winners)
+    se = np.sqrt(got * (1 - got) / draws)
+    assert abs(hits / draws - got) < 5 * se
+    assert 0.3 < got < 1  # majority voting beats a single sample (0.3) here
+
+
+def test_maj_at_k_errors():
+    with pytest.raises(ValueError, match="k=4 > n=3"):
+        maj_at_k(["1", "2", "1"], [1, 0, 1], 4)
+    with pytest.raises(ValueError, match="one verdict per answer"):
+        maj_at_k(["1", "2"], [1], 1)
+
+
+# ---- Beta model -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("a, b", [(0.4, 3.0), (2.0, 1.5)])
+def test_fit_beta_recovers_simulated_parameters(a, b):
+    rng = np.random.default_rng(0)
+    n = rng.integers(10, 60, size=5_000)
+    c = rng.binomial(n, rng.beta(a, b, size=n.size))
+    a_hat, b_hat = fit_beta(n, c)
+    assert abs(a_hat / a - 1) < 0.1 and abs(b_hat / b - 1) < 0.1
+    fit = fit_beta_binomial(n, c)
+    z = (np.log([fit.a, fit.b]) - np.log([a, b])) / np.sqrt(np.diag(fit.cov))
+    assert np.all(np.abs(z) < 4)  # the covariance is the right size, not just positive
+    low, high = fit.pass_at_k_interval([1, 64, 4096], level=0.99)
+    truth = beta_pass_at_k(a, b, [1, 64, 4096])
+    assert np.all((low <= truth) & (truth <= high))
+    small = fit_beta_binomial(n[:300], c[:300]).pass_at_k_interval(64, level=0.99)
+    assert small[1] - small[0] > high[1] - low[1]
+
+
+def test_fit_beta_is_the_maximum_of_the_beta_binomial_likelihood():
+    rng = np.random.default_rng(6)
+    n = rng.integers(1, 30, size=400)
+    c = rng.binomial(n, rng.beta(0.6, 1.2, size=400))
+    fit = fit_beta_binomial(n, c)
+    assert fit.loglik == pytest.approx(betabinom.logpmf(c, n, fit.a, fit.b).sum(), rel=1e-12)
+    for da, db in [(1.02, 1), (0.98, 1), (1, 1.02), (1, 0.98), (1.02, 1.02)]:
+        assert betabinom.logpmf(c, n, fit.a * da, fit.b * db).sum() < fit.loglik
+    never = fit_beta_binomial([10, 10, 10], [0, 0, 0])  # MLE runs to the bound: no interval
+    assert never.a / (never.a + never.b) < 1e-5 and np.all(np.isnan(never.cov))
+
+
+def test_fit_beta_ignores_unsampled_problems_and_rejects_no_samples():
+    rng = np.random.default_rng(3)
+    n = np.full(500, 20)
+    c = rng.binomial(n, rng.beta(1, 2, 500))
+    assert fit_beta(np.r_[n, 0, 0], np.r_[c, 0, 0]) == pytest.approx(fit_beta(n, c))
+    with pytest.raises(ValueError, match="all n = 0"):
+        fit_beta([0, 0], [0, 0])
+
+
+@pytest.mark.parametrize("a, b", [(0.3, 5.0), (1.5, 0.8)])
+def test_beta_pass_at_k_agrees_with_monte_carlo(a, b):
+    p = np.random.default_rng(2).beta(a, b, size=400_000)
+    ks = np.array([1, 10, 100, 1000])
+    draws = 1 - (1 - p[:, None]) ** ks
+    mc, se = draws.mean(axis=0), draws.std(axis=0) / np.sqrt(p.size)
+    got = beta_pass_at_k(a, b, ks)
+    assert np.all(np.abs(got - mc) < 5 * se)
+    assert beta_pass_at_k(a, b, 1) == pytest.approx(a / (a + b), rel=1e-13)
+    assert np.all(np.diff(got) > 0)
+
+
+# ---- task loss ------------------------------------------------------------------------------------
+
+def test_task_loss_from_likelihoods_matches_direct_formula_and_stays_finite():
+    nll = np.array([0.05, 0.7, 2.0, 6.0])
+    ks = np.array([1, 3, 50])
+    mpmath.mp.dps = 120  # −log(1 − (1 − e^{−NLL})^k) in 120-digit arithmetic
+    direct = np.array([[float(-mpmath.log(1 - (1 - mpmath.exp(-x)) ** k)) for k in ks] for x in nll])
+    assert np.allclose(-log_pass_at_k_from_nll(nll, ks), direct, rtol=1e-12, atol=0)
+    assert np.allclose(task_loss_from_nll(nll, ks), direct.mean(axis=0), rtol=1e-12, atol=0)
+    # tiny p: 1 − p rounds to 1 in the naive formula, which gives inf; the loss is NLL − log k
+    tiny = -log_pass_at_k_from_nll([60.0], [1, 1000])[0]
+    assert tiny[0] == pytest.approx(60.0, rel=1e-13)
+    assert tiny[1] == pytest.approx(60.0 - log(1000), rel=1e-12)
+    # p → 1: loss ≈ e^{−k·(−log NLL)}, far below float64's 1 − p resolution
+    assert -log_pass_at_k_from_nll([1e-20], [1])[0, 0] == pytest.approx(1e-20, rel=1e-12)
+    assert -log_pass_at_k_from_nll([0.0], [4])[0, 0] == 0.0
+    with pytest.raises(ValueError, match="problem 1: nll=-1.0"):
+        task_loss_from_nll([0.1, -1.0], 1)
+
+
+def test_task_loss_from_samples_smooths_unsolved_questions_with_the_beta_posterior():
+    n = np.array([20, 20, 30, 10, 20])
+    c = np.array([5, 0, 12, 0, 20])
+    ks = np.array([1, 4, 10])
+    prior = (0.8, 2.5)
+    loss, smoothed = task_loss_from_samples(n, c, ks, prior=prior)
+    assert smoothed == 2 and np.all(np.isfinite(loss))
+    with np.errstate(divide="ignore"):
+        per_q = -np.log(pass_at_k(n, c, ks))
+    a, b = prior
+    for i in (1, 3):  # posterior Beta(a, b + n_i) after n_i failures; its predictive pass@k by quadrature
+        post = beta_dist(a, b + n[i])
+        per_q[i] = [-np.log(quad(lambda p: (1 - (1 - p) ** k) * post.pdf(p), 0, 1, epsabs=0, epsrel=1e-12)[0])
+                    for k in ks]
+    assert np.allclose(loss, per_q.mean(axis=0), rtol=1e-9)
+    # the smoothed pass@k lies below the prior's and above 0
+    assert np.all(beta_pass_at_k(0.8, 2.5 + 20, ks) < beta_pass_at_k(0.8, 2.5, ks))
+    _, smoothed_default = task_loss_from_samples(n, c, ks)  # prior fitted from (n, c)
+    assert smoothed_default == 2
+
+
+# ---- bootstrap ------------------------------------------------------------------------------------
+
+def test_bootstrap_interval_is_seeded_and_has_the_normal_width():
+    values = np.random.default_rng(4).random((800, 3)) ** np.array([1, 2, 4])
+    mean, low, high = bootstrap_mean(values, n_boot=2000, seed=7)
+    assert np.all((low < mean) & (mean < high))
+    normal_width = 2 * 1.96 * values.std(axis=0) / np.sqrt(values.shape[0])
+    assert np.allclose(high - low, normal_width, rtol=0.12)
+    again = bootstrap_mean(values, n_boot=2000, seed=7)
+    assert np.array_equal(again[1], low) and np.array_equal(again[2], high)
+    assert not np.array_equal(bootstrap_mean(values, n_boot=2000, seed=8)[1], low)
+
+
+def test_default_ks():
+    assert default_ks(64) == [1, 2, 4, 8, 16, 32, 64]
+    assert default_ks(100) == [1, 2, 4, 8, 16, 32, 64, 100]
+    assert default_ks(1) == [1]
+    assert default_ks(None)[-1] == 1024
+
+
+# ---- table and CLI --------------------------------------------------------------------------------
+
+def _write_run(tmp_path):
+    """A run directory: a sampled task with scores, and a likelihood-only task."""
+    rng = np.random.default_rng(5)
+    pids = [f"arith/{i}" for i in range(30)]
+    answers, flags, n, c = {}, {}, [], []
+    for pid in pids:
+        a = rng.choice(np.array(["12", "13", "21", None], dtype=object), size=16, p=[0.4, 0.3, 0.2, 0.1])
+        answers[pid], flags[pid] = list(a), [x == "12" for x in a]
+        n.append(16)
+        c.append(sum(flags[pid]))
+    nll = rng.gamma(2.0, 1.5, size=20)
+    records.write_table(tmp_path / "problems.parquet", "problems", {
+        "task": ["arith"] * 30 + ["lambada"] * 20,
+        "problem_id": pids + [f"lambada/{i}" for i in range(20)],
+        "n": n + [0] * 20, "c": c + [0] * 20,
+        "nll": [None] * 30 + nll.tolist(), "answer_tokens": [1] * 50,
+    })
+    records.write_table(tmp_path / "scores.parquet", "scores", {
+        "task": ["arith"] * 480,
+        "problem_id": [pid for pid in pids for _ in range(16)],
+        "sample_idx": list(range(16)) * 30,
+        "answer": [a for pid in pids for a in answers[pid]],
+        "correct": [f for pid in pids for f in flags[pid]],
+        "verifier_message": [""] * 480,
+    })
+    return np.array(n), np.array(c), nll, answers, flags
+
+
+def test_cli_passk_writes_the_table(tmp_path, capsys):
+    n, c, nll, answers, flags = _write_run(tmp_path)
+    assert cli.main(["passk", str(tmp_path), "--bootstrap", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert "arith" in printed and "lambada" in printed and "maj@k" in printed
+    table = records.read_table(tmp_path / "passk.parquet", "passk").to_pylist()
+    arith = [r for r in table if r["task"] == "arith"]
+    assert [r["k"] for r in arith] == [1, 2, 4, 8, 16]
+    expected = pass_at_k(n, c, [1, 2, 4, 8, 16]).mean(axis=0)
+    assert np.allclose([r["pass_at_k"] for r in arith], expected, rtol=1e-14)
+    assert all(r["pass_at_k_low"] <= r["pass_at_k"] <= r["pass_at_k_high"] for r in arith)
+    maj8 = np.mean([maj_at_k(answers[p], flags[p], 8)[0] for p in answers])
+    assert arith[3]["maj_at_k"] == pytest.approx(maj8, rel=1e-12)
+    smoothed = int((c == 0).sum())
+    assert all(r["n_smoothed"] == smoothed and r["loss_source"] == "samples" for r in arith)
+    lam = [r for r in table if r["task"] == "lambada"]
+    assert lam[-1]["k"] == 1024 and np.isnan(lam[0]["maj_at_k"])
+    assert lam[0]["task_loss"] == pytest.approx(nll.mean(), rel=1e-12)  # k = 1: mean NLL
+    assert all(r["loss_source"] == "likelihood" and r["pass_source"] == "likelihood" for r in lam)
+
+    out = tmp_path / "elsewhere" / "pk.parquet"
+    assert cli.main(["passk", str(tmp_path / "problems.parquet"), "-k", "3", "--out", str(out)]) == 0
+    assert [r["k"] for r in records.read_table(out, "passk").to_pylist()] == [3, 3]
+
+
+def test_cli_passk_errors_are_one_line(tmp_path, capsys):
+    _write_run(tmp_path)
+    assert cli.main(["passk", str(tmp_path), "-k", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "task arith: k=32 > n=16" in err
+    assert cli.main(["passk", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+    records.write_table(tmp_path / "y" / "problems.parquet", "problems", {
+        "task": ["t", "t"], "problem_id": ["t/0", "t/1"], "n": [4, 0], "c": [1, 0], "nll": [None, None],
+        "answer_tokens": [1, 1]})
+    assert cli.main(["passk", str(tmp_path / "y" / "problems.parquet")]) == 2
+    assert "task t problem t/1 has neither samples (n = 0) nor an nll" in capsys.readouterr().err
+    records.write_table(tmp_path / "x" / "problems.parquet", "passk",
+                        passk_table(records.read_table(tmp_path / "problems.parquet", "problems"), n_boot=0))
+    assert cli.main(["passk", str(tmp_path / "x")]) == 2
+    assert "expected a t2 'problems' record" in capsys.readouterr().err
