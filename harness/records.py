@@ -47,6 +47,13 @@ COLUMNS: dict[str, dict[str, pa.DataType]] = {
         "k": pa.float64(), "task_loss": pa.float64(), "accuracy": pa.float64(),
         "C_train": pa.float64(), "C_inf": pa.float64(),
     },
+    "reliability": {
+        "run": pa.string(), "checkpoint": pa.string(), "task": pa.string(), "shift": pa.int64(),
+        "k": pa.int64(), "n_problems": pa.int64(), "accuracy": pa.float64(), "confidence": pa.float64(),
+        "ece": pa.float64(), "brier": pa.float64(), "aurc": pa.float64(), "aurc_oracle": pa.float64(),
+        "aurc_random": pa.float64(), "nll_mean": pa.float64(), "nll_per_token": pa.float64(),
+        "N": pa.float64(), "D": pa.float64(), "C_train": pa.float64(),
+    },
 }
 
 

@@ -1,0 +1,488 @@
+"""Reliability from repeated samples: vote-share calibration, selective prediction, proper scores, shift.
+
+Majority vote of a size-k subset S of a question's n samples: every sample with an extracted answer
+votes for it (a sample with none abstains); the answer with the most votes v wins, a tie among t + 1
+answers is broken uniformly at random (the rule of :func:`harness.passk.maj_at_k`); a subset with
+no votes has v = 0 and is wrong. Its confidence is the vote share v / k (abstentions count in k);
+it is correct with the winning answer's verdict.
+
+Unbiased subset averages: per question the exact joint distribution of (v, correct) over all
+C(n, k) subsets is counted (:func:`majority_distribution`), never the first k samples. Every
+question carries weight 1/P, spread over its subsets, so the task's (confidence, correct) sample is
+a weighted mixture of atoms (confidence v/k, weight P(v)/P, accuracy P(correct | v)). Means over
+it (accuracy = maj@k, mean confidence, Brier) are U-statistics: unbiased for a fresh draw of k
+samples. ECE and AURC are plug-in values of that mixture (consistent, not exactly unbiased).
+
+- ECE: atoms are sorted by confidence, atoms of equal confidence pooled (so ties never depend on
+  order), and the unit mass cut into ``n_bins`` (default 10) bins of equal mass at 0, 1/B, ..., 1,
+  an atom straddling a cut being split by mass. ECE = Σ_b mass_b |mean confidence_b − accuracy_b|.
+- Brier = mean (confidence − correct)².
+- Selective prediction: keep the most confident share u of the mass (pooled ties, highest first);
+  the error mass E(u) is piecewise linear in u (inside an atom errors accrue at rate 1 − accuracy,
+  the expectation under a random order of its members). Selective accuracy(u) = 1 − E(u)/u and
+  AURC = ∫_0^1 E(u)/u du, integrated exactly. Baselines with the same accuracy A: random order has
+  constant risk, AURC = 1 − A; the oracle keeps correct mass first, AURC = 1 − A + A ln A.
+- Proper scoring (likelihood mode): mean gold-answer NLL over questions, and per-token NLL
+  Σ_i NLL_i / Σ_i answer_tokens_i (nats).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from harness import records
+from harness.dataset import run_info
+from harness.passk import _add_group, _votes_by_problem, default_ks
+
+COLUMNS = records.COLUMNS["reliability"]
+
+METRICS = ("accuracy", "confidence", "ece", "brier", "aurc", "nll_mean", "nll_per_token")
+
+
+# ---------------------------------------------------------------- majority vote over subsets
+
+
+def majority_distribution(answers: Sequence[str | None], correct: Sequence[float], k
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """(P(v), P(v, correct)) of one question: float64 [K, max k + 1], row per k, column v = votes
+    of the majority answer of a uniformly random size-k subset of its n samples (0 when nobody
+    votes; entries v > k are 0). Rows of P(v) sum to 1; Σ_v P(v, correct) is maj@k.
+
+    Exact, by the hypergeometric subset-count DP of :func:`harness.passk.maj_at_k`, run for every
+    answer group instead of the correct ones only; groups of equal size are symmetric and counted
+    once. correct: per-sample verdicts; an answer's correctness is the mean verdict of its samples.
+    """
+    answers = list(answers)
+    flags = np.asarray(correct, dtype=np.float64)
+    n = len(answers)
+    ks = np.atleast_1d(np.asarray(k, dtype=np.int64))
+    if n == 0 or flags.shape != (n,):
+        raise ValueError(f"majority_distribution: expected one verdict per answer and n >= 1, got "
+                         f"{n} answers and {flags.size} verdicts")
+    if ks.min() < 1 or ks.max() > n:
+        raise ValueError(f"majority_distribution: k={ks.max() if ks.max() > n else ks.min()} "
+                         f"outside 1..n={n}")
+    groups: dict[str, list[float]] = defaultdict(list)
+    for answer, flag in zip(answers, flags):
+        if answer is not None:
+            groups[answer].append(flag)
+    sizes = np.array([len(v) for v in groups.values()], dtype=np.int64)
+    scores = np.array([np.mean(v) for v in groups.values()])
+    kmax = int(ks.max())
+    win = np.zeros((kmax + 1, kmax + 1))  # [subset size j, votes v]
+    win_ok = np.zeros_like(win)
+    for size in np.unique(sizes):
+        same = sizes == size
+        others = np.delete(sizes, np.argmax(same))
+        for v in range(1, min(size, kmax) + 1):
+            rivals = others[others >= v]  # answers that can tie or beat this one
+            ties = min(rivals.size, kmax // v - 1)
+            pool = n - size - rivals.sum()
+            w = np.zeros((kmax + 1, ties + 1))
+            w[: min(pool, kmax) + 1, 0] = 1.0
+            w = _add_group(w, pool, size, v, rival=False)
+            seen = pool + size
+            for m in rivals:
+                w = _add_group(w, seen, m, v, rival=True)
+                seen += m
+            p = (w / np.arange(1, ties + 2)).sum(axis=1)  # P(this answer wins with v votes), per j
+            win[:, v] += same.sum() * p
+            win_ok[:, v] += scores[same].sum() * p
+    win[:, 0] = np.clip(1.0 - win[:, 1:].sum(axis=1), 0.0, None)
+    return win[ks], win_ok[ks]
+
+
+@dataclass(frozen=True)
+class Atoms:
+    """A weighted (confidence, correct) sample: weights sum to 1, correct is P(correct) in [0, 1]."""
+
+    confidence: np.ndarray
+    correct: np.ndarray
+    weight: np.ndarray
+
+
+def vote_atoms(distributions: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> Atoms:
+    """The task's mixture at k from each question's (P(v), P(v, correct)) rows for that k
+    (:func:`majority_distribution`); questions weigh 1/P each, zero-mass atoms are dropped."""
+    v = np.arange(k + 1)
+    conf, ok, weight = [], [], []
+    for p_v, p_ok in distributions:
+        keep = p_v[: k + 1] > 0
+        conf.append(v[keep] / k)
+        ok.append(np.clip(p_ok[: k + 1][keep] / p_v[: k + 1][keep], 0.0, 1.0))
+        weight.append(p_v[: k + 1][keep] / len(distributions))
+    return Atoms(np.concatenate(conf), np.concatenate(ok), np.concatenate(weight))
+
+
+# ---------------------------------------------------------------- calibration and selective prediction
+
+
+def _weighted(confidence, correct, weight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked float64 arrays; weights default to 1 and are normalised to sum 1."""
+    conf = np.atleast_1d(np.asarray(confidence, dtype=np.float64))
+    ok = np.atleast_1d(np.asarray(correct, dtype=np.float64))
+    w = np.ones_like(conf) if weight is None else np.atleast_1d(np.asarray(weight, dtype=np.float64))
+    if conf.ndim != 1 or conf.size == 0 or ok.shape != conf.shape or w.shape != conf.shape:
+        raise ValueError(f"expected non-empty 1-D confidence, correct and weight of one length, got "
+                         f"shapes {conf.shape}, {ok.shape}, {w.shape}")
+    for name, arr in (("confidence", conf), ("correct", ok)):
+        if not np.all((arr >= 0) & (arr <= 1)):
+            raise ValueError(f"{name}: expected values in [0, 1]")
+    if not (np.all(w >= 0) and w.sum() > 0):
+        raise ValueError("weight: expected non-negative weights with a positive sum")
+    return conf, ok, w / w.sum()
+
+
+def _pooled(confidence, correct, weight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct confidences ascending, their mass, their correct mass)."""
+    conf, ok, w = _weighted(confidence, correct, weight)
+    levels, inverse = np.unique(conf, return_inverse=True)
+    return levels, np.bincount(inverse, w), np.bincount(inverse, w * ok)
+
+
+def calibration_bins(confidence, correct, weight=None, n_bins: int = 10
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mass, mean confidence, accuracy) of ``n_bins`` equal-mass bins, lowest confidence first."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins: expected >= 1, got {n_bins}")
+    levels, mass, ok_mass = _pooled(confidence, correct, weight)
+    cum = np.concatenate([[0.0], np.cumsum(mass)])
+    cum[-1] = 1.0
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    overlap = np.clip(np.minimum(cum[1:], edges[1:, None]) - np.maximum(cum[:-1], edges[:-1, None]),
+                      0.0, None)  # [bin, level]: mass of the level inside the bin
+    bin_mass = overlap.sum(axis=1)
+    return bin_mass, overlap @ levels / bin_mass, overlap @ (ok_mass / mass) / bin_mass
+
+
+def ece(confidence, correct, weight=None, n_bins: int = 10) -> float:
+    """Expected calibration error with equal-mass bins: Σ_b mass_b |confidence_b − accuracy_b|."""
+    mass, conf, acc = calibration_bins(confidence, correct, weight, n_bins)
+    return float(np.sum(mass * np.abs(conf - acc)))
+
+
+def brier(confidence, correct, weight=None) -> float:
+    """Mean (confidence − correct)², with P(correct) = a: a (1 − c)² + (1 − a) c²."""
+    c, a, w = _weighted(confidence, correct, weight)
+    return float(np.sum(w * (a * (1 - c) ** 2 + (1 - a) * c ** 2)))
+
+
+def risk_coverage(confidence, correct, weight=None) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage u, error mass E(u)) at the pooled atoms' edges, most confident first, from (0, 0)
+    to (1, 1 − A); E is linear between edges."""
+    _, mass, ok_mass = _pooled(confidence, correct, weight)
+    u = np.concatenate([[0.0], np.cumsum(mass[::-1])])
+    err = np.concatenate([[0.0], np.cumsum((mass - ok_mass)[::-1])])
+    return u, err
+
+
+def selective_accuracy(confidence, correct, weight=None, coverage=None) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage, accuracy of the kept share) on a grid (default 100 points in (0, 1])."""
+    u, err = risk_coverage(confidence, correct, weight)
+    grid = np.linspace(0.01, 1.0, 100) if coverage is None else np.asarray(coverage, dtype=np.float64)
+    return grid, 1.0 - np.interp(grid, u, err) / grid
+
+
+def aurc(confidence, correct, weight=None) -> float:
+    """Area under the risk-coverage curve, ∫_0^1 E(u)/u du, exact for piecewise-linear E:
+    over an edge interval [u0, u1] with slope s, s (u1 − u0) + (E(u0) − s u0) ln(u1/u0)."""
+    u, err = risk_coverage(confidence, correct, weight)
+    u0, u1, e0 = u[:-1], u[1:], err[:-1]
+    keep = u1 > u0
+    u0, u1, e0, s = u0[keep], u1[keep], e0[keep], (err[1:] - err[:-1])[keep] / (u1 - u0)[keep]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_term = np.where(u0 > 0, (e0 - s * u0) * np.log(u1 / np.where(u0 > 0, u0, 1.0)), 0.0)
+    return float(np.sum(s * (u1 - u0) + log_term))
+
+
+def aurc_baselines(correct, weight=None) -> tuple[float, float]:
+    """(oracle, random) AURC at accuracy A: 1 − A + A ln A (0 ln 0 = 0), and 1 − A."""
+    _, a, w = _weighted(correct, correct, weight)
+    acc = float(np.sum(w * a))
+    return 1.0 - acc + (acc * np.log(acc) if acc > 0 else 0.0), 1.0 - acc
+
+
+def nll_scores(nll, answer_tokens) -> tuple[float, float]:
+    """(mean NLL over questions, Σ NLL / Σ answer tokens), nats; NaN where some question lacks
+    its NLL (or its token count)."""
+    nll = np.asarray(nll, dtype=np.float64)
+    tokens = np.asarray(answer_tokens, dtype=np.float64)
+    if nll.size == 0 or np.any(np.isnan(nll)):
+        return float("nan"), float("nan")
+    per_token = nll.sum() / tokens.sum() if np.all(tokens > 0) else float("nan")
+    return float(nll.mean()), float(per_token)
+
+
+# ---------------------------------------------------------------- runs
+
+
+@dataclass
+class Run:
+    """What a report needs from one run directory."""
+
+    path: Path
+    checkpoint: str
+    shift: int
+    N: float
+    D: float
+    votes: dict[str, dict[str, tuple[list, list]]]  # task -> problem_id -> (answers, correct)
+    nll: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # task -> (nll, tokens)
+
+
+def _first(mapping: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = mapping
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            return value
+    return None
+
+
+def run_scale(path: Path, run_json: dict[str, Any], suite: dict | None = None) -> tuple[str, float, float]:
+    """(checkpoint, N, D) by :func:`harness.dataset.run_info` (N: non-embedding parameters); when
+    the run records no N or D (a hub model without a suite file) the model id and NaN, NaN:
+    reliability does not need them, only the plot against C_train does."""
+    try:
+        info = run_info(path, suite)
+    except ValueError:
+        return _checkpoint(run_json, path), float("nan"), float("nan")
+    return info["checkpoint"], float(info["N_non_embedding"]), float(info["D"])
+
+
+def _checkpoint(run_json: dict[str, Any], path: Path) -> str:
+    model = run_json.get("model")
+    if isinstance(model, dict):
+        model = _first(model, "id", "name", "path")
+    return str(model) if model else path.name
+
+
+def _shift(run_json: dict[str, Any]) -> int:
+    """The task's shift level from run.json's task provenance: options.shift, or "shift=N" in its
+    source; 0 (training distribution) for tasks without a shift knob."""
+    task = run_json.get("task")
+    if not isinstance(task, dict):
+        return 0
+    found = _first(task, "options.shift", "shift")
+    if found is None:
+        match = re.search(r"\bshift=(\d+)", str(task.get("source", "")))
+        found = match.group(1) if match else 0
+    return int(found)
+
+
+def load_run(path: str | Path, suite: dict | None = None) -> Run:
+    """Read RUN/run.json, RUN/scores.parquet and (if present) RUN/problems.parquet's NLLs; suite:
+    :func:`harness.dataset.load_suite`'s N and D per checkpoint, for runs that do not record them."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"{path}: not a run directory")
+    run_json = records.read_json(path / "run.json", "run")
+    if not (path / "scores.parquet").is_file():
+        raise ValueError(f"{path}: no scores.parquet: reliability needs sampled answers "
+                         f"(run `t2 sample` and `t2 score {path}` first)")
+    votes: dict[str, dict[str, tuple[list, list]]] = defaultdict(dict)
+    for (task, pid), pair in _votes_by_problem(records.read_table(path / "scores.parquet", "scores")).items():
+        votes[task][pid] = pair
+    if not votes:
+        raise ValueError(f"{path}: scores.parquet has no scored samples")
+    nll: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if (path / "problems.parquet").is_file():
+        cols = records.read_table(path / "problems.parquet", "problems").to_pydict()
+        for task in votes:
+            idx = [i for i, t in enumerate(cols["task"]) if t == task]
+            values = [np.nan if cols["nll"][i] is None else cols["nll"][i] for i in idx]
+            tokens = [np.nan if cols["answer_tokens"][i] is None else cols["answer_tokens"][i] for i in idx]
+            nll[task] = (np.array(values, dtype=np.float64), np.array(tokens, dtype=np.float64))
+    checkpoint, n, d = run_scale(path, run_json, suite)
+    return Run(path, checkpoint, _shift(run_json), n, d, dict(votes), nll)
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Per run, task and k: the calibration bins and the (confidence, correct) mixture, for plots."""
+
+    run: str
+    task: str
+    k: int
+    bins: tuple[np.ndarray, np.ndarray, np.ndarray]
+    atoms: Atoms
+
+
+def task_reliability(run: Run, task: str, ks: Sequence[int] | None, n_bins: int = 10
+                     ) -> tuple[list[dict[str, Any]], list[Curves]]:
+    """Rows (one per k, :data:`COLUMNS`) and curves of one task of one run."""
+    problems = run.votes[task]
+    sizes = {pid: len(answers) for pid, (answers, _) in problems.items()}
+    small = min(sizes, key=sizes.get)
+    task_ks = sorted(set(ks)) if ks else default_ks(sizes[small])
+    if task_ks[0] < 1:
+        raise ValueError(f"-k: expected values >= 1, got {task_ks[0]}")
+    if task_ks[-1] > sizes[small]:
+        raise ValueError(f"{run.path}: task {task} problem {small} has only {sizes[small]} scored "
+                         f"samples; k={task_ks[-1]} needs at least {task_ks[-1]}")
+    dists = [majority_distribution(answers, correct, task_ks) for answers, correct in problems.values()]
+    nll_mean, nll_tok = nll_scores(*run.nll.get(task, ([], [])))
+    rows, curves = [], []
+    for i, k in enumerate(task_ks):
+        atoms = vote_atoms([(p_v[i], p_ok[i]) for p_v, p_ok in dists], k)
+        a = (atoms.confidence, atoms.correct, atoms.weight)
+        oracle, random = aurc_baselines(atoms.correct, atoms.weight)
+        rows.append({
+            "run": str(run.path), "checkpoint": run.checkpoint, "task": task, "shift": run.shift, "k": k,
+            "n_problems": len(problems), "accuracy": float(np.sum(atoms.weight * atoms.correct)),
+            "confidence": float(np.sum(atoms.weight * atoms.confidence)), "ece": ece(*a, n_bins=n_bins),
+            "brier": brier(*a), "aurc": aurc(*a), "aurc_oracle": oracle, "aurc_random": random,
+            "nll_mean": nll_mean, "nll_per_token": nll_tok, "N": run.N, "D": run.D, "C_train": 6 * run.N * run.D,
+        })
+        curves.append(Curves(str(run.path), task, k, calibration_bins(*a, n_bins=n_bins), atoms))
+    return rows, curves
+
+
+def reliability_table(runs: Sequence[Run], ks: Sequence[int] | None = None, n_bins: int = 10
+                      ) -> tuple[pa.Table, list[Curves]]:
+    """The report table (one row per run × task × k) and its curves."""
+    rows, curves = [], []
+    for run in runs:
+        for task in sorted(run.votes):
+            r, c = task_reliability(run, task, ks, n_bins)
+            rows += r
+            curves += c
+    return records.to_table("reliability", pa.Table.from_pylist(rows)), curves
+
+
+# ---------------------------------------------------------------- report
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return "-" if np.isnan(x) else f"{x:.4g}" if abs(x) >= 1e4 else f"{x:.4f}"
+    return str(x)
+
+
+def format_table(table: pa.Table, columns: Sequence[str] | None = None) -> str:
+    """Aligned text of the report's main columns."""
+    columns = columns or ["task", "checkpoint", "shift", "k", "accuracy", "confidence", "ece", "brier",
+                          "aurc", "aurc_oracle", "aurc_random", "nll_mean", "C_train"]
+    lines = [list(columns)] + [[_fmt(r[c]) for c in columns] for r in table.to_pylist()]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines)
+
+
+def shift_table(table: pa.Table) -> pa.Table | None:
+    """In-distribution (shift 0) beside each shifted run of the same checkpoint, task and k: one row
+    per (checkpoint, task, shift > 0, k) with each metric as ``<metric>_id`` and ``<metric>_shift``;
+    None when no run is shifted."""
+    rows = table.to_pylist()
+    base = {(r["checkpoint"], r["task"], r["k"]): r for r in rows if r["shift"] == 0}
+    out = []
+    for r in rows:
+        ref = base.get((r["checkpoint"], r["task"], r["k"]))
+        if r["shift"] > 0 and ref is not None:
+            pair = {"checkpoint": r["checkpoint"], "task": r["task"], "shift": r["shift"], "k": r["k"]}
+            for m in METRICS:
+                pair[f"{m}_id"], pair[f"{m}_shift"] = ref[m], r[m]
+            out.append(pair)
+    return pa.Table.from_pylist(out) if out else None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
+
+
+def plot_curves(curves: Sequence[Curves], path: Path) -> Path:
+    """Reliability diagram (bin confidence vs accuracy, one line per k) and accuracy vs coverage
+    (one line per k; oracle and random baselines of the largest k) for one run and task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    left.plot([0, 1], [0, 1], color="0.6", ls=":", label="calibrated")
+    for c in curves:
+        _, conf, acc = c.bins
+        left.plot(conf, acc, marker="o", ms=3, label=f"k={c.k}")
+        cov, sel = selective_accuracy(c.atoms.confidence, c.atoms.correct, c.atoms.weight)
+        right.plot(cov, sel, label=f"k={c.k}")
+    last = curves[-1].atoms
+    acc = float(np.sum(last.weight * last.correct))
+    grid = np.linspace(0.01, 1.0, 100)
+    right.plot(grid, np.minimum(1.0, acc / grid), color="k", ls="--", lw=1, label=f"oracle k={curves[-1].k}")
+    right.axhline(acc, color="0.5", ls=":", lw=1, label=f"random k={curves[-1].k}")
+    left.set(xlabel="vote-share confidence (equal-mass bins)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+             title="reliability diagram")
+    right.set(xlabel="coverage", ylabel="selective accuracy", xlim=(0, 1), ylim=(0, 1.02),
+              title="accuracy vs coverage")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    fig.suptitle(f"{curves[0].task} — {curves[0].run}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_vs_compute(table: pa.Table, task: str, path: Path) -> Path | None:
+    """Each metric against C_train = 6ND (log x), one line per (k, shift); None without C_train."""
+    rows = [r for r in table.to_pylist() if r["task"] == task and np.isfinite(r["C_train"])]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matplotlib.ticker import NullFormatter
+
+    fig, grid = plt.subplots(2, 4, figsize=(13, 6))
+    axes, key = grid.flat[: len(METRICS)], grid.flat[-1]
+    ks = sorted({r["k"] for r in rows})
+    for (k, shift) in sorted({(r["k"], r["shift"]) for r in rows}):
+        line = sorted((r for r in rows if r["k"] == k and r["shift"] == shift), key=lambda r: r["C_train"])
+        for ax, m in zip(axes, METRICS):
+            ax.plot([r["C_train"] for r in line], [r[m] for r in line], marker="o", ms=3,
+                    color=f"C{ks.index(k) % 10}", ls="-" if shift == 0 else "--", label=f"k={k}" + (f" shift={shift}" if shift else ""))
+    for ax, m in zip(axes, METRICS):
+        ax.set(xscale="log", xlabel="C_train = 6ND (FLOPs)", title=m)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    key.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="center", ncol=2)
+    key.axis("off")
+    fig.suptitle(task, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(table: pa.Table, curves: Sequence[Curves], out: str | Path) -> list[Path]:
+    """reliability.parquet, reliability.md and the PNGs into ``out``; returns the files written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [records.write_table(out / "reliability.parquet", "reliability", table)]
+    groups: dict[tuple[str, str], list[Curves]] = defaultdict(list)
+    for c in curves:
+        groups[(c.run, c.task)].append(c)
+    for i, ((run, task), group) in enumerate(groups.items()):
+        written.append(plot_curves(group, out / f"reliability_{i:02d}_{_slug(Path(run).name)}_{_slug(task)}.png"))
+    for task in sorted(set(table.column("task").to_pylist())):
+        png = plot_vs_compute(table, task, out / f"compute_{_slug(task)}.png")
+        written += [png] if png else []
+    shifted = shift_table(table)
+    md = ["# Reliability report", "", __doc__.split("\n\n", 1)[1].strip(), "", "## Metrics", "",
+          "```", format_table(table), "```", ""]
+    if shifted is not None:
+        cols = ["checkpoint", "task", "shift", "k"] + [f"{m}_{s}" for m in ("accuracy", "ece", "aurc", "nll_mean")
+                                                       for s in ("id", "shift")]
+        md += ["## Distribution shift (in-distribution beside shifted)", "", "```",
+               format_table(shifted, cols), "```", ""]
+    md += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in written if p.suffix == ".png"]
+    written.append(out / "reliability.md")
+    written[-1].write_text("\n".join(md) + "\n")
+    return written
