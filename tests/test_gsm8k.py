@@ -1,0 +1,160 @@
+"""GSM8K: every gold solution of the real test set extracts to its answer; a table of hand-written
+completion styles; prompts, few-shot, strict/flexible modes, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.tasks import get_task
+from harness.tasks.gsm8k import extract_answer, gold_answer
+
+# (completion, flexible answer, strict answer)
+STYLES = [
+    # the GSM8K solution form
+    ("She sells 9 eggs.\n#### 18", "18", "18"),
+    ("#### 18", "18", "18"),
+    ("####18", "18", "18"),
+    ("He pays 3 * 4 = 12\n#### 12\n\nQuestion: next one", "12", "12"),
+    ("#### $1,200", "1200", "1200"),
+    ("#### -7", "-7", "-7"),
+    ("#### 3.50", "3.5", "3.5"),
+    ("#### 42 apples", "42", "42"),
+    # "The answer is"
+    ("So the total is 5 + 6 = 11. The answer is 11.", "11", "11"),
+    ("The answer is 11", "11", "11"),
+    ("the answer is: 11", "11", "11"),
+    ("The final answer is 11.", "11", "11"),
+    ("The answer is **11**.", "11", "11"),
+    ("The answer is $11.", "11", "11"),
+    ("The answer is $11.00.", "11", "11"),
+    ("The answer is 1,000 dollars.", "1000", "1000"),
+    ("The answer is 25%.", "25", "25"),
+    ("The answer is -4.", "-4", "-4"),
+    ("The answer is 0.75", "0.75", "0.75"),
+    ("The answer is .5", "0.5", "0.5"),
+    ("The answer is 12 cm.", "12", "12"),
+    ("THE ANSWER IS 9", "9", "9"),
+    ("First 2 + 2 = 4. The answer is 4. Then 4 + 1 = 5. The answer is 5.", "5", "5"),
+    ("The answer is 7.0", "7", "7"),
+    ("The answer is −3", "-3", "-3"),
+    # chat styles
+    ("Sure! Let's work through it.\n\n1. Janet gets 16 eggs.\n2. She uses 7.\n3. 9 × $2 = $18.\n\n"
+     "**Answer: $18**", "18", None),
+    ("**Final Answer:** 18", "18", None),
+    ("Final answer: 18", "18", None),
+    ("Answer: 18", "18", None),
+    ("She makes $18 every day.", "18", None),
+    ("She makes **$18** per day at the market.", "18", None),
+    ("The total cost is $1,234.50.", "1234.5", None),
+    ("It is 10 - 3 = 7 bolts.", "7", None),
+    ("She has 3 apples left.", "3", None),
+    ("Great question! The farmer ends up with 120 sheep. Let me know if you need anything else!",
+     "120", None),
+    ("So, in total, it takes 3 bolts of fabric.", "3", None),
+    ("- Step 1: 2 * 3 = 6\n- Step 2: 6 + 4 = 10\n\nTotal: **10**", "10", None),
+    ("| item | cost |\n|---|---|\n| pens | $4 |\n| total | $14 |", "14", None),
+    ("The temperature drops to -5 degrees.", "-5", None),
+    ("That's 2,500,000 people.", "2500000", None),
+    ("He runs 540 meters a week.\n\n", "540", None),
+    ("In 2023 she earned 70000 dollars.", "70000", None),
+    # reasoning / boxed styles
+    ("<think>16 - 3 - 4 = 9, 9 * 2 = 18</think>\nShe makes \\boxed{18} dollars.", "18", None),
+    ("Therefore the answer is $\\boxed{18}$.", "18", "18"),
+    ("\\boxed{18}", "18", None),
+    ("\\[\\boxed{1{,}200}\\]", "1200", None),
+    ("The profit is \\(\\boxed{\\$70,000}\\).", "70000", None),
+    ("\\boxed{18 \\text{ dollars}}", "18", None),
+    ("We first try \\boxed{12}, but that is wrong; correct is \\boxed{15}", "15", None),
+    ("\\boxed{-2.5}", "-2.5", None),
+    ("Let x = 5. Then 2x = 10. \\boxed{10}\nDouble-checking: 10/2 = 5.", "10", None),
+    ("<think>Maybe 7? No, 8.</think> The answer is 8.", "8", "8"),
+    ("Okay, so... wait. 4 * 5 = 20, minus 2 gives 18. Hmm, yes.", "18", None),
+    # mixed forms: the last accepted form wins
+    ("#### 18\nThe answer is 19", "19", "19"),
+    ("The answer is 19\n#### 18", "18", "18"),
+    ("The answer is 4 apples. \\boxed{5}", "5", "4"),
+    ("\\boxed{5} The answer is 6", "6", "6"),
+    # numbers in odd formats
+    ("The answer is 1 000", "1", "1"),
+    ("The answer is 3,5", "3", "3"),
+    ("#### 0", "0", "0"),
+    ("#### -0", "0", "0"),
+    ("The answer is 007", "7", "7"),
+    ("#### 10.000", "10", "10"),
+    # no answer
+    ("", None, None),
+    ("I don't know.", None, None),
+    ("The answer is unknown.", None, None),
+    ("####", None, None),
+    ("\\boxed{}", None, None),
+    ("The answer is: see above", None, None),
+]
+
+
+def test_style_table_is_large_enough():
+    assert len(STYLES) >= 60
+
+
+@pytest.mark.parametrize("completion,flexible,strict", STYLES)
+def test_extraction_styles(completion, flexible, strict):
+    assert extract_answer(completion, "flexible") == flexible
+    assert extract_answer(completion, "strict") == strict
+
+
+def test_every_gold_solution_extracts_to_its_answer(gsm8k_file):
+    rows = [json.loads(line) for line in gsm8k_file.open()]
+    assert len(rows) == 1319
+    for row in rows:
+        expected = row["answer"].rsplit("####", 1)[1].strip().replace(",", "")
+        assert gold_answer(row["answer"]) == expected
+        assert extract_answer(row["answer"], "strict") == expected
+        assert extract_answer(row["answer"], "flexible") == expected
+
+
+def test_problems_prompts_and_check(gsm8k_file):
+    task = get_task("gsm8k", data_files=gsm8k_file, limit=3)
+    ps = task.problems()
+    assert [p.id for p in ps] == ["gsm8k/0", "gsm8k/1", "gsm8k/2"]
+    assert ps[0].prompt.startswith("Question: Janet") and ps[0].prompt.endswith("\nAnswer:")
+    assert ps[0].answer == "18" and "<<" not in ps[0].answer_span and ps[0].answer_span.endswith("#### 18")
+    assert task.check(ps[0], " She makes 9 * 2 = $18.\n#### 18").correct
+    assert not task.check(ps[0], " #### 17").correct
+    v = task.check(ps[0], " I am not sure")
+    assert v.answer is None and not v.correct and "no answer" in v.message
+    strict = get_task("gsm8k", data_files=gsm8k_file, mode="strict")
+    assert not strict.check(ps[0], " She makes $18.").correct
+
+
+def test_default_data_is_the_shared_file(gsm8k_file):
+    task = get_task("gsm8k")
+    assert task.data_files and task.data_files[0].resolve() == gsm8k_file.resolve()
+    assert len(task.problems()) == 1319
+
+
+def test_few_shot_uses_first_rows_and_leaves_them_out(gsm8k_file, tmp_path):
+    task = get_task("gsm8k", data_files=gsm8k_file, n_shot=2, limit=2)
+    ps = task.problems()
+    assert ps[0].id == "gsm8k/2"
+    assert ps[0].prompt.count("Question:") == 3 and ps[0].prompt.count("####") == 2
+    assert "<<" not in ps[0].prompt and ps[0].prompt.startswith("Question: Janet")
+    shots = tmp_path / "train.jsonl"
+    shots.write_text(json.dumps({"question": "What is 2+2?", "answer": "2+2=4\n#### 4"}) + "\n")
+    own = get_task("gsm8k", data_files=gsm8k_file, n_shot=1, fewshot_files=shots, limit=1).problems()
+    assert own[0].id == "gsm8k/0" and own[0].prompt.startswith("Question: What is 2+2?\nAnswer: 2+2=4\n#### 4\n\n")
+    with pytest.raises(ValueError, match="n_shot=2 but only 1"):
+        get_task("gsm8k", data_files=gsm8k_file, n_shot=2, fewshot_files=shots).problems()
+
+
+def test_bad_input(tmp_path):
+    bad = tmp_path / "gsm.jsonl"
+    bad.write_text(json.dumps({"question": "q", "answer": "1\n#### 1"}) + "\n" + json.dumps({"question": "q"}) + "\n")
+    with pytest.raises(ValueError, match=r"gsm\.jsonl:2: missing field 'answer'"):
+        get_task("gsm8k", data_files=bad).problems()
+    nohash = tmp_path / "nohash.jsonl"
+    nohash.write_text(json.dumps({"question": "q", "answer": "it is 4"}) + "\n")
+    with pytest.raises(ValueError, match="field 'answer' has no '#### <number>'"):
+        get_task("gsm8k", data_files=nohash).problems()
+    with pytest.raises(ValueError, match="mode must be"):
+        get_task("gsm8k", mode="lenient")
