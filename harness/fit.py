@@ -1,0 +1,656 @@
+"""Train-to-Test (T²) scaling laws and the (N, D, k) optimizer. numpy/scipy only.
+
+N: parameters, D: training tokens, k: samples per query; L: task loss (nats), Acc: pass@k.
+
+- Chinchilla   L(N, D)    = E + A/N^α + B/D^β
+- Approach 1   L(N, D, k) = E + A/N^α + B/D^β + G/k^γ, fitted to the task loss (mean −log pass@k)
+- Approach 2   Acc(N, D, k) = 1 − B(a, b + k)/B(a, b), a = μν, b = (1 − μ)ν,
+               μ = θ2 / (1 + exp(θ1 (L̂ − θ0))), ν = exp(θ3 + θ4 L̂),
+               L̂(N, D) a Chinchilla law fitted to the task NLL (the k = 1 task loss).
+
+At k = 1 both reduce to Chinchilla: G/k^γ = G is a constant, so L(N, D, 1) is the Chinchilla law with
+E' = E + G (:meth:`T2LossLaw.at_k1`), and Acc(N, D, 1) = a/(a + b) = μ, a logistic of the Chinchilla L̂.
+
+Costs: C_train = 6ND FLOPs; C_inf = 2Nk FLOPs per served token. With both budgets binding,
+D = C_train/(6N) and k = C_inf/(2N), so the optimum is a one-dimensional search over N (k >= 1).
+Bootstrap refits resample checkpoints (unique (N, D) pairs, with all their k rows) with replacement.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+from scipy.optimize import minimize, minimize_scalar
+from scipy.special import betaln, digamma, expit
+
+from harness import records
+
+
+class FitWarning(UserWarning):
+    """A fit stopped without converging, or an optimum sits on a search bound."""
+
+
+# ---------------------------------------------------------------- input checks
+
+
+def _rows(**columns) -> dict[str, np.ndarray]:
+    """Columns as float64 1-D arrays of one length; non-finite values and non-positive N, D, k raise
+    ValueError naming the column and the first offending rows."""
+    out = {name: np.atleast_1d(np.asarray(v, dtype=np.float64)) for name, v in columns.items()}
+    sizes = {name: v.shape for name, v in out.items()}
+    if len(set(sizes.values())) != 1 or next(iter(sizes.values()))[0] == 0:
+        raise ValueError(f"expected non-empty 1-D columns of one length, got shapes {sizes}")
+    for name, v in out.items():
+        bad = np.flatnonzero(~np.isfinite(v))
+        if bad.size:
+            raise ValueError(f"{name}: NaN or infinite value in row(s) {_list(bad)}")
+        if name in ("N", "D", "k"):
+            bad = np.flatnonzero(v <= 0)
+            if bad.size:
+                raise ValueError(f"{name}: expected values > 0, got {v[bad[0]]:g} in row(s) {_list(bad)}")
+    if "accuracy" in out:
+        bad = np.flatnonzero((out["accuracy"] < 0) | (out["accuracy"] > 1))
+        if bad.size:
+            raise ValueError(f"accuracy: expected values in [0, 1], row(s) {_list(bad)}")
+    return out
+
+
+def _list(rows: np.ndarray, limit: int = 8) -> str:
+    more = f", … ({rows.size} rows)" if rows.size > limit else ""
+    return ", ".join(str(int(r)) for r in rows[:limit]) + more
+
+
+def _checkpoints(N: np.ndarray, D: np.ndarray, need: int, law: str) -> np.ndarray:
+    """Checkpoint index of each row (unique (N, D) pairs); at least ``need`` checkpoints."""
+    _, idx = np.unique(np.stack([N, D], axis=1), axis=0, return_inverse=True)
+    idx = idx.ravel()
+    if idx.max() + 1 < need:
+        raise ValueError(f"{law}: {idx.max() + 1} distinct checkpoints (N, D), expected at least {need} "
+                         f"for its {need} parameters")
+    return idx
+
+
+def _best_of(objective: Callable, starts: np.ndarray, bounds: list[tuple[float, float]], law: str,
+             polish: int = 0) -> tuple[np.ndarray, float, bool]:
+    """Minimise ``objective`` (returns (f, grad), analytic) from every start, keep the best.
+
+    polish = 0: scipy L-BFGS-B from each start. polish > 0: ``objective`` must accept a batch
+    [S, P]; all starts run at once through :func:`batched_lbfgs`, then scipy L-BFGS-B polishes the
+    ``polish`` best end points.
+    """
+    if polish:
+        x, f = batched_lbfgs(objective, starts, bounds)
+        starts = x[np.argsort(f)[:polish]]
+    best = None
+    for x0 in starts:
+        res = minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                       options={"maxiter": 5000, "ftol": 1e-13, "gtol": 1e-9})
+        if best is None or res.fun < best.fun:
+            best = res
+    at_bound = [i for i, (lo, hi) in enumerate(bounds) if np.isclose(best.x[i], lo) or np.isclose(best.x[i], hi)]
+    free = [i for i in range(len(bounds)) if i not in at_bound]
+    # an "abnormal" line-search stop at a point already stationary to machine precision is a success
+    converged = bool(best.success) or float(np.abs(best.jac[free]).max(initial=0.0)) <= 1e-4 * max(abs(best.fun), 1.0)
+    if not converged:
+        warnings.warn(f"{law}: best of {len(starts)} starts did not converge ({best.message})", FitWarning)
+    if at_bound:
+        warnings.warn(f"{law}: parameter(s) {at_bound} at a search bound", FitWarning)
+    return best.x, float(best.fun), converged
+
+
+def batched_lbfgs(objective: Callable, x0: np.ndarray, bounds: list[tuple[float, float]], iters: int = 400,
+                  memory: int = 10, ftol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
+    """Projected L-BFGS on S independent problems at once: x0 [S, P] -> (x [S, P], f [S]).
+
+    Each row keeps its own curvature pairs; directions skip variables held at a bound by their
+    gradient; Armijo backtracking along the projected path, batched over the rows still searching.
+    A row stops when its relative decrease falls below ``ftol`` or its line search fails.
+    """
+    lo, hi = np.array(bounds, dtype=np.float64).T
+    x = np.clip(np.array(x0, dtype=np.float64), lo, hi)
+    S, P = x.shape
+    f, g = objective(x)
+    s_hist, y_hist, rho = np.zeros((memory, S, P)), np.zeros((memory, S, P)), np.zeros((memory, S))
+    active = np.isfinite(f)
+    for it in range(iters):
+        if not active.any():
+            break
+        free = ~(((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0)))
+        q = g * free
+        alpha = np.zeros((memory, S))
+        order = [(it - 1 - j) % memory for j in range(min(it, memory))]  # newest first
+        for j in order:
+            alpha[j] = rho[j] * (s_hist[j] * q).sum(1)
+            q -= alpha[j][:, None] * y_hist[j]
+        if order:
+            sy, yy = (s_hist[order[0]] * y_hist[order[0]]).sum(1), (y_hist[order[0]] ** 2).sum(1)
+            scale = np.where(yy > 0, sy / np.where(yy > 0, yy, 1), 1.0)
+        else:
+            scale = 1 / np.maximum(np.abs(g).max(1), 1.0)
+        r = q * scale[:, None]
+        for j in reversed(order):
+            beta = rho[j] * (y_hist[j] * r).sum(1)
+            r += s_hist[j] * (alpha[j] - beta)[:, None]
+        d = -r * free
+        uphill = (g * d).sum(1) >= 0
+        d[uphill] = -(g * free)[uphill] * scale[uphill, None]
+        t = np.ones(S)
+        x_new, f_new, g_new = x.copy(), f.copy(), g.copy()
+        pending = active.copy()
+        for _ in range(40):
+            idx = np.flatnonzero(pending)
+            if idx.size == 0:
+                break
+            xt = np.clip(x[idx] + t[idx, None] * d[idx], lo, hi)
+            ft, gt = objective(xt)
+            ok = np.isfinite(ft) & (ft <= f[idx] + 1e-4 * (g[idx] * (xt - x[idx])).sum(1))
+            x_new[idx[ok]], f_new[idx[ok]], g_new[idx[ok]] = xt[ok], ft[ok], gt[ok]
+            pending[idx[ok]] = False
+            t[idx[~ok]] *= 0.5
+        slot = it % memory
+        s_hist[slot], y_hist[slot] = x_new - x, g_new - g
+        sy = (s_hist[slot] * y_hist[slot]).sum(1)
+        rho[slot] = np.where(sy > 1e-12, 1 / np.where(sy > 1e-12, sy, 1), 0.0)
+        done = pending | (f - f_new <= ftol * np.maximum(np.abs(f), 1.0))
+        x, f, g = x_new, f_new, g_new
+        active &= ~done
+    return x, f
+
+
+# ---------------------------------------------------------------- law objects
+
+
+@dataclass
+class Law:
+    """A fitted law: ``x`` its fitting vector (names in ``NAMES``), ``samples`` bootstrap refits [B, P]."""
+
+    x: np.ndarray
+    samples: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    KIND: ClassVar[str]
+    METRIC: ClassVar[str]  # "loss" (lower is better) or "accuracy" (higher is better)
+    NAMES: ClassVar[tuple[str, ...]]
+
+    @property
+    def params(self) -> dict[str, float]:
+        """Readable parameters (A, B, E, G as values, not logs)."""
+        return {n.removeprefix("log_") if n.startswith("log_") else n: float(np.exp(v) if n.startswith("log_") else v)
+                for n, v in zip(self.NAMES, self.x)}
+
+    def intervals(self, level: float = 0.9) -> dict[str, tuple[float, float]]:
+        """Percentile bootstrap interval of every readable parameter (needs ``samples``)."""
+        if self.samples is None or len(self.samples) == 0:
+            raise ValueError(f"{self.KIND} law: no bootstrap samples; fit with bootstrap > 0")
+        draws = [type(self)(s).params for s in self.samples]
+        q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+        return {n: tuple(np.percentile([d[n] for d in draws], q)) for n in self.params}
+
+    def predict(self, N, D, k=1) -> np.ndarray:
+        raise NotImplementedError
+
+    def _value(self, N, D, k) -> np.ndarray:
+        """The quantity the optimizer minimises: loss, or −accuracy."""
+        v = self.predict(N, D, k)
+        return v if self.METRIC == "loss" else -v
+
+    def chinchilla_n(self, C_train: float) -> float:
+        """Compute-optimal N of the law's (N, D) part alone (ignores inference)."""
+        raise NotImplementedError
+
+    def optimum(self, C_train: float, C_inf: float, integer_k: bool = False) -> dict[str, float]:
+        """Best (N, D, k) with D = C_train/(6N), k = C_inf/(2N) >= 1 (continuous k); with ``integer_k``
+        the best integer k >= 1 and N <= C_inf/(2k) (candidates: k = 1 and integers within 3 of the
+        continuous k*). Keys: N, D, k, value, the metric name, tokens_per_param."""
+        C_train, C_inf = float(C_train), float(C_inf)
+        if C_train <= 0 or C_inf <= 0:
+            raise ValueError(f"budgets: expected C_train > 0 and C_inf > 0, got {C_train:g}, {C_inf:g}")
+        n_hi = min(C_inf / 2, C_train / 6)
+        N = _argmin_log(lambda n: self._value(n, C_train / (6 * n), C_inf / (2 * n)), n_hi)
+        if integer_k:
+            k_star = C_inf / (2 * N)
+            cands = np.unique(np.r_[1, np.arange(max(1, np.floor(k_star) - 3), np.ceil(k_star) + 4)])
+            cands = cands[C_inf / (2 * cands) >= 1]
+            best = None
+            for kk in cands:
+                n = _argmin_log(lambda n: self._value(n, C_train / (6 * n), kk), min(C_inf / (2 * kk), C_train / 6))
+                v = float(self._value(n, C_train / (6 * n), kk))
+                if best is None or v < best[0]:
+                    best = (v, n, float(kk))
+            _, N, k = best
+        else:
+            k = C_inf / (2 * N)
+        return self._point(N, C_train / (6 * N), k)
+
+    def _point(self, N: float, D: float, k: float) -> dict[str, float]:
+        value = float(self.predict(N, D, k))
+        return {"N": float(N), "D": float(D), "k": float(k), "value": value, self.METRIC: value,
+                "tokens_per_param": float(D / N)}
+
+    def chinchilla_choice(self, C_train: float, C_inf: float) -> dict[str, float]:
+        """The Chinchilla-only choice: N minimising the (N, D) part under C_train alone, then
+        k = C_inf/(2N) (k >= 1 enforced by N <= C_inf/2), scored by this law."""
+        N = min(self.chinchilla_n(C_train), C_inf / 2)
+        return self._point(N, C_train / (6 * N), C_inf / (2 * N))
+
+    def optimum_interval(self, C_train: float, C_inf: float, level: float = 0.9) -> dict[str, tuple[float, float]]:
+        """Percentile bootstrap interval of the optimum's N, D, k, value and tokens_per_param."""
+        if self.samples is None or len(self.samples) == 0:
+            raise ValueError(f"{self.KIND} law: no bootstrap samples; fit with bootstrap > 0")
+        opts = [type(self)(s).optimum(C_train, C_inf) for s in self.samples]
+        q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+        keys = ("N", "D", "k", "value", "tokens_per_param")
+        return {key: tuple(np.percentile([o[key] for o in opts], q)) for key in keys}
+
+    def frontier(self, C_train, C_inf: float) -> dict[str, np.ndarray]:
+        """Optimum and Chinchilla-only choice for each training budget: arrays N, D, k, value,
+        tokens_per_param and chinchilla_N, chinchilla_value."""
+        rows = [(self.optimum(c, C_inf), self.chinchilla_choice(c, C_inf)) for c in np.atleast_1d(C_train)]
+        out = {key: np.array([o[key] for o, _ in rows]) for key in ("N", "D", "k", "value", "tokens_per_param")}
+        out["chinchilla_N"] = np.array([c["N"] for _, c in rows])
+        out["chinchilla_value"] = np.array([c["value"] for _, c in rows])
+        out["C_train"] = np.atleast_1d(np.asarray(C_train, dtype=np.float64))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"law": self.KIND, "metric": self.METRIC, "params": self.params,
+               "x": dict(zip(self.NAMES, self.x.tolist())), "info": self.info}
+        if self.samples is not None:
+            out["bootstrap_x"] = self.samples.tolist()
+        return out
+
+
+def _argmin_log(value: Callable[[np.ndarray], np.ndarray], n_hi: float) -> float:
+    """argmin of value(N) over N in [1, n_hi]: a 2,001-point grid in log N, then bounded Brent
+    on the bracket around the best grid point."""
+    t = np.linspace(0.0, np.log(n_hi), 2001)
+    v = value(np.exp(t))
+    i = int(np.nanargmin(v))
+    lo, hi = t[max(i - 1, 0)], t[min(i + 1, t.size - 1)]
+    if hi <= lo:
+        return float(np.exp(t[i]))
+    res = minimize_scalar(lambda s: float(value(np.exp(s))), bounds=(lo, hi), method="bounded",
+                          options={"xatol": 1e-9})
+    return float(np.exp(res.x if res.fun <= v[i] else t[i]))
+
+
+# ---------------------------------------------------------------- Chinchilla (robust form)
+
+
+class ChinchillaLaw(Law):
+    """L(N, D) = E + A/N^α + B/D^β, stored as (log A, log B, log E, α, β)."""
+
+    KIND, METRIC = "chinchilla", "loss"
+    NAMES = ("log_A", "log_B", "log_E", "alpha", "beta")
+
+    def predict(self, N, D, k=1) -> np.ndarray:
+        a, b, e, al, be = self.x
+        N, D = np.asarray(N, dtype=np.float64), np.asarray(D, dtype=np.float64)
+        return np.exp(e) + np.exp(a - al * np.log(N)) + np.exp(b - be * np.log(D))
+
+    def chinchilla_n(self, C_train: float) -> float:
+        """N_opt = (αA/(βB))^{1/(α+β)} (C/6)^{β/(α+β)}: the stationary point of A/N^α + B/(C/6N)^β."""
+        a, b, _, al, be = self.x
+        return float(np.exp((np.log(al / be) + a - b + be * np.log(C_train / 6)) / (al + be)))
+
+
+_HUBER_DELTA = 1e-3
+_CHIN_BOUNDS = [(-10.0, 50.0), (-10.0, 50.0), (-10.0, 5.0), (0.0, 5.0), (0.0, 5.0)]
+# Hoffmann et al. (2022) grid of starts: α, β ∈ {0, .5, …, 2}, log E ∈ {−1, −.5, …, 1}, log A, log B ∈ {0, 5, …, 25}.
+_CHIN_GRID = np.array(np.meshgrid(np.arange(0, 26, 5.0), np.arange(0, 26, 5.0), np.arange(-1, 1.01, 0.5),
+                                  np.arange(0, 2.01, 0.5), np.arange(0, 2.01, 0.5), indexing="ij")).reshape(5, -1).T
+
+
+def _huber_objective(x: np.ndarray, logN, logD, logL) -> tuple[np.ndarray, np.ndarray]:
+    """Σ Huber_δ(LSE(a − α log N, b − β log D, e) − log L) and its gradient; x is [..., 5]."""
+    a, b, e, al, be = np.moveaxis(np.asarray(x), -1, 0)
+    z = np.stack(np.broadcast_arrays(a[..., None] - al[..., None] * logN, b[..., None] - be[..., None] * logD,
+                                     e[..., None] + 0 * logN))
+    zmax = z.max(0)
+    lse = zmax + np.log(np.exp(z - zmax).sum(0))
+    w = np.exp(z - lse)  # softmax weights: ∂lse/∂(a, b, e)
+    r = lse - logL
+    ar = np.abs(r)
+    f = np.where(ar <= _HUBER_DELTA, 0.5 * r**2, _HUBER_DELTA * (ar - 0.5 * _HUBER_DELTA)).sum(-1)
+    dr = np.clip(r, -_HUBER_DELTA, _HUBER_DELTA)
+    grad = np.stack([(dr * w[0]).sum(-1), (dr * w[1]).sum(-1), (dr * w[2]).sum(-1),
+                     -(dr * w[0] * logN).sum(-1), -(dr * w[1] * logD).sum(-1)], axis=-1)
+    return f, grad
+
+
+def fit_chinchilla(N, D, loss, starts: int = 64, bootstrap: int = 0, seed: int = 0) -> ChinchillaLaw:
+    """Robust Chinchilla fit: Huber (δ = 1e-3) on log L against LSE(a − α log N, b − β log D, e).
+
+    The objective is evaluated on the whole Hoffmann grid of 4,500 starts at once; L-BFGS-B then
+    runs (batched) from the ``starts`` best of them. ``bootstrap`` refits (from the optimum) on checkpoint
+    resamples give intervals for every parameter (:meth:`Law.intervals`).
+    """
+    c = _rows(N=N, D=D, loss=loss)
+    if np.any(c["loss"] <= 0):
+        raise ValueError(f"loss: expected values > 0 for a log-space fit, row(s) {_list(np.flatnonzero(c['loss'] <= 0))}")
+    ckpt = _checkpoints(c["N"], c["D"], 5, "chinchilla")
+    logN, logD, logL = np.log(c["N"]), np.log(c["D"]), np.log(c["loss"])
+    grid_f, _ = _huber_objective(_CHIN_GRID, logN, logD, logL)
+    x0 = _CHIN_GRID[np.argsort(grid_f)[:starts]]
+    x, f, ok = _best_of(lambda v: _huber_objective(v, logN, logD, logL), x0, _CHIN_BOUNDS, "chinchilla", polish=2)
+    samples = _bootstrap(ckpt, bootstrap, seed, lambda rows: _best_of(
+        lambda v: _huber_objective(v, logN[rows], logD[rows], logL[rows]), x[None], _CHIN_BOUNDS, "chinchilla")[0])
+    return ChinchillaLaw(x, samples, {"objective": f, "converged": ok, "rows": int(logN.size),
+                                      "checkpoints": int(ckpt.max() + 1)})
+
+
+def _bootstrap(ckpt: np.ndarray, n: int, seed: int, refit: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
+    """``n`` refits on resamples of the checkpoints (all k rows of a drawn checkpoint come along)."""
+    if n <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(ckpt == i) for i in range(ckpt.max() + 1)]
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        for _ in range(n):
+            pick = rng.integers(0, len(members), len(members))
+            out.append(refit(np.concatenate([members[i] for i in pick])))
+    return np.array(out)
+
+
+# ---------------------------------------------------------------- Approach 1: loss law
+
+
+class T2LossLaw(Law):
+    """L(N, D, k) = E + A/N^α + B/D^β + G/k^γ, stored as (log A, log B, log E, α, β, log G, γ)."""
+
+    KIND, METRIC = "t2_loss", "loss"
+    NAMES = ("log_A", "log_B", "log_E", "alpha", "beta", "log_G", "gamma")
+
+    def predict(self, N, D, k=1) -> np.ndarray:
+        a, b, e, al, be, g, ga = self.x
+        N, D, k = (np.asarray(v, dtype=np.float64) for v in (N, D, k))
+        return np.exp(e) + np.exp(a - al * np.log(N)) + np.exp(b - be * np.log(D)) + np.exp(g - ga * np.log(k))
+
+    def at_k1(self) -> ChinchillaLaw:
+        """The k = 1 slice: a Chinchilla law with E' = E + G."""
+        a, b, e, al, be, g, _ = self.x
+        return ChinchillaLaw(np.array([a, b, np.logaddexp(e, g), al, be]))
+
+    def chinchilla_n(self, C_train: float) -> float:
+        return self.at_k1().chinchilla_n(C_train)
+
+
+_T2_BOUNDS = [(-10.0, 50.0), (-10.0, 50.0), (-20.0, 5.0), (0.0, 5.0), (0.0, 5.0), (-20.0, 10.0), (0.0, 5.0)]
+_T2_STARTS = np.array([(0, 25), (0, 25), (-2, 1), (0.05, 1.5), (0.05, 1.5), (-2, 2), (0.05, 1.5)])
+
+
+@dataclass(frozen=True)
+class LossDesign:
+    """Sufficient statistics of the Approach 1 SSE: rows grouped by checkpoint c and by k.
+
+    pred = E + f_c + h_k with f_c = A/N_c^α + B/D_c^β and h_k = G/k^γ, so
+    SSE = Σ (pred − y)² needs only W[c, k] (row counts), Y_c = Σ_{rows of c} y, Y_k, Σ y, Σ y².
+    """
+
+    logN: np.ndarray  # [C]
+    logD: np.ndarray  # [C]
+    logk: np.ndarray  # [K]
+    W: np.ndarray  # [C, K]
+    Yc: np.ndarray
+    Yk: np.ndarray
+    Sy: float
+    Syy: float
+
+    @classmethod
+    def build(cls, ckpt: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray, y: np.ndarray) -> LossDesign:
+        ks, kidx = np.unique(k, return_inverse=True)
+        ckpt = np.unique(ckpt, return_inverse=True)[1].ravel()  # compact ids (a resample may skip some)
+        C, K = ckpt.max() + 1, ks.size
+        W = np.zeros((C, K))
+        np.add.at(W, (ckpt, kidx), 1.0)
+        first = np.unique(ckpt, return_index=True)[1]
+        return cls(np.log(N[first]), np.log(D[first]), np.log(ks), W, np.bincount(ckpt, y, C),
+                   np.bincount(kidx, y, K), float(y.sum()), float(y @ y))
+
+    def sse(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SSE and its analytic gradient for parameter vectors x of shape [..., 7]."""
+        a, b, e, al, be, g, ga = (v[..., None] for v in np.moveaxis(np.asarray(x), -1, 0))
+        tA, tB = np.exp(a - al * self.logN), np.exp(b - be * self.logD)
+        f, h, E = tA + tB, np.exp(g - ga * self.logk), np.exp(e[..., 0])
+        nc, nk = self.W.sum(1), self.W.sum(0)
+        Rc = nc * (E[..., None] + f) + h @ self.W.T - self.Yc  # Σ residuals over each checkpoint's rows
+        Rk = nk * (E[..., None] + h) + f @ self.W - self.Yk  # … over each k's rows
+        RE = Rc.sum(-1)
+        sse = E * (RE - self.Sy) + ((Rc - self.Yc) * f).sum(-1) + ((Rk - self.Yk) * h).sum(-1) + self.Syy
+        grad = 2 * np.stack([(Rc * tA).sum(-1), (Rc * tB).sum(-1), RE * E, -(Rc * tA * self.logN).sum(-1),
+                             -(Rc * tB * self.logD).sum(-1), (Rk * h).sum(-1), -(Rk * h * self.logk).sum(-1)], -1)
+        return sse, grad
+
+
+def fit_t2_loss(N, D, k, loss, starts: int = 500, bootstrap: int = 0, seed: int = 0,
+                polish: int = 5) -> T2LossLaw:
+    """T² Approach 1: SSE of E + A/N^α + B/D^β + G/k^γ against the task loss over all rows;
+    L-BFGS-B with analytic gradients from ``starts`` random starts, keep the best.
+
+    ``bootstrap`` refits on checkpoint resamples (each from the full-data optimum) give intervals.
+    """
+    c = _rows(N=N, D=D, k=k, loss=loss)
+    ckpt = _checkpoints(c["N"], c["D"], 7, "t2 approach 1")
+    if np.unique(c["k"]).size < 3:
+        raise ValueError(f"k: {np.unique(c['k']).size} distinct value(s), approach 1 needs at least 3 to fit G, γ")
+    design = LossDesign.build(ckpt, c["N"], c["D"], c["k"], c["loss"])
+    lo, hi = _T2_STARTS.T
+    x0 = np.random.default_rng(seed).uniform(lo, hi, size=(starts, 7))
+    x, f, ok = _best_of(design.sse, x0, _T2_BOUNDS, "t2 approach 1", polish=polish)
+
+    def refit(rows: np.ndarray) -> np.ndarray:
+        sub = LossDesign.build(ckpt[rows], c["N"][rows], c["D"][rows], c["k"][rows], c["loss"][rows])
+        return _best_of(sub.sse, x[None], _T2_BOUNDS, "t2 approach 1")[0]
+
+    return T2LossLaw(x, _bootstrap(ckpt, bootstrap, seed + 1, refit),
+                     {"sse": f, "converged": ok, "starts": starts, "rows": int(ckpt.size),
+                      "checkpoints": int(ckpt.max() + 1)})
+
+
+# ---------------------------------------------------------------- Approach 2: Beta accuracy law
+
+
+class T2AccuracyLaw(Law):
+    """Acc(N, D, k) = 1 − B(a, b + k)/B(a, b) over L̂(N, D) = Chinchilla (E, A, α, B, β);
+    stored as (log A, log B, log E, α, β, θ0, θ1, θ2, θ3, θ4)."""
+
+    KIND, METRIC = "t2_accuracy", "accuracy"
+    NAMES = ChinchillaLaw.NAMES + ("theta0", "theta1", "theta2", "theta3", "theta4")
+
+    @property
+    def loss_law(self) -> ChinchillaLaw:
+        return ChinchillaLaw(self.x[:5])
+
+    def beta_ab(self, L) -> tuple[np.ndarray, np.ndarray]:
+        """(a, b) of the Beta distribution of per-question success at task NLL L̂."""
+        t0, t1, t2, t3, t4 = self.x[5:]
+        mu = np.clip(t2 * expit(-t1 * (L - t0)), _MU_FLOOR, 1 - _MU_FLOOR)
+        nu = np.exp(t3 + t4 * L)
+        return mu * nu, (1 - mu) * nu
+
+    def predict(self, N, D, k=1) -> np.ndarray:
+        a, b = self.beta_ab(self.loss_law.predict(N, D))
+        return -np.expm1(np.minimum(betaln(a, b + np.asarray(k, dtype=np.float64)) - betaln(a, b), 0.0))
+
+    def chinchilla_n(self, C_train: float) -> float:
+        return self.loss_law.chinchilla_n(C_train)
+
+
+_MU_FLOOR = 1e-12  # keeps a = μν and b = (1 − μ)ν > 0 where the logistic saturates
+_THETA_BOUNDS = [(-5.0, 50.0), (1e-3, 100.0), (1e-4, 1.0), (-10.0, 20.0), (-20.0, 20.0)]
+
+
+def _accuracy_sse(theta: np.ndarray, L: np.ndarray, k: np.ndarray, acc: np.ndarray) -> tuple[float, np.ndarray]:
+    """Σ (Acc − acc)² over rows and its gradient in θ (digamma derivatives of the log-Beta ratio)."""
+    t0, t1, t2, t3, t4 = theta
+    s = expit(-t1 * (L - t0))
+    mu, nu = np.clip(t2 * s, _MU_FLOOR, 1 - _MU_FLOOR), np.exp(t3 + t4 * L)
+    a, b = mu * nu, (1 - mu) * nu
+    delta = np.minimum(betaln(a, b + k) - betaln(a, b), 0.0)  # B(a, b + k) <= B(a, b); clip rounding
+    pred = -np.expm1(delta)
+    r = pred - acc
+    dd = -2 * r * np.exp(delta)  # ∂SSE/∂delta
+    psi_ab, psi_abk = digamma(a + b), digamma(a + b + k)
+    d_a = psi_ab - psi_abk  # ∂delta/∂a
+    d_b = digamma(b + k) - psi_abk - digamma(b) + psi_ab
+    d_mu = nu * (d_a - d_b)
+    d_nu = mu * d_a + (1 - mu) * d_b
+    ds = -s * (1 - s)  # ∂s/∂z, z = θ1 (L − θ0)
+    grad = np.array([(dd * d_mu * t2 * ds * -t1).sum(), (dd * d_mu * t2 * ds * (L - t0)).sum(),
+                     (dd * d_mu * s).sum(), (dd * d_nu * nu).sum(), (dd * d_nu * nu * L).sum()])
+    return float(r @ r), grad
+
+
+def isoflop_weights(C_train: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Inverse-variance weight of each checkpoint: 1/Var(loss) within its isoFLOP group (C_train
+    rounded to the nearest power of 2); groups of one, or without spread, take the median weight.
+    Normalised to mean 1."""
+    group = np.round(np.log2(C_train)).astype(np.int64)
+    w = np.full(loss.size, np.nan)
+    for g in np.unique(group):
+        m = group == g
+        if m.sum() > 1 and loss[m].var() > 0:
+            w[m] = 1 / loss[m].var()
+    w[np.isnan(w)] = np.nanmedian(w) if np.isfinite(w).any() else 1.0
+    return w / w.mean()
+
+
+def _profiled_chinchilla(N: np.ndarray, D: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, float]:
+    """Stage 1 of Approach 2: weighted SSE of E + A/N^α + B/D^β against the NLL, E profiled over
+    40 values in [0.01, 0.95]·min NLL, (log A, log B, α, β) from 4 starts at each E.
+
+    All 160 (E, start) problems run as one batch: E rides along as a frozen coordinate (its
+    gradient is reported as 0, so L-BFGS never moves it); the best is polished by L-BFGS-B.
+    """
+    logN, logD, w = np.log(N), np.log(D), isoflop_weights(6 * N * D, L)
+
+    def objective(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a, b, al, be, E = (v[..., None] for v in np.moveaxis(p, -1, 0))
+        tA, tB = np.exp(a - al * logN), np.exp(b - be * logD)
+        r = E + tA + tB - L
+        wr = 2 * w * r
+        grad = np.stack([(wr * tA).sum(-1), (wr * tB).sum(-1), -(wr * tA * logN).sum(-1),
+                         -(wr * tB * logD).sum(-1), np.zeros(r.shape[:-1])], -1)
+        return (w * r**2).sum(-1), grad
+
+    Es = np.linspace(0.01, 0.95, 40) * L.min()
+    starts = np.array([[5.0, 5.0, 0.3, 0.3], [10.0, 10.0, 0.5, 0.5], [20.0, 20.0, 1.0, 1.0], [0.0, 0.0, 0.1, 0.1]])
+    x0 = np.hstack([np.repeat(starts, Es.size, 0), np.tile(Es, len(starts))[:, None]])
+    bounds = [(-10.0, 50.0), (-10.0, 50.0), (0.0, 5.0), (0.0, 5.0), (Es[0], Es[-1])]
+    with warnings.catch_warnings():  # E at its grid end is a bound by construction
+        warnings.simplefilter("ignore", FitWarning)
+        (a, b, al, be, E), f, _ = _best_of(objective, x0, bounds, "t2 approach 2 (stage 1)", polish=1)
+    return np.array([a, b, np.log(E), al, be]), f
+
+
+def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0, seed: int = 0) -> T2AccuracyLaw:
+    """T² Approach 2, two stages: (1) Chinchilla L̂(N, D) on the task NLL = the task loss of the
+    k = 1 rows (E profiled, isoFLOP inverse-variance weights); (2) θ0..θ4 by SSE of
+    1 − B(a, b + k)/B(a, b) against pass@k accuracy over all rows, L-BFGS-B from ``starts`` starts."""
+    c = _rows(N=N, D=D, k=k, accuracy=accuracy, loss=loss)
+    ckpt = _checkpoints(c["N"], c["D"], 5, "t2 approach 2")
+
+    def fit(rows: np.ndarray, x_init: np.ndarray | None) -> tuple[np.ndarray, float, bool]:
+        one = rows[c["k"][rows] == 1]
+        first = one[np.unique(ckpt[one], return_index=True)[1]]
+        if first.size < 5 or np.unique(ckpt[rows]).size != first.size:
+            raise ValueError("t2 approach 2: every checkpoint needs a k = 1 row (its task NLL) and at least "
+                             f"5 checkpoints have one; found {first.size} of {np.unique(ckpt[rows]).size}")
+        if np.any(c["loss"][first] <= 0):
+            raise ValueError(f"loss: expected task NLL > 0 at k = 1, row(s) {_list(first[c['loss'][first] <= 0])}")
+        chin = _profiled_chinchilla(c["N"][first], c["D"][first], c["loss"][first])[0]
+        Lhat = ChinchillaLaw(chin).predict(c["N"][rows], c["D"][rows])
+        if x_init is None:
+            rng = np.random.default_rng(seed)
+            acc1 = c["accuracy"][one]
+            lo, hi = np.array([Lhat.min(), 0.5, acc1.max(), -1.0, -1.0]), np.array([Lhat.max(), 10.0, 1.0, 3.0, 1.0])
+            x0 = np.vstack([[np.median(Lhat), 3.0, min(1.0, 1.2 * acc1.max()), 1.0, 0.0],
+                            rng.uniform(lo, hi, (starts - 1, 5))])
+        else:
+            x0 = x_init[None, 5:]
+        theta, f, ok = _best_of(lambda t: _accuracy_sse(t, Lhat, c["k"][rows], c["accuracy"][rows]), x0,
+                                _THETA_BOUNDS, "t2 approach 2 (stage 2)")
+        return np.r_[chin, theta], f, ok
+
+    x, f, ok = fit(np.arange(ckpt.size), None)
+    samples = _bootstrap(ckpt, bootstrap, seed + 1, lambda rows: fit(rows, x)[0])
+    return T2AccuracyLaw(x, samples, {"sse": f, "converged": ok, "starts": starts, "rows": int(ckpt.size),
+                                      "checkpoints": int(ckpt.max() + 1)})
+
+
+# ---------------------------------------------------------------- save / load
+
+LAWS: dict[str, type[Law]] = {cls.KIND: cls for cls in (ChinchillaLaw, T2LossLaw, T2AccuracyLaw)}
+
+
+def law_from_dict(d: dict[str, Any], where: str = "law") -> Law:
+    """Inverse of :meth:`Law.to_dict`."""
+    kind = d.get("law")
+    if kind not in LAWS:
+        raise ValueError(f"{where}: field 'law' must be one of {sorted(LAWS)}, got {kind!r}")
+    cls = LAWS[kind]
+    x = d.get("x", {})
+    missing = [n for n in cls.NAMES if n not in x]
+    if missing:
+        raise ValueError(f"{where}: field 'x' lacks {', '.join(missing)}")
+    samples = np.array(d["bootstrap_x"], dtype=np.float64) if d.get("bootstrap_x") else None
+    return cls(np.array([x[n] for n in cls.NAMES], dtype=np.float64), samples, d.get("info", {}))
+
+
+def save_laws(path, laws: dict[str, Law]) -> None:
+    """Write ``{task: law}`` as one JSON record of kind "law"."""
+    records.write_json(path, "law", {"laws": {task: law.to_dict() for task, law in laws.items()}})
+
+
+def load_laws(path) -> dict[str, Law]:
+    """Read the ``{task: law}`` record written by :func:`save_laws`."""
+    body = records.read_json(path, "law")
+    if not isinstance(body.get("laws"), dict) or not body["laws"]:
+        raise ValueError(f"{path}: field 'laws' must map task names to laws")
+    return {task: law_from_dict(d, f"{path}: laws.{task}") for task, d in body["laws"].items()}
+
+
+# ---------------------------------------------------------------- datasets: fit per task, held-out validation
+
+
+def fit_columns(cols: dict[str, np.ndarray], approach: int, starts: int | None = None, bootstrap: int = 0,
+                seed: int = 0) -> Law:
+    """Approach 1 (loss law) or 2 (Beta accuracy law) on one task's columns (see dataset.task_columns)."""
+    if approach == 1:
+        return fit_t2_loss(cols["N"], cols["D"], cols["k"], cols["task_loss"], starts=starts or 500,
+                           bootstrap=bootstrap, seed=seed)
+    if approach == 2:
+        return fit_t2_accuracy(cols["N"], cols["D"], cols["k"], cols["accuracy"], cols["task_loss"],
+                               starts=starts or 8, bootstrap=bootstrap, seed=seed)
+    raise ValueError(f"--approach: expected 1 or 2, got {approach}")
+
+
+def validate(cols: dict[str, np.ndarray], approach: int, holdout_ratio: float | None = None,
+             starts: int | None = None) -> dict[str, float]:
+    """Held-out validation: fit on checkpoints with D/N <= ``holdout_ratio`` (default: the 75th
+    percentile of checkpoint D/N, so the most overtrained quarter is held out), predict the rest.
+
+    Returns the train and test relative errors |pred − measured|/|measured| (mean, median, max)
+    of the fitted metric, with the split sizes.
+    """
+    ratio = cols["D"] / cols["N"]
+    cut = float(np.percentile(np.unique(ratio), 75)) if holdout_ratio is None else float(holdout_ratio)
+    test = ratio > cut
+    if not test.any() or test.all():
+        raise ValueError(f"--holdout-ratio {cut:g}: needs checkpoints on both sides (D/N spans "
+                         f"{ratio.min():g}..{ratio.max():g})")
+    law = fit_columns({n: v[~test] for n, v in cols.items()}, approach, starts)
+    y = cols["task_loss" if approach == 1 else "accuracy"]
+    rel = np.abs(law.predict(cols["N"], cols["D"], cols["k"]) - y) / np.maximum(np.abs(y), 1e-12)
+    ck = cols["checkpoint"] if "checkpoint" in cols else np.unique(np.stack([cols["N"], cols["D"]], 1), axis=0,
+                                                                    return_inverse=True)[1].ravel()
+    out = {"holdout_ratio": cut, "train_checkpoints": len(set(ck[~test])), "test_checkpoints": len(set(ck[test]))}
+    for name, m in (("train", ~test), ("test", test)):
+        out |= {f"{name}_mean": float(rel[m].mean()), f"{name}_median": float(np.median(rel[m])),
+                f"{name}_max": float(rel[m].max())}
+    return out

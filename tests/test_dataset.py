@@ -1,0 +1,98 @@
+"""Fitting-dataset builder, suite files, and the fit/optimize/validate/plot commands end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import cli, cost, dataset, fit, records
+from test_fit import TRUE1, TRUE2, simulate
+
+
+def test_pythia_suite_counts_match_the_gpt_neox_architecture():
+    suite = dataset.load_suite("pythia")
+    import yaml
+    from importlib import resources
+
+    spec = yaml.safe_load((resources.files("harness") / "data" / "pythia.yaml").read_text())
+    for m in spec["models"]:
+        h = m["hidden"]
+        config = {"model_type": "gpt_neox", "hidden_size": h, "num_hidden_layers": m["layers"],
+                  "num_attention_heads": max(h // 64, 1), "intermediate_size": 4 * h, "vocab_size": m["vocab"],
+                  "tie_word_embeddings": False, "max_position_embeddings": 2048}
+        counts = cost.param_counts(config)
+        assert (counts["total"], counts["non_embedding"]) == (m["params_total"], m["params_non_embedding"])
+        assert suite[(m["id"], "step143000")]["D"] == 299_892_736_000  # 143,000 × 1,024 × 2,048
+    assert sum(1 for key in suite if key[0] == "EleutherAI/pythia-70m") == 154
+
+
+def _write_run(root, name, model, task, ks, loss, acc):
+    run = root / name
+    records.write_json(run / "run.json", "run", {"model": model, "task": {"name": task}})
+    records.write_table(run / "passk.parquet", "passk", {
+        "task": [task] * len(ks), "k": ks, "pass_at_k": acc, "pass_at_k_low": acc, "pass_at_k_high": acc,
+        "maj_at_k": acc, "task_loss": loss, "n_problems": [100] * len(ks), "n_smoothed": [0] * len(ks)})
+    return run
+
+
+def test_build_dataset_from_runs_and_suite(tmp_path):
+    ks = [1, 2, 4]
+    runs = [
+        _write_run(tmp_path, "a", {"id": "m", "params_total": 300, "params_non_embedding": 100,
+                                   "tokens_trained": 5e4}, "arith", ks, [3.0, 2.5, 2.0], [0.1, 0.2, 0.3]),
+        _write_run(tmp_path, "b", {"id": "EleutherAI/pythia-70m", "revision": "step1000"}, "arith", ks,
+                   [2.0, 1.5, 1.0], [0.3, 0.4, 0.5]),
+        _write_run(tmp_path, "c", {"id": "EleutherAI/pythia-70m", "revision": "step0"}, "arith", ks,
+                   [9.0, 9.0, 9.0], [0.0, 0.0, 0.0]),
+    ]
+    with pytest.warns(UserWarning, match="step0 has D = 0"):
+        table = dataset.build_dataset(runs, dataset.load_suite("pythia"))
+    cols = dataset.task_columns(table)
+    assert table.num_rows == 6 and set(cols["checkpoint"]) == {"m", "EleutherAI/pythia-70m@step1000"}
+    pythia = cols["checkpoint"] == "EleutherAI/pythia-70m@step1000"
+    assert np.all(cols["N"][pythia] == 18915328) and np.all(cols["D"][pythia] == 1000 * 2097152)
+    np.testing.assert_allclose(cols["C_train"], 6 * cols["N"] * cols["D"])
+    np.testing.assert_allclose(cols["C_inf"], 2 * cols["N"] * cols["k"])
+    total = dataset.task_columns(dataset.build_dataset(runs[:1], params="total"))
+    assert np.all(total["N"] == 300)
+    with pytest.raises(ValueError, match="no N_total, N_non_embedding, D for model 'EleutherAI/pythia-70m'"):
+        dataset.build_dataset(runs[1:2])  # no suite: N and D unknown
+    csv = tmp_path / "suite.csv"
+    csv.write_text("model,revision,N,D\nEleutherAI/pythia-70m,step1000,123,4.5e6\n")
+    assert dataset.task_columns(dataset.build_dataset(runs[1:2], dataset.load_suite(csv)))["N"][0] == 123
+    csv.write_text("model,revision,N\nx,y,1\n")
+    with pytest.raises(ValueError, match="suite.csv:2: expected columns model, revision, N, D"):
+        dataset.load_suite(csv)
+
+
+def test_cli_fit_optimize_validate_plot(tmp_path, capsys):
+    N, D, k, loss, acc, nll = simulate()
+    loss_k1 = np.where(k == 1, nll, loss)  # Approach 2 reads the task NLL from the k = 1 rows
+    ds = tmp_path / "dataset.parquet"
+    ckpt = [f"n{n:.3g}-d{d:.3g}" for n, d in zip(N, D)]
+    records.write_table(ds, "dataset", {
+        "checkpoint": ckpt * 2, "task": ["loss_task"] * N.size + ["acc_task"] * N.size,
+        "N": np.r_[N, N], "D": np.r_[D, D], "k": np.r_[k, k], "task_loss": np.r_[loss, loss_k1],
+        "accuracy": np.r_[acc, acc], "C_train": 6 * np.r_[N, N] * np.r_[D, D], "C_inf": 2 * np.r_[N, N] * np.r_[k, k]})
+    law1, law2 = tmp_path / "law1.json", tmp_path / "law2.json"
+    assert cli.main(["fit", str(ds), "--task", "loss_task", "--starts", "60", "--bootstrap", "3", "--out", str(law1)]) == 0
+    assert cli.main(["fit", str(ds), "--task", "acc_task", "--approach", "2", "--out", str(law2)]) == 0
+    fitted = fit.load_laws(law1)["loss_task"]
+    assert abs(fitted.params["alpha"] - TRUE1.params["alpha"]) < 0.02
+    capsys.readouterr()
+    assert cli.main(["optimize", str(law1), "--c-train", "1e19", "--c-inf", "2e9"]) == 0
+    out = capsys.readouterr().out
+    want = TRUE1.optimum(1e19, 2e9)
+    line = next(l for l in out.splitlines() if "continuous k" in l)
+    assert float(line.split()[4]) == pytest.approx(want["N"], rel=0.1)
+    assert "Chinchilla-only choice" in out and "bootstrap interval (3 refits)" in out
+    assert cli.main(["validate", str(ds), "--task", "loss_task", "--starts", "40"]) == 0
+    row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("loss_task"))
+    assert float(row.split()[5].rstrip("%")) < 3  # held-out (most overtrained) mean relative error < 3%
+    assert cli.main(["plot", str(law2), str(ds), "--out", str(tmp_path / "plots")]) == 0
+    for name in ("isoflop", "passk", "predicted"):
+        assert (tmp_path / "plots" / f"acc_task-{name}.png").stat().st_size > 1000
+        assert (tmp_path / "plots" / f"acc_task-{name}.pdf").is_file()
+    assert cli.main(["optimize", str(law1), "--c-train", "-1", "--c-inf", "2e9"]) == 2
+    assert cli.main(["fit", str(ds), "--out", str(law1), "--task", "nope"]) == 2
+    assert "--task nope: not in the dataset" in capsys.readouterr().err

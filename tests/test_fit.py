@@ -1,0 +1,173 @@
+"""T² fitter: analytic gradients, parameter and optimum recovery on the paper's grid, the optimizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import fit
+
+# Chinchilla's published law plus a k term (Approach 1) / a Beta regression (Approach 2).
+CHIN = [np.log(406.4), np.log(410.7), np.log(1.69), 0.34, 0.28]
+TRUE1 = fit.T2LossLaw(np.r_[CHIN, np.log(2.0), 0.5])
+TRUE2 = fit.T2AccuracyLaw(np.r_[CHIN, 3.2, 4.0, 0.9, 0.5, -0.3])
+
+
+def paper_grid():
+    """16 sizes 5M..901M × 12 compute levels 1.25e16..2.56e19 FLOPs × k = 1, 2, 4, …, 1024."""
+    sizes = np.geomspace(5e6, 901e6, 16)
+    C = 1.25e16 * 2.0 ** np.arange(12)
+    k = 2.0 ** np.arange(11)
+    N, C, k = (v.ravel() for v in np.meshgrid(sizes, C, k, indexing="ij"))
+    return N, C / (6 * N), k
+
+
+def simulate(seed: int = 0):
+    N, D, k = paper_grid()
+    rng = np.random.default_rng(seed)
+    loss = TRUE1.predict(N, D, k) * (1 + 0.01 * rng.standard_normal(N.size))
+    acc = np.clip(TRUE2.predict(N, D, k) + 0.005 * rng.standard_normal(N.size), 0, 1)
+    nll = TRUE2.loss_law.predict(N, D) * (1 + 0.005 * rng.standard_normal(N.size))
+    return N, D, k, loss, acc, nll
+
+
+def _numeric_grad(f, x, eps=1e-6):
+    return np.array([(f(x + eps * e) - f(x - eps * e)) / (2 * eps) for e in np.eye(x.size)])
+
+
+def test_analytic_gradients_match_finite_differences():
+    N, D, k, loss, acc, nll = simulate()
+    ck = fit._checkpoints(N, D, 7, "t")
+    design = fit.LossDesign.build(ck, N, D, k, loss)
+    x = TRUE1.x + np.array([0.3, -0.2, 0.1, 0.02, -0.03, 0.2, 0.05])
+    sse, grad = design.sse(x)
+    assert sse == pytest.approx(float(((fit.T2LossLaw(x).predict(N, D, k) - loss) ** 2).sum()), rel=1e-9)
+    np.testing.assert_allclose(grad, _numeric_grad(lambda v: design.sse(v)[0], x), rtol=1e-5)
+    batch = np.stack([x, TRUE1.x, x - 0.1])  # the batched call equals per-vector calls
+    fb, gb = design.sse(batch)
+    np.testing.assert_allclose(fb, [design.sse(v)[0] for v in batch])
+    np.testing.assert_allclose(gb, [design.sse(v)[1] for v in batch])
+
+    L = TRUE2.loss_law.predict(N, D)
+    theta = TRUE2.x[5:] + np.array([0.1, -0.3, -0.05, 0.2, 0.05])
+    np.testing.assert_allclose(fit._accuracy_sse(theta, L, k, acc)[1],
+                               _numeric_grad(lambda t: fit._accuracy_sse(t, L, k, acc)[0], theta), rtol=1e-5)
+    m = k == 1
+    args = (np.log(N[m]), np.log(D[m]), np.log(nll[m]))
+    xc = np.array(CHIN) + 0.05
+    np.testing.assert_allclose(fit._huber_objective(xc, *args)[1],
+                               _numeric_grad(lambda v: fit._huber_objective(v, *args)[0], xc), rtol=1e-5)
+
+
+def _rel(a, b):
+    return abs(a - b) / abs(b)
+
+
+def test_approach1_recovers_parameters_and_optimum():
+    N, D, k, loss, _, _ = simulate()
+    law = fit.fit_t2_loss(N, D, k, loss, starts=100)
+    true = TRUE1.params
+    for name, tol in (("E", 0.03), ("alpha", 0.03), ("beta", 0.03), ("G", 0.03), ("gamma", 0.03), ("A", 0.15), ("B", 0.15)):
+        assert _rel(law.params[name], true[name]) < tol, (name, law.params[name], true[name])
+    for C_train, C_inf in ((1e19, 2e9), (1e20, 2e10)):
+        got, want = law.optimum(C_train, C_inf), TRUE1.optimum(C_train, C_inf)
+        for key in ("N", "D", "k"):
+            assert _rel(got[key], want[key]) < 0.10, (key, got, want)
+
+
+def test_approach2_recovers_parameters_and_optimum():
+    N, D, k, _, acc, nll = simulate()
+    law = fit.fit_t2_accuracy(N, D, k, acc, nll)
+    p, true = law.params, TRUE2.params
+    for name, tol in (("alpha", 0.05), ("beta", 0.05), ("E", 0.05), ("theta0", 0.05), ("theta1", 0.05),
+                      ("theta2", 0.02), ("theta3", 0.1)):
+        assert _rel(p[name], true[name]) < tol, (name, p[name], true[name])
+    assert abs(p["theta4"] - true["theta4"]) < 0.05
+    got, want = law.optimum(1e19, 2e9), TRUE2.optimum(1e19, 2e9)
+    for key in ("N", "D", "k"):
+        assert _rel(got[key], want[key]) < 0.10, (key, got, want)
+
+
+def test_beta_formula_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    for N, D in ((5e6, 1e9), (1e8, 2e9), (9e8, 5e9)):
+        a, b = TRUE2.beta_ab(TRUE2.loss_law.predict(N, D))
+        p = rng.beta(a, b, 400_000)
+        for k in (1, 4, 64):
+            mc = (1 - (1 - p) ** k).mean()
+            exact = float(TRUE2.predict(N, D, k))
+            assert exact == pytest.approx(mc, abs=4 * np.sqrt(mc * (1 - mc) / p.size) + 1e-9), (N, D, k)
+
+
+def test_both_laws_reduce_to_chinchilla_at_k1():
+    N, D, k, loss, _, nll = simulate()
+    chin = TRUE1.at_k1()
+    np.testing.assert_allclose(chin.predict(N, D), TRUE1.predict(N, D, 1))
+    assert chin.params["E"] == pytest.approx(TRUE1.params["E"] + TRUE1.params["G"])
+    m = k == 1  # the robust Chinchilla fit on the k = 1 slice (0.2% noise) recovers E' = E + G, α, β
+    y = TRUE1.predict(N[m], D[m], 1) * (1 + 0.002 * np.random.default_rng(1).standard_normal(m.sum()))
+    fitted = fit.fit_chinchilla(N[m], D[m], y, bootstrap=10)
+    for name in ("E", "alpha", "beta"):
+        assert _rel(fitted.params[name], chin.params[name]) < 0.03
+    for name, (lo, hi) in fitted.intervals(0.9).items():  # bootstrap intervals: non-degenerate, around the fit
+        assert lo < hi and lo <= fitted.params[name] * 1.001 and hi >= fitted.params[name] * 0.999, name
+    assert fitted.intervals(0.9)["alpha"][1] - fitted.intervals(0.9)["alpha"][0] < 0.05
+    # Approach 2 at k = 1: Acc = a/(a + b) = μ = θ2/(1 + exp(θ1 (L̂ − θ0)))
+    L = TRUE2.loss_law.predict(N, D)
+    t0, t1, t2 = TRUE2.x[5:8]
+    np.testing.assert_allclose(TRUE2.predict(N, D, 1), t2 / (1 + np.exp(t1 * (L - t0))), rtol=1e-9, atol=1e-12)
+
+
+def test_optimizer_moves_to_smaller_overtrained_models_as_c_inf_grows():
+    opts = [TRUE1.optimum(1e21, c) for c in (2e8, 2e9, 2e10, 2e11)]
+    N = [o["N"] for o in opts]
+    ratio = [o["tokens_per_param"] for o in opts]
+    assert all(a < b for a, b in zip(N, N[1:]))  # small C_inf forces small N; as it grows N rises
+    # …but always far below and more overtrained than the Chinchilla-only choice
+    chin = TRUE1.chinchilla_choice(1e21, 2e11)
+    assert all(n < chin["N"] for n in N) and all(r > chin["tokens_per_param"] for r in ratio)
+    # continuous-k optimum is the best on its budget line, integer k is integral and no better
+    o, oi = TRUE1.optimum(1e21, 2e9), TRUE1.optimum(1e21, 2e9, integer_k=True)
+    assert oi["k"] == round(oi["k"]) >= 1 and oi["loss"] >= o["loss"] - 1e-12
+    assert 2 * oi["N"] * oi["k"] <= 2e9 * (1 + 1e-9)
+    for N_ in (o["N"] * 0.8, o["N"] * 1.25):
+        assert TRUE1.predict(N_, 1e21 / (6 * N_), 2e9 / (2 * N_)) > o["loss"]
+    # closed-form Chinchilla N_opt equals a numeric argmin of the (N, D) part
+    chin_law = TRUE1.at_k1()
+    num = fit._argmin_log(lambda n: chin_law.predict(n, 1e21 / (6 * n)), 1e21 / 6)
+    assert num == pytest.approx(chin_law.chinchilla_n(1e21), rel=1e-4)
+
+
+def test_bad_input_names_rows_and_fields():
+    N, D, k, loss, acc, nll = simulate()
+    bad = loss.copy()
+    bad[5] = np.nan
+    with pytest.raises(ValueError, match=r"loss: NaN or infinite value in row\(s\) 5"):
+        fit.fit_t2_loss(N, D, k, bad, starts=2)
+    with pytest.raises(ValueError, match=r"N: expected values > 0, got -1 in row\(s\) 3"):
+        fit.fit_t2_loss(np.r_[N[:3], -1, N[4:]], D, k, loss, starts=2)
+    few = np.isin(D, np.unique(D)[:6])  # 6 checkpoints, all their ks
+    with pytest.raises(ValueError, match=r"6 distinct checkpoints \(N, D\), expected at least 7"):
+        fit.fit_t2_loss(N[few], D[few], k[few], loss[few], starts=2)
+    with pytest.raises(ValueError, match="needs a k = 1 row"):
+        fit.fit_t2_accuracy(N[k > 1], D[k > 1], k[k > 1], acc[k > 1], nll[k > 1])
+    with pytest.raises(ValueError, match=r"accuracy: expected values in \[0, 1\]"):
+        fit.fit_t2_accuracy(N, D, k, acc + 1, nll)
+    with pytest.raises(ValueError, match="C_train > 0"):
+        TRUE1.optimum(-1, 2e9)
+    with pytest.warns(fit.FitWarning, match="did not converge|at a search bound"):
+        fit.fit_t2_loss(N, D, k, loss * 1e6, starts=4)  # a loss scale far outside the search box
+
+
+def test_law_json_round_trip(tmp_path):
+    N, D, k, loss, _, _ = simulate()
+    law = fit.fit_t2_loss(N, D, k, loss, starts=20, bootstrap=4)
+    fit.save_laws(tmp_path / "law.json", {"arith": law, "acc": TRUE2})
+    back = fit.load_laws(tmp_path / "law.json")
+    np.testing.assert_allclose(back["arith"].predict(N, D, k), law.predict(N, D, k))
+    np.testing.assert_allclose(back["acc"].predict(N, D, k), TRUE2.predict(N, D, k))
+    iv = back["arith"].optimum_interval(1e19, 2e9)
+    assert iv["N"][0] <= law.optimum(1e19, 2e9)["N"] * 1.05 and iv["N"][1] >= law.optimum(1e19, 2e9)["N"] * 0.95
+    (tmp_path / "bad.json").write_text('{"t2_kind": "law", "t2_schema_version": 1, "laws": {"x": {"law": "nope"}}}')
+    with pytest.raises(ValueError, match="laws.x: field 'law' must be one of"):
+        fit.load_laws(tmp_path / "bad.json")
