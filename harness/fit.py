@@ -18,6 +18,7 @@ Bootstrap refits resample checkpoints (unique (N, D) pairs, with all their k row
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -31,6 +32,35 @@ from harness import records
 
 class FitWarning(UserWarning):
     """A fit stopped without converging, or an optimum sits on a search bound."""
+
+
+_BLAS = []  # lazily created threadpoolctl controller (empty list: not tried yet; [None]: unavailable)
+
+
+def _single_thread_blas(fn: Callable) -> Callable:
+    """Run ``fn`` with BLAS limited to one thread (via threadpoolctl, when it is installed).
+
+    scipy's L-BFGS-B (the C port since scipy 1.15) calls BLAS on its tiny 5- to 10-variable
+    problems; a multi-threaded OpenBLAS then spends milliseconds per iteration waking and syncing
+    threads, far more on a busy machine (measured: ~5 ms per setulb call with 2 threads on a loaded
+    2-core box, ~40x slower than one thread). The batched numpy work here is too small to gain from
+    BLAS threads either, so fits run single-threaded.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not _BLAS:
+            try:
+                from threadpoolctl import ThreadpoolController
+                _BLAS.append(ThreadpoolController())
+            except Exception:  # threadpoolctl missing or unable to inspect the libraries
+                _BLAS.append(None)
+        if _BLAS[0] is None:
+            return fn(*args, **kwargs)
+        with _BLAS[0].limit(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 # ---------------------------------------------------------------- input checks
@@ -321,6 +351,7 @@ def _huber_objective(x: np.ndarray, logN, logD, logL) -> tuple[np.ndarray, np.nd
     return f, grad
 
 
+@_single_thread_blas
 def fit_chinchilla(N, D, loss, starts: int = 64, bootstrap: int = 0, seed: int = 0) -> ChinchillaLaw:
     """Robust Chinchilla fit: Huber (δ = 1e-3) on log L against LSE(a − α log N, b − β log D, e).
 
@@ -427,6 +458,7 @@ class LossDesign:
         return sse, grad
 
 
+@_single_thread_blas
 def fit_t2_loss(N, D, k, loss, starts: int = 500, bootstrap: int = 0, seed: int = 0,
                 polish: int = 5) -> T2LossLaw:
     """T² Approach 1: SSE of E + A/N^α + B/D^β + G/k^γ against the task loss over all rows;
@@ -506,6 +538,67 @@ def _accuracy_sse(theta: np.ndarray, L: np.ndarray, k: np.ndarray, acc: np.ndarr
     return float(r @ r), grad
 
 
+@dataclass(frozen=True)
+class AccuracyDesign:
+    """The Approach 2 stage-2 SSE, batched over θ vectors, with the per-checkpoint work shared.
+
+    a, b depend on the row only through its checkpoint's L̂, so μ, ν, a, b, log B(a, b), ψ(b) and
+    ψ(a + b) are computed once per checkpoint [S, C]; only log B(a, b + k), ψ(b + k) and
+    ψ(a + b + k) are per row [S, R]. Per-row gradient terms are summed back to checkpoints by one
+    matrix product with the row→checkpoint indicator.
+    """
+
+    L: np.ndarray  # [C] L̂ of each checkpoint
+    row: np.ndarray  # [R] checkpoint of each row
+    k: np.ndarray  # [R]
+    acc: np.ndarray  # [R]
+    onehot: np.ndarray  # [R, C]
+
+    @classmethod
+    def build(cls, ckpt: np.ndarray, Lhat: np.ndarray, k: np.ndarray, acc: np.ndarray) -> AccuracyDesign:
+        """Rows with checkpoint ids ``ckpt`` (any labels), L̂, k and accuracy per row."""
+        uniq, row = np.unique(ckpt, return_inverse=True)
+        row = row.ravel()
+        first = np.unique(row, return_index=True)[1]
+        onehot = np.zeros((row.size, uniq.size))
+        onehot[np.arange(row.size), row] = 1.0
+        return cls(np.asarray(Lhat, dtype=np.float64)[first], row, np.asarray(k, dtype=np.float64),
+                   np.asarray(acc, dtype=np.float64), onehot)
+
+    def sse(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Σ (Acc − acc)² over rows and its analytic gradient, for θ of shape [..., 5].
+
+        At the corner of the θ box (ν = exp(θ3 + θ4 L̂) near overflow) log B is ±inf and the SSE
+        NaN; the line searches reject such steps, so that is returned quietly."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self._sse(np.asarray(theta, dtype=np.float64))
+
+    def _sse(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t0, t1, t2, t3, t4 = (v[..., None] for v in np.moveaxis(theta, -1, 0))
+        L = self.L
+        s = expit(-t1 * (L - t0))  # [..., C]
+        mu, nu = np.clip(t2 * s, _MU_FLOOR, 1 - _MU_FLOOR), np.exp(t3 + t4 * L)
+        a, b = mu * nu, (1 - mu) * nu
+        ab = a + b
+        lb_c, psi_ab, psi_b = betaln(a, b), digamma(ab), digamma(b)
+        ar, br, abr = a[..., self.row], b[..., self.row], ab[..., self.row]  # [..., R]
+        bk = br + self.k
+        delta = np.minimum(betaln(ar, bk) - lb_c[..., self.row], 0.0)  # B(a, b + k) <= B(a, b); clip rounding
+        e = np.exp(delta)
+        r = -np.expm1(delta) - self.acc
+        dd = -2 * r * e  # ∂SSE/∂delta
+        # per row: ∂delta/∂a = ψ(a+b) − ψ(a+b+k), ∂delta/∂b = ψ(b+k) − ψ(b) + ∂delta/∂a; summed per checkpoint
+        d_a = psi_ab[..., self.row] - digamma(abr + self.k)
+        d_b = digamma(bk) - psi_b[..., self.row] + d_a
+        G_a, G_b = (dd * d_a) @ self.onehot, (dd * d_b) @ self.onehot
+        g_mu = nu * (G_a - G_b)
+        g_nu = (mu * G_a + (1 - mu) * G_b) * nu  # ∂/∂(θ3 + θ4 L̂)
+        g_s = g_mu * t2 * (-s * (1 - s))  # ∂/∂z, z = θ1 (L̂ − θ0)
+        grad = np.stack([(g_s * -t1).sum(-1), (g_s * (L - t0)).sum(-1), (g_mu * s).sum(-1),
+                         g_nu.sum(-1), (g_nu * L).sum(-1)], -1)
+        return (r * r).sum(-1), grad
+
+
 def isoflop_weights(C_train: np.ndarray, loss: np.ndarray) -> np.ndarray:
     """Inverse-variance weight of each checkpoint: 1/Var(loss) within its isoFLOP group (C_train
     rounded to the nearest power of 2); groups of one, or without spread, take the median weight.
@@ -548,10 +641,13 @@ def _profiled_chinchilla(N: np.ndarray, D: np.ndarray, L: np.ndarray) -> tuple[n
     return np.array([a, b, np.log(E), al, be]), f
 
 
+@_single_thread_blas
 def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0, seed: int = 0) -> T2AccuracyLaw:
     """T² Approach 2, two stages: (1) Chinchilla L̂(N, D) on the task NLL = the task loss of the
     k = 1 rows (E profiled, isoFLOP inverse-variance weights); (2) θ0..θ4 by SSE of
-    1 − B(a, b + k)/B(a, b) against pass@k accuracy over all rows, L-BFGS-B from ``starts`` starts."""
+    1 − B(a, b + k)/B(a, b) against pass@k accuracy over all rows (:class:`AccuracyDesign`): all
+    ``starts`` starts run at once through :func:`batched_lbfgs`, the 2 best are polished by L-BFGS-B.
+    Bootstrap refits start from the full-data optimum."""
     c = _rows(N=N, D=D, k=k, accuracy=accuracy, loss=loss)
     ckpt = _checkpoints(c["N"], c["D"], 5, "t2 approach 2")
 
@@ -565,16 +661,17 @@ def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0
             raise ValueError(f"loss: expected task NLL > 0 at k = 1, row(s) {_list(first[c['loss'][first] <= 0])}")
         chin = _profiled_chinchilla(c["N"][first], c["D"][first], c["loss"][first])[0]
         Lhat = ChinchillaLaw(chin).predict(c["N"][rows], c["D"][rows])
+        design = AccuracyDesign.build(ckpt[rows], Lhat, c["k"][rows], c["accuracy"][rows])
         if x_init is None:
             rng = np.random.default_rng(seed)
             acc1 = c["accuracy"][one]
             lo, hi = np.array([Lhat.min(), 0.5, acc1.max(), -1.0, -1.0]), np.array([Lhat.max(), 10.0, 1.0, 3.0, 1.0])
             x0 = np.vstack([[np.median(Lhat), 3.0, min(1.0, 1.2 * acc1.max()), 1.0, 0.0],
                             rng.uniform(lo, hi, (starts - 1, 5))])
+            polish = 2  # all starts batched, the 2 best polished by L-BFGS-B
         else:
-            x0 = x_init[None, 5:]
-        theta, f, ok = _best_of(lambda t: _accuracy_sse(t, Lhat, c["k"][rows], c["accuracy"][rows]), x0,
-                                _THETA_BOUNDS, "t2 approach 2 (stage 2)")
+            x0, polish = x_init[None, 5:], 0
+        theta, f, ok = _best_of(design.sse, x0, _THETA_BOUNDS, "t2 approach 2 (stage 2)", polish=polish)
         return np.r_[chin, theta], f, ok
 
     x, f, ok = fit(np.arange(ckpt.size), None)

@@ -52,6 +52,22 @@ def test_analytic_gradients_match_finite_differences():
     theta = TRUE2.x[5:] + np.array([0.1, -0.3, -0.05, 0.2, 0.05])
     np.testing.assert_allclose(fit._accuracy_sse(theta, L, k, acc)[1],
                                _numeric_grad(lambda t: fit._accuracy_sse(t, L, k, acc)[0], theta), rtol=1e-5)
+    # the batched stage-2 objective (per-checkpoint a, b shared by that checkpoint's k rows) equals
+    # the per-row reference, its gradient matches finite differences, and a batch equals single calls
+    design = fit.AccuracyDesign.build(fit._checkpoints(N, D, 5, "t"), L, k, acc)
+    f2, g2 = design.sse(theta)
+    ref_f, ref_g = fit._accuracy_sse(theta, L, k, acc)
+    assert f2 == pytest.approx(ref_f, rel=1e-12)
+    np.testing.assert_allclose(g2, ref_g, rtol=1e-10)
+    np.testing.assert_allclose(g2, _numeric_grad(lambda t: design.sse(t)[0], theta), rtol=1e-5)
+    batch = np.stack([theta, TRUE2.x[5:], theta * 0.9])
+    fb, gb = design.sse(batch)
+    np.testing.assert_allclose(fb, [design.sse(v)[0] for v in batch], rtol=1e-12)
+    np.testing.assert_allclose(gb, [design.sse(v)[1] for v in batch], rtol=1e-10)
+    rows = np.r_[np.arange(N.size), np.flatnonzero(D == D[0])]  # a bootstrap-style repeat of some rows
+    dup = fit.AccuracyDesign.build(fit._checkpoints(N, D, 5, "t")[rows], L[rows], k[rows], acc[rows])
+    np.testing.assert_allclose(dup.sse(theta)[1], fit._accuracy_sse(theta, L[rows], k[rows], acc[rows])[1], rtol=1e-10)
+
     m = k == 1
     args = (np.log(N[m]), np.log(D[m]), np.log(nll[m]))
     xc = np.array(CHIN) + 0.05
@@ -86,6 +102,18 @@ def test_approach2_recovers_parameters_and_optimum():
     got, want = law.optimum(1e19, 2e9), TRUE2.optimum(1e19, 2e9)
     for key in ("N", "D", "k"):
         assert _rel(got[key], want[key]) < 0.10, (key, got, want)
+
+
+def test_fits_run_with_single_threaded_blas_and_restore_it():
+    """scipy's L-BFGS-B calls BLAS on tiny problems; with threaded OpenBLAS each call cost ~ms."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    seen = []
+    probe = fit._single_thread_blas(lambda: seen.extend(
+        lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"))
+    probe()
+    assert seen and set(seen) == {1}
+    assert [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"] == before
 
 
 def test_beta_formula_matches_monte_carlo():
