@@ -15,55 +15,215 @@ class UsageError(Exception):
 
 
 def _cmd_tasks(args: argparse.Namespace) -> None:
-    raise UsageError("t2 tasks: not implemented yet")
+    from harness.tasks import TASKS, get_task
+
+    names = args.names or list(TASKS)
+    options = {"data_files": args.data_files} if args.data_files else {}
+    rows = [("task", "size", "version", "source")]
+    for name in names:
+        try:
+            task = get_task(name, **options)
+            # hub data is not downloaded just to count it
+            on_hub = getattr(task, "hub", None) and not getattr(task, "data_files", None)
+            size = "hub" if on_hub else str(len(task.problems()))
+            rows.append((name, size, task.version, task.source))
+        except ImportError as e:
+            rows.append((name, "-", "-", f"unavailable: {e}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3])
+    if not args.names:
+        print("lm-eval:<task>  any lm-evaluation-harness task through the bridge")
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
-    raise UsageError("t2 sample: not implemented yet")
+    from harness import sampling
+    from harness.samplers import SamplingSettings
+
+    settings = SamplingSettings(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                                max_tokens=args.max_tokens, seed=args.seed)
+    options = sampling.backend_options(
+        args.backend, device=args.device, dtype=args.dtype, max_model_len=args.max_model_len,
+        gpu_memory_utilization=args.gpu_memory_utilization, tensor_parallel_size=args.tensor_parallel_size,
+        data_parallel_size=args.data_parallel_size)
+    sampling.run_sample(args.task, args.model, args.out, settings, backend=args.backend, limit=args.limit,
+                        shard=args.shard, chat=args.chat, chunk=args.chunk, data_files=args.data_files,
+                        task_options=sampling.parse_task_options(args.task_option), backend_options=options)
 
 
 def _cmd_likelihood(args: argparse.Namespace) -> None:
-    raise UsageError("t2 likelihood: not implemented yet")
+    from harness import sampling
+
+    out = sampling.run_likelihood(
+        args.task, args.model, args.out, backend=args.backend, limit=args.limit, shard=args.shard,
+        data_files=args.data_files, task_options=sampling.parse_task_options(args.task_option),
+        backend_options=sampling.backend_options(args.backend, device=args.device, dtype=args.dtype))
+    print(f"wrote {out}")
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
-    raise UsageError("t2 score: not implemented yet")
+    from pathlib import Path
+
+    from harness import sampling
+
+    if not (Path(args.run) / sampling.RUN_FILE).is_file():
+        raise UsageError(f"{args.run}: not a run directory (no {sampling.RUN_FILE}; run `t2 sample` first)")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers: expected an integer >= 1, got {args.workers}")
+    options = {"workers": args.workers} if args.workers else {}
+    scores, problems = sampling.score_run(args.run, options)
+    print(f"wrote {scores} and {problems}")
 
 
 def _cmd_passk(args: argparse.Namespace) -> None:
-    raise UsageError("t2 passk: not implemented yet")
+    from pathlib import Path
+
+    from harness import passk, records
+
+    source = Path(args.source)
+    problems_path = source / "problems.parquet" if source.is_dir() else source
+    if not problems_path.is_file():
+        raise UsageError(f"{problems_path}: no such file (expected a run directory holding "
+                         "problems.parquet, or a problems .parquet file)")
+    if args.bootstrap < 0:
+        raise UsageError(f"--bootstrap: expected a count >= 0, got {args.bootstrap}")
+    scores_path = problems_path.parent / "scores.parquet"
+    scores = records.read_table(scores_path, "scores") if scores_path.is_file() else None
+    table = passk.passk_table(records.read_table(problems_path, "problems"), scores, ks=args.k,
+                              n_boot=args.bootstrap, seed=args.seed)
+    out = records.write_table(Path(args.out) if args.out else problems_path.parent / "passk.parquet",
+                              "passk", table)
+    print(passk.format_table(table))
+    print(f"wrote {out}" + ("" if scores is not None else " (no scores.parquet beside it: maj@k not computed)"))
 
 
 def _cmd_cost(args: argparse.Namespace) -> None:
-    raise UsageError("t2 cost: not implemented yet")
+    import json
+
+    from harness import cost
+
+    for flag, value, least in (("--prompt-tokens", args.prompt_tokens, 0),
+                               ("--completion-tokens", args.completion_tokens, 0), ("-n", args.n, 1)):
+        if value < least:
+            raise UsageError(f"{flag}: expected an integer >= {least}, got {value}")
+    config = cost.load_config(args.config)
+    if args.json:
+        record = cost.sampling_cost(config, [args.prompt_tokens], [[args.completion_tokens] * args.n])
+        print(json.dumps(record, indent=2))
+    else:
+        print(cost.cost_table(config, args.prompt_tokens, args.completion_tokens, args.n))
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:
-    raise UsageError("t2 merge: not implemented yet")
+    from harness import sampling
+
+    written = sampling.merge_runs(args.runs, args.out)
+    print(f"{args.out}: {written} new samples from {len(args.runs)} run(s)")
+
+
+def _load_dataset(sources: Sequence[str], suite: str | None = None, params: str = "non_embedding"):
+    """A fitting dataset from one .parquet file or from run directories (+ a suite file)."""
+    from harness import dataset, records
+
+    if len(sources) == 1 and sources[0].endswith(".parquet"):
+        return records.read_table(sources[0], "dataset")
+    if any(s.endswith(".parquet") for s in sources):
+        raise UsageError("sources: give one fitting dataset .parquet, or run directories, not both")
+    return dataset.build_dataset(sources, dataset.load_suite(suite) if suite else None, params)
 
 
 def _cmd_fit(args: argparse.Namespace) -> None:
-    raise UsageError("t2 fit: not implemented yet")
+    """One law per task (all tasks of the data, or --task), saved together in one law JSON."""
+    from harness import dataset, fit
+
+    table = _load_dataset(args.sources, args.suite, args.params)
+    tasks = [args.task] if args.task else dataset.tasks_of(table)
+    laws = {}
+    for task in tasks:
+        law = fit.fit_columns(dataset.task_columns(table, task), args.approach, args.starts,
+                              args.bootstrap, args.seed)
+        laws[task] = law
+        print(f"{task}: {law.KIND} " + ", ".join(f"{k}={v:.4g}" for k, v in law.params.items()))
+    fit.save_laws(args.out, laws)
+    print(f"wrote {args.out} ({len(laws)} law(s))")
 
 
 def _cmd_optimize(args: argparse.Namespace) -> None:
-    raise UsageError("t2 optimize: not implemented yet")
+    from harness import fit
+
+    if args.c_train <= 0 or args.c_inf <= 0:
+        raise UsageError(f"--c-train/--c-inf: expected budgets > 0, got {args.c_train:g}, {args.c_inf:g}")
+    laws = fit.load_laws(args.law)
+    for task, law in laws.items() if args.task is None else [(args.task, _pick(laws, args.task, args.law))]:
+        rows = [("T² optimum (continuous k)", law.optimum(args.c_train, args.c_inf)),
+                ("T² optimum (integer k)", law.optimum(args.c_train, args.c_inf, integer_k=True)),
+                ("Chinchilla-only choice", law.chinchilla_choice(args.c_train, args.c_inf))]
+        print(f"{task} ({law.KIND}), C_train={args.c_train:.3g} FLOPs, C_inf={args.c_inf:.3g} FLOPs/token")
+        print(f"  {'':28s} {'N':>10s} {'D':>10s} {'k':>9s} {'D/N':>9s} {law.METRIC:>9s}")
+        for name, o in rows:
+            print(f"  {name:28s} {o['N']:10.3g} {o['D']:10.3g} {o['k']:9.3g} {o['tokens_per_param']:9.3g} "
+                  f"{o['value']:9.4g}")
+        if law.samples is not None:
+            iv = law.optimum_interval(args.c_train, args.c_inf)
+            print(f"  90% bootstrap interval ({len(law.samples)} refits): " +
+                  ", ".join(f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in iv.items()))
+
+
+def _pick(laws: dict, task: str, path: str):
+    if task not in laws:
+        raise UsageError(f"--task {task}: {path} has laws for {', '.join(laws)}")
+    return laws[task]
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
-    raise UsageError("t2 validate: not implemented yet")
+    from harness import dataset, fit, records
+
+    table = records.read_table(args.dataset, "dataset")
+    print(f"{'task':18s} {'D/N cut':>8s} {'train':>6s} {'test':>5s} {'train err':>10s} "
+          f"{'test mean':>10s} {'test med':>9s} {'test max':>9s}   (relative error, approach {args.approach})")
+    for task in [args.task] if args.task else dataset.tasks_of(table):
+        v = fit.validate(dataset.task_columns(table, task), args.approach, args.holdout_ratio, args.starts)
+        print(f"{task:18s} {v['holdout_ratio']:8.3g} {v['train_checkpoints']:6d} {v['test_checkpoints']:5d} "
+              f"{v['train_mean']:10.2%} {v['test_mean']:10.2%} {v['test_median']:9.2%} {v['test_max']:9.2%}")
 
 
 def _cmd_plot(args: argparse.Namespace) -> None:
-    raise UsageError("t2 plot: not implemented yet")
+    from harness import dataset, fit, plots, records
+
+    laws = fit.load_laws(args.law)
+    table = records.read_table(args.dataset, "dataset")
+    for task, law in laws.items() if args.task is None else [(args.task, _pick(laws, args.task, args.law))]:
+        for path in plots.plot_all(law, dataset.task_columns(table, task), args.out, task, args.c_inf):
+            print(f"wrote {path}")
 
 
 def _cmd_reliability(args: argparse.Namespace) -> None:
-    raise UsageError("t2 reliability: not implemented yet")
+    from pathlib import Path
+
+    from harness import reliability
+
+    if args.bins < 1:
+        raise UsageError(f"--bins: expected a count >= 1, got {args.bins}")
+    suite = None
+    if args.suite:
+        from harness.dataset import load_suite
+
+        suite = load_suite(args.suite)
+    runs = [reliability.load_run(path, suite) for path in args.runs]
+    table, curves = reliability.reliability_table(runs, args.k, n_bins=args.bins)
+    written = reliability.write_report(table, curves, Path(args.out or "results/reliability"))
+    print(reliability.format_table(table))
+    print(f"wrote {written[0]}, {written[-1].name} and {len(written) - 2} figure(s) in {written[0].parent}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    raise UsageError("t2 demo: not implemented yet")
+    from harness import demo
+
+    if args.real:
+        demo.run_real(args.out, device=args.device, limit=args.limit, n=args.n)
+    else:
+        demo.run_demo(args.out, preset=args.preset or ("gpu" if args.device == "cuda" else "cpu"),
+                      device=args.device, seed=args.seed)
 
 
 def _add(sub, name: str, handler: Callable[[argparse.Namespace], None], help: str, example: str):
@@ -84,6 +244,8 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="hf backend device (cpu, cuda); default: cuda if available")
     p.add_argument("--dtype", default=None, help="model dtype (float32, bfloat16, float16)")
     p.add_argument("--data-files", default=None, help="local data file(s) for tasks that load datasets")
+    p.add_argument("--task-option", action="append", default=None, metavar="KEY=VALUE",
+                   help="task constructor option, repeatable (e.g. n_shot=5, shift=1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="t2", description="Repeated-sampling evaluation and Train-to-Test (T²) scaling laws.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    _add(sub, "tasks", _cmd_tasks, "list tasks, sizes and sources", "t2 tasks")
+    p = _add(sub, "tasks", _cmd_tasks, "list tasks, sizes and sources",
+             "t2 tasks    (or: t2 tasks arc_easy --data-files arc_test.jsonl)")
+    p.add_argument("names", nargs="*", help="tasks to list (default: all registered)")
+    p.add_argument("--data-files", default=None, help="local data file(s) to count for the named tasks")
 
     p = _add(sub, "sample", _cmd_sample, "draw n completions per problem into a run directory",
              "t2 sample --task gsm8k --model smollm2-135m --out results/gsm8k-smol -n 64 --limit 32")
@@ -147,15 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=None, help="fit only this task")
     p.add_argument("--suite", default=None, help="suite file (YAML/CSV: model, revision, N, D)")
     p.add_argument("--out", default="law.json", help="law JSON to write")
-    p.add_argument("--starts", type=int, default=500, help="random starts (Approach 1)")
+    p.add_argument("--starts", type=int, default=None, help="random starts (default: 500 for approach 1, 8 for approach 2)")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap refits for intervals")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--params", choices=["non_embedding", "total"], default="non_embedding",
+                   help="which parameter count is N when building from runs (default non_embedding)")
 
     p = _add(sub, "optimize", _cmd_optimize, "best (N, D, k) under a training and an inference budget",
              "t2 optimize law.json --c-train 1e21 --c-inf 2e9")
     p.add_argument("law", help="law JSON written by `t2 fit`")
     p.add_argument("--c-train", type=float, required=True, help="training budget C_train = 6ND (FLOPs)")
     p.add_argument("--c-inf", type=float, required=True, help="inference budget C_inf = 2Nk (FLOPs per token)")
+    p.add_argument("--task", default=None, help="only this task's law (default: every law in the file)")
 
     p = _add(sub, "validate", _cmd_validate, "held-out relative error: fit on some checkpoints, test on others",
              "t2 validate results/dataset.parquet --approach 1")
@@ -163,24 +331,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--approach", type=int, choices=[1, 2], default=1)
     p.add_argument("--holdout-ratio", type=float, default=None,
                    help="hold out checkpoints with D/N above this (default: the most overtrained quarter)")
+    p.add_argument("--task", default=None, help="only this task (default: every task)")
+    p.add_argument("--starts", type=int, default=None, help="random starts (default 500 for approach 1)")
 
     p = _add(sub, "plot", _cmd_plot, "isoFLOP frontiers, pass@k curves, predicted vs measured (PNG, PDF)",
              "t2 plot law.json results/dataset.parquet --out results/plots")
     p.add_argument("law", help="law JSON written by `t2 fit`")
     p.add_argument("dataset", help="fitting dataset .parquet")
     p.add_argument("--out", default="plots", help="folder for the figures")
+    p.add_argument("--task", default=None, help="only this task's law (default: every law in the file)")
+    p.add_argument("--c-inf", type=float, default=2e9, help="inference budget of the frontier plot (default 2e9)")
 
     p = _add(sub, "reliability", _cmd_reliability, "calibration, selective prediction, proper scores",
              "t2 reliability results/gsm8k-smol")
     p.add_argument("runs", nargs="+", help="scored run directories")
     p.add_argument("-k", type=int, nargs="+", default=None, help="values of k")
     p.add_argument("--out", default=None, help="folder for the report (default: results/reliability)")
+    p.add_argument("--bins", type=int, default=10, help="equal-mass calibration bins (default 10)")
+    p.add_argument("--suite", default=None, help="suite file with N and D of runs whose run.json lacks them")
 
     p = _add(sub, "demo", _cmd_demo, "the embedded default, end to end", "t2 demo")
     p.add_argument("--out", default="results/demo", help="report folder")
     p.add_argument("--real", action="store_true", help="SmolLM2-135M on HumanEval with vLLM")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--preset", default=None, help="ladder preset (default: tiny on cpu)")
+    p.add_argument("--preset", default=None, choices=["tiny", "cpu", "gpu"],
+                   help="ladder preset (default: cpu, or gpu with --device cuda; tiny = the tests' reduced ladder)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, training and sampling")
+    p.add_argument("--limit", type=int, default=None, help="--real: HumanEval problems (default 16 on cpu, all on cuda)")
+    p.add_argument("-n", type=int, default=64, help="--real: samples per problem (default 64)")
     return parser
 
 

@@ -44,9 +44,12 @@ class Completion:
 
 class Backend(Protocol):
     name: str
+    tokenizer: Any  # the model's HF tokenizer (the driver applies chat templates with it)
 
     def model_info(self) -> dict[str, Any]:
-        """Model id/path, revision, HF config dict, parameter counts, device, library versions."""
+        """Model id/path, revision, HF config dict, parameter counts, device, library versions:
+        keys "model", "revision", "config" (dict), "params" ({"total", "non_embedding"}), "dtype",
+        "device", "backend", "versions" ({package: version})."""
         ...
 
     def sample(self, prompts: Sequence[str], settings: SamplingSettings) -> list[list[Completion]]:
@@ -57,3 +60,18 @@ class Backend(Protocol):
         """Teacher-forced NLL (nats, summed over tokens) of each answer given its prompt, with the
         number of answer tokens."""
         ...
+
+
+BACKENDS = {"hf": "harness.samplers.hf:HFBackend", "vllm": "harness.samplers.vllm:VLLMBackend"}
+
+
+def get_backend(name: str, model: str, **options: Any) -> Backend:
+    """The backend ``name`` ("hf" or "vllm") loading ``model`` (a resolved folder or HF id), built
+    with ``options`` (hf: device, dtype, max_batch; vllm: dtype, max_model_len,
+    gpu_memory_utilization, tensor_parallel_size, data_parallel_size). Imported lazily."""
+    import importlib
+
+    if name not in BACKENDS:
+        raise ValueError(f"--backend: expected one of {', '.join(BACKENDS)}, got {name!r}")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(model, **options)

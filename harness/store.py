@@ -1,0 +1,121 @@
+"""The sample store: completions as append-only parquet shards under ``RUN/samples/``.
+
+A sample's identity is (task, problem_id, sample_idx). Each flush writes one new shard holding all
+samples of a chunk of problems (never part of a problem), through a temporary name and an atomic
+rename, so a killed run leaves only whole shards. Reading unions the shards and keeps one row per
+key; a key stored twice must carry the same text (a rerun with the same seeds reproduces it),
+else the store is corrupt and reading fails naming both shards.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from harness import records
+
+KEY = ("task", "problem_id", "sample_idx")
+SAMPLES = "samples"
+
+
+class SampleStore:
+    """The samples of one run directory."""
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.run_dir = Path(run_dir)
+        self.dir = self.run_dir / SAMPLES
+        self._flushes = 0
+
+    def shards(self) -> list[Path]:
+        """The complete shards, in name (= write) order; temporaries (dot-names) are ignored."""
+        if not self.dir.is_dir():
+            return []
+        return sorted(p for p in self.dir.glob("*.parquet") if not p.name.startswith("."))
+
+    def append(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> Path | None:
+        """Write ``rows`` (dicts with at least :data:`records.COLUMNS` ["samples"]) as one new shard."""
+        table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
+        if table.num_rows == 0:
+            return None
+        self._flushes += 1
+        name = f"part-{time.time_ns():020d}-{os.getpid()}-{self._flushes:05d}.parquet"
+        return records.write_table(self.dir / name, "samples", table)
+
+    def read(self) -> pa.Table:
+        """All samples, one row per key, sorted by key."""
+        shards = self.shards()
+        if not shards:
+            return records.to_table("samples", pa.schema(list(records.COLUMNS["samples"].items())).empty_table())
+        parts = []
+        for i, path in enumerate(shards):
+            t = records.read_table(path, "samples")
+            parts.append(t.append_column("_shard", pa.array([i] * t.num_rows, pa.int32())))
+        table = pa.concat_tables(parts, promote_options="permissive")
+        table = table.sort_by([(k, "ascending") for k in KEY] + [("_shard", "ascending")])
+        table = _dedup(table, shards)
+        return records.to_table("samples", table.drop_columns(["_shard"]))
+
+    def done_problems(self, task: str, n: int) -> set[str]:
+        """Problem ids of ``task`` that already hold samples 0..n-1."""
+        if not self.shards():
+            return set()
+        table = self.read().select(["task", "problem_id", "sample_idx"])
+        table = table.filter(pc.and_(pc.equal(table["task"], task), pc.less(table["sample_idx"], n)))
+        counts = table.group_by("problem_id").aggregate([("sample_idx", "count_distinct")])
+        full = pc.equal(counts["sample_idx_count_distinct"], n)
+        return set(counts.filter(full)["problem_id"].to_pylist())
+
+
+def _dedup(table: pa.Table, shards: Sequence[Path]) -> pa.Table:
+    """Keep the first row of each key of a key-sorted table; duplicates must have equal text."""
+    if table.num_rows < 2:
+        return table
+    table = table.combine_chunks()
+    keys = [table[k].chunk(0) for k in KEY]
+    same = None
+    for col in keys:
+        eq = pc.equal(col.slice(1), col.slice(0, len(col) - 1))
+        same = eq if same is None else pc.and_(same, eq)
+    dup = pc.fill_null(same, False)
+    if not pc.any(dup).as_py():
+        return table
+    texts, shard_ids = table["text"].to_pylist(), table["_shard"].to_pylist()
+    for j in pc.indices_nonzero(dup).to_pylist():
+        if texts[j] != texts[j + 1]:
+            key = tuple(table[k][j].as_py() for k in KEY)
+            raise ValueError(f"{shards[shard_ids[j]]} and {shards[shard_ids[j + 1]]}: sample {key} stored "
+                             "twice with different text (runs with different settings were mixed)")
+    keep = pa.concat_arrays([pa.array([True]), pc.invert(dup)])
+    return table.filter(keep)
+
+
+def merge_stores(sources: Iterable[str | os.PathLike], out: str | os.PathLike) -> int:
+    """Union the samples of ``sources`` into the store of ``out`` (deduplicated by key; keys
+    already in ``out`` are not written again, so merging twice changes nothing). Returns the
+    number of new samples written."""
+    target = SampleStore(out)
+    have = _texts_by_key(target.read())
+    written = 0
+    for source in map(SampleStore, sources):
+        table = source.read()
+        new = []
+        for key, text in _texts_by_key(table).items():
+            if key in have and have[key] != text:
+                raise ValueError(f"{source.dir}: sample {key} differs from the one already in {target.dir}")
+            new.append(key not in have)
+        table = table.filter(pa.array(new, pa.bool_()))
+        if table.num_rows:
+            target.append(table)
+            have.update(_texts_by_key(table))
+            written += table.num_rows
+    return written
+
+
+def _texts_by_key(table: pa.Table) -> dict[tuple, str]:
+    return dict(zip(zip(*(table[k].to_pylist() for k in KEY)), table["text"].to_pylist()))

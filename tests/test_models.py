@@ -1,0 +1,64 @@
+"""Model resolution: the offline SmolLM2 folder, local folders, hub ids, training metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.models import cache_root, load_hf, resolve_model, training_metadata
+
+
+@pytest.mark.slow
+def test_smollm2_resolves_to_a_plain_loadable_folder():
+    path = Path(resolve_model("smollm2-135m"))
+    assert resolve_model("SmolLM2-135M") == str(path)  # converted once, then cached
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        assert (path / name).is_file(), name
+    config = json.loads((path / "config.json").read_text())
+    assert "quantization_config" not in config  # vLLM would try to load it as GGUF
+    assert config["torch_dtype"] == "float32" and config["model_type"] == "llama"
+    torch.set_num_threads(1)
+    model, tokenizer = load_hf(str(path), "cpu")
+    assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template
+    ids = tokenizer("The capital of France is", return_tensors="pt").input_ids
+    out = model.generate(ids, do_sample=False, max_new_tokens=4)
+    assert "Paris" in tokenizer.decode(out[0, ids.shape[1]:])  # the dequantised weights are the model's
+
+
+def test_local_folder_needs_config(tmp_path):
+    with pytest.raises(ValueError, match=r"--model .*no config.json"):
+        resolve_model(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    assert resolve_model(str(tmp_path)) == str(tmp_path.resolve())
+    with pytest.raises(ValueError, match=r"^--model .*cannot load"):
+        load_hf(str(tmp_path))
+
+
+def test_missing_paths_and_hub_ids():
+    with pytest.raises(ValueError, match=r"--model ./no/such/model: no such model folder"):
+        resolve_model("./no/such/model")
+    assert resolve_model("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
+
+
+def test_bad_dtype_names_the_flag(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="--dtype"):
+        load_hf(str(tmp_path), dtype="float8")
+
+
+def test_training_metadata(tmp_path):
+    assert training_metadata(str(tmp_path)) == {}
+    (tmp_path / "t2_training.json").write_text(json.dumps({"tokens_trained": 12800,
+                                                           "training_flops_measured": 3.5e12}))
+    assert training_metadata(str(tmp_path)) == {"tokens_trained": 12800, "training_flops": 3.5e12}
+    assert training_metadata("HuggingFaceTB/SmolLM2-135M") == {}
+
+
+def test_cache_root_follows_t2_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("T2_CACHE", str(tmp_path))
+    assert cache_root() == tmp_path
+    monkeypatch.delenv("T2_CACHE")
+    assert cache_root() == Path.home() / ".cache" / "t2-harness"

@@ -1,0 +1,188 @@
+"""The run driver end to end on the real hf backend and GSM8K: kill-and-resume, refusal to mix
+runs, shards and merge, score, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import cli, records
+from harness.sampling import parse_shard, select_problems, shard_of
+from harness.store import SampleStore
+from harness.tasks.gsm8k import GSM8K
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def t2(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", *args], env=ENV, capture_output=True, text=True)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def sample_args(gsm8k_file: Path, out: Path, *extra: str) -> list[str]:
+    return ["sample", "--task", "gsm8k", "--data-files", str(gsm8k_file), "--model", "smollm2-135m",
+            "--backend", "hf", "--device", "cpu", "--out", str(out), "--limit", "3", "-n", "3",
+            "--max-tokens", "12", "--chunk", "1", *extra]
+
+
+def keys_and_texts(run: Path) -> dict[tuple[str, int], str]:
+    table = SampleStore(run).read()
+    return dict(zip(zip(table["problem_id"].to_pylist(), table["sample_idx"].to_pylist()),
+                    table["text"].to_pylist()))
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, gsm8k_file) -> Path:
+    out = tmp_path_factory.mktemp("clean") / "run"
+    t2(*sample_args(gsm8k_file, out))
+    return out
+
+
+@pytest.mark.slow
+def test_clean_run_records(clean_run):
+    run = records.read_json(clean_run / "run.json", "run")
+    assert run["model"]["id"] == "smollm2-135m" and run["model"]["params_total"] > 1e8
+    assert run["sampler"]["n"] == 3 and run["sampler"]["seed"] == 0 and run["sampler"]["backend"] == "hf"
+    assert run["task"]["name"] == "gsm8k" and run["task"]["n_problems"] == 3
+    assert run["end_time"] and run["versions"]["torch"]
+    texts = keys_and_texts(clean_run)
+    assert sorted(texts) == [(f"gsm8k/{i}", j) for i in range(3) for j in range(3)]
+    cost = records.read_json(clean_run / "cost.json", "cost")
+    table = SampleStore(clean_run).read()
+    assert cost["completions"] == 9 and cost["completion_tokens"] == sum(table["completion_tokens"].to_pylist())
+    assert cost["total_flops"] > 0 and cost["wall_s"] > 0
+
+
+@pytest.mark.slow
+def test_kill_and_resume_gives_the_uninterrupted_samples(tmp_path, gsm8k_file, clean_run):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *sample_args(gsm8k_file, out)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not SampleStore(out).shards() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert 1 <= len(keys_and_texts(out)) // 3 < 3
+    t2(*sample_args(gsm8k_file, out))
+    assert keys_and_texts(out) == keys_and_texts(clean_run)
+    table = SampleStore(out).read()
+    assert table.num_rows == 9
+    # the same command again has nothing left to do and writes no shard
+    shards = SampleStore(out).shards()
+    t2(*sample_args(gsm8k_file, out))
+    assert SampleStore(out).shards() == shards
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change, field", [(("--seed", "1"), "sampler.seed"),
+                                           (("--temperature", "0.5"), "sampler.temperature"),
+                                           (("-n", "4"), "sampler.n")])
+def test_rerun_with_other_settings_refuses(clean_run, gsm8k_file, change, field):
+    before = SampleStore(clean_run).shards()
+    args = sample_args(gsm8k_file, clean_run)
+    i = args.index(change[0]) if change[0] in args else None
+    if i is not None:
+        args[i + 1] = change[1]
+    else:
+        args += list(change)
+    proc = t2(*args, check=False)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and field in proc.stderr and "another --out" in proc.stderr
+    assert SampleStore(clean_run).shards() == before
+
+
+@pytest.mark.slow
+def test_shards_merge_idempotently_into_the_unsharded_run(tmp_path, gsm8k_file, clean_run):
+    parts = [tmp_path / f"shard{i}" for i in range(2)]
+    for i, part in enumerate(parts):
+        t2(*sample_args(gsm8k_file, part, "--shard", f"{i}/2"))
+    assert sum(len(keys_and_texts(p)) for p in parts) == 9
+    out = tmp_path / "merged"
+    t2("merge", *map(str, parts), "--out", str(out))
+    once = keys_and_texts(out)
+    assert once == keys_and_texts(clean_run)
+    t2("merge", *map(str, parts), "--out", str(out))
+    assert keys_and_texts(out) == once and len(SampleStore(out).read()) == 9
+    assert records.read_json(out / "run.json", "run")["shard"] is None
+    other = tmp_path / "other-seed"  # a shard of another run: same files, manifest with another seed
+    shutil.copytree(parts[1], other)
+    manifest = records.read_json(other / "run.json", "run")
+    records.write_json(other / "run.json", "run", {**manifest, "sampler": {**manifest["sampler"], "seed": 1}})
+    refused = t2("merge", str(parts[0]), str(other), "--out", str(tmp_path / "bad"), check=False)
+    assert refused.returncode == 2 and "sampler.seed" in refused.stderr and "only shards of one run" in refused.stderr
+
+
+@pytest.mark.slow
+def test_score_and_likelihood_fill_problems_table(tmp_path, clean_run, gsm8k_file):
+    t2("score", str(clean_run))
+    scores = records.read_table(clean_run / "scores.parquet", "scores")
+    assert scores.num_rows == 9
+    assert all(m for m in scores["verifier_message"].to_pylist())
+    t2("likelihood", "--task", "gsm8k", "--data-files", str(gsm8k_file), "--model", "smollm2-135m",
+       "--device", "cpu", "--limit", "3", "--out", str(clean_run))
+    problems = records.read_table(clean_run / "problems.parquet", "problems").to_pylist()
+    assert [p["problem_id"] for p in problems] == ["gsm8k/0", "gsm8k/1", "gsm8k/2"]
+    assert all(p["n"] == 3 and 0 <= p["c"] <= 3 and p["nll"] > 0 and p["answer_tokens"] > 10 for p in problems)
+    assert sum(p["c"] for p in problems) == sum(scores["correct"].to_pylist())
+
+
+def test_shard_split_covers_every_problem_once(gsm8k_file):
+    problems = GSM8K(data_files=str(gsm8k_file)).problems()
+    parts = [select_problems(problems, 300, (i, 4)) for i in range(4)]
+    ids = [p.id for part in parts for p in part]
+    assert sorted(ids) == sorted(p.id for p in problems[:300]) and len(ids) == len(set(ids))
+    assert min(map(len, parts)) > 40  # the hash spreads problems evenly
+    assert all(shard_of(p.id, 4) == i for i, part in enumerate(parts) for p in part)
+    assert parse_shard("2/4") == (2, 4) and parse_shard(None) is None
+    for bad in ("4/4", "x", "1/0", "-1/3"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--model", "./no/such/model"], "--model"),
+    (["-n", "0"], "-n"),
+    (["--max-tokens", "0"], "--max-tokens"),
+    (["--top-p", "0"], "--top-p"),
+    (["--shard", "3/2"], "--shard"),
+    (["--data-files", "ONE", "--shard", "OTHER"], "no problems"),  # its only problem is in the other shard
+    (["--out", "UNWRITABLE"], "--out"),
+])
+def test_bad_input_is_one_line_naming_the_flag(tmp_path, gsm8k_file, capsys, args, flag):
+    one = tmp_path / "one.jsonl"
+    one.write_text(gsm8k_file.read_text().splitlines()[0] + "\n")
+    other = f"{1 - shard_of('gsm8k/0', 2)}/2"
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = ["sample", "--task", "gsm8k", "--data-files", str(gsm8k_file), "--model", "smollm2-135m",
+            "--out", str(tmp_path / "run"), "--limit", "2"]
+    for i in range(0, len(args), 2):
+        value = {"ONE": str(one), "OTHER": other, "UNWRITABLE": str(blocker / "run")}.get(args[i + 1], args[i + 1])
+        if args[i] in argv:
+            argv[argv.index(args[i]) + 1] = value
+        else:
+            argv += [args[i], value]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()  # (a datasets progress bar may precede the error)
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("t2 sample: error:") and flag in errors[0], err
+    assert not (tmp_path / "run" / "samples").exists()
+
+
+def test_score_needs_a_run_directory(tmp_path, capsys):
+    assert cli.main(["score", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err

@@ -1,0 +1,93 @@
+"""The sample store: append-only shards, dedup by (task, problem_id, sample_idx), merge."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.store import SampleStore, merge_stores
+
+
+def rows(problem: str, n: int, text: str = "t{i}", task: str = "gsm8k") -> list[dict]:
+    return [{"task": task, "problem_id": problem, "sample_idx": i, "seed": i, "text": text.format(i=i),
+             "prompt_tokens": 5, "completion_tokens": 3, "cached_prompt_tokens": 5 if i else 0,
+             "finish_reason": "stop", "cumulative_logprob": -1.5 * i} for i in range(n)]
+
+
+def test_append_read_roundtrip_sorted(tmp_path):
+    store = SampleStore(tmp_path)
+    store.append(rows("p2", 3))
+    store.append(rows("p1", 3))
+    table = store.read()
+    assert table.num_rows == 6
+    assert table["problem_id"].to_pylist() == ["p1"] * 3 + ["p2"] * 3
+    assert table["sample_idx"].to_pylist() == [0, 1, 2] * 2
+    assert table["cumulative_logprob"].to_pylist()[:3] == [0.0, -1.5, -3.0]
+    assert len(store.shards()) == 2
+
+
+def test_duplicates_with_same_text_are_kept_once(tmp_path):
+    store = SampleStore(tmp_path)
+    store.append(rows("p1", 4))
+    store.append(rows("p1", 4))  # a rerun that re-wrote a shard before noticing
+    table = store.read()
+    assert table.num_rows == 4
+    assert table["text"].to_pylist() == ["t0", "t1", "t2", "t3"]
+
+
+def test_duplicates_with_different_text_fail_naming_both_shards(tmp_path):
+    store = SampleStore(tmp_path)
+    first = store.append(rows("p1", 2))
+    second = store.append(rows("p1", 2, text="other{i}"))
+    with pytest.raises(ValueError) as e:
+        store.read()
+    assert first.name in str(e.value) and second.name in str(e.value)
+
+
+def test_temporary_files_are_ignored(tmp_path):
+    store = SampleStore(tmp_path)
+    store.append(rows("p1", 2))
+    (store.dir / ".part-999.parquet.abc.tmp").write_bytes(b"torn write")
+    (store.dir / ".part-1000.parquet").write_bytes(b"torn write")
+    assert store.read().num_rows == 2
+
+
+def test_done_problems_needs_all_n_samples(tmp_path):
+    store = SampleStore(tmp_path)
+    assert store.done_problems("gsm8k", 3) == set()
+    store.append(rows("p1", 3) + rows("p2", 2) + rows("p3", 3, task="math"))
+    assert store.done_problems("gsm8k", 3) == {"p1"}
+    assert store.done_problems("gsm8k", 2) == {"p1", "p2"}
+    assert store.done_problems("math", 3) == {"p3"}
+
+
+def test_merge_is_idempotent(tmp_path):
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    SampleStore(a).append(rows("p1", 3))
+    SampleStore(b).append(rows("p2", 3) + rows("p1", 3))  # overlapping, identical
+    assert merge_stores([a, b], out) == 6
+    once = SampleStore(out).read()
+    assert merge_stores([a, b], out) == 0
+    assert SampleStore(out).read().equals(once)
+    assert once.num_rows == 6
+
+
+def test_merge_refuses_conflicting_samples(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    SampleStore(a).append(rows("p1", 2))
+    SampleStore(b).append(rows("p1", 2, text="x{i}"))
+    with pytest.raises(ValueError, match="differs"):
+        merge_stores([a, b], tmp_path / "out")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(1, 4)), min_size=1, max_size=8))
+def test_any_flush_sequence_reads_back_each_key_once(tmp_path_factory, flushes):
+    store = SampleStore(tmp_path_factory.mktemp("run"))
+    for problem, n in flushes:
+        store.append(rows(f"p{problem}", n))
+    table = store.read()
+    expected = {(f"p{p}", i) for p, n in flushes for i in range(n)}
+    got = list(zip(table["problem_id"].to_pylist(), table["sample_idx"].to_pylist()))
+    assert len(got) == len(set(got)) and set(got) == expected
