@@ -7,7 +7,7 @@ no votes has v = 0 and is wrong. Its confidence is the vote share v / k (abstent
 it is correct with the winning answer's verdict.
 
 Unbiased subset averages: per question the exact joint distribution of (v, correct) over all
-C(n, k) subsets is counted (:func:`majority_distribution`), never the first k samples. Every
+C(n, k) subsets is counted (:func:`harness.passk.majority_distribution`), never the first k samples. Every
 question carries weight 1/P, spread over its subsets, so the task's (confidence, correct) sample is
 a weighted mixture of atoms (confidence v/k, weight P(v)/P, accuracy P(correct | v)). Means over
 it (accuracy = maj@k, mean confidence, Brier) are U-statistics: unbiased for a fresh draw of k
@@ -39,64 +39,11 @@ import pyarrow as pa
 
 from harness import records
 from harness.dataset import run_info
-from harness.passk import _add_group, _votes_by_problem, default_ks
+from harness.passk import _votes_by_problem, default_ks, majority_distribution
 
 COLUMNS = records.COLUMNS["reliability"]
 
 METRICS = ("accuracy", "confidence", "ece", "brier", "aurc", "nll_mean", "nll_per_token")
-
-
-# ---------------------------------------------------------------- majority vote over subsets
-
-
-def majority_distribution(answers: Sequence[str | None], correct: Sequence[float], k
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """(P(v), P(v, correct)) of one question: float64 [K, max k + 1], row per k, column v = votes
-    of the majority answer of a uniformly random size-k subset of its n samples (0 when nobody
-    votes; entries v > k are 0). Rows of P(v) sum to 1; Σ_v P(v, correct) is maj@k.
-
-    Exact, by the hypergeometric subset-count DP of :func:`harness.passk.maj_at_k`, run for every
-    answer group instead of the correct ones only; groups of equal size are symmetric and counted
-    once. correct: per-sample verdicts; an answer's correctness is the mean verdict of its samples.
-    """
-    answers = list(answers)
-    flags = np.asarray(correct, dtype=np.float64)
-    n = len(answers)
-    ks = np.atleast_1d(np.asarray(k, dtype=np.int64))
-    if n == 0 or flags.shape != (n,):
-        raise ValueError(f"majority_distribution: expected one verdict per answer and n >= 1, got "
-                         f"{n} answers and {flags.size} verdicts")
-    if ks.min() < 1 or ks.max() > n:
-        raise ValueError(f"majority_distribution: k={ks.max() if ks.max() > n else ks.min()} "
-                         f"outside 1..n={n}")
-    groups: dict[str, list[float]] = defaultdict(list)
-    for answer, flag in zip(answers, flags):
-        if answer is not None:
-            groups[answer].append(flag)
-    sizes = np.array([len(v) for v in groups.values()], dtype=np.int64)
-    scores = np.array([np.mean(v) for v in groups.values()])
-    kmax = int(ks.max())
-    win = np.zeros((kmax + 1, kmax + 1))  # [subset size j, votes v]
-    win_ok = np.zeros_like(win)
-    for size in np.unique(sizes):
-        same = sizes == size
-        others = np.delete(sizes, np.argmax(same))
-        for v in range(1, min(size, kmax) + 1):
-            rivals = others[others >= v]  # answers that can tie or beat this one
-            ties = min(rivals.size, kmax // v - 1)
-            pool = n - size - rivals.sum()
-            w = np.zeros((kmax + 1, ties + 1))
-            w[: min(pool, kmax) + 1, 0] = 1.0
-            w = _add_group(w, pool, size, v, rival=False)
-            seen = pool + size
-            for m in rivals:
-                w = _add_group(w, seen, m, v, rival=True)
-                seen += m
-            p = (w / np.arange(1, ties + 2)).sum(axis=1)  # P(this answer wins with v votes), per j
-            win[:, v] += same.sum() * p
-            win_ok[:, v] += scores[same].sum() * p
-    win[:, 0] = np.clip(1.0 - win[:, 1:].sum(axis=1), 0.0, None)
-    return win[ks], win_ok[ks]
 
 
 @dataclass(frozen=True)

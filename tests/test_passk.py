@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.integrate import quad
 from scipy.stats import beta as beta_dist
 from scipy.stats import betabinom
 
 from harness import cli, records
 from harness.passk import (beta_pass_at_k, bootstrap_mean, default_ks, fit_beta, fit_beta_binomial,
-                           log_pass_at_k_from_nll, maj_at_k, pass_at_k, passk_table,
-                           task_loss_from_nll, task_loss_from_samples)
+                           log_pass_at_k_from_nll, maj_at_k, majority_distribution, pass_at_k,
+                           passk_table, task_loss_from_nll, task_loss_from_samples)
 
 
 def exact_pass(n: int, c: int, k: int) -> Fraction:
@@ -155,6 +156,130 @@ def test_maj_at_k_errors():
         maj_at_k(["1", "2", "1"], [1, 0, 1], 4)
     with pytest.raises(ValueError, match="one verdict per answer"):
         maj_at_k(["1", "2"], [1], 1)
+
+
+def _reference_distribution(answers, flags, ks):
+    """The previous implementation of the subset-count DP (one DP per answer size and vote count v,
+    ties tracked as an explicit dimension, gammaln-based hypergeometric steps): (P(v), P(v, correct))
+    as float64 [K, max k + 1] with P(0) = 1 − Σ_{v>0} P(v). Kept as an independent oracle."""
+    from scipy.special import gammaln
+
+    def log_comb(a, b):
+        a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+        ok = (b >= 0) & (b <= a)
+        a, b = np.where(ok, a, 0), np.where(ok, b, 0)
+        return np.where(ok, gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1), -np.inf)
+
+    def add_group(w, total, m, v, rival):  # verbatim from the previous harness.passk._add_group
+        size, ties = w.shape
+        i = np.arange(v + 1)
+        w_win = sliding_window_view(np.vstack([np.zeros((v, ties)), w]), v + 1, axis=0)
+        lc_win = sliding_window_view(log_comb(total, np.arange(-v, size)), v + 1)
+        with np.errstate(invalid="ignore"):
+            log_h = lc_win + log_comb(m, v - i)[None, :] - log_comb(total + m, np.arange(size))[:, None]
+        h = np.exp(np.where(np.isnan(log_h), -np.inf, log_h))
+        exact = w_win[..., 0] * h[:, :1]
+        if not rival:
+            return exact
+        out = np.einsum("jti,ji->jt", w_win[..., 1:], h[:, 1:])
+        out[:, 1:] += exact[:, :-1]
+        return out
+
+    n = len(answers)
+    groups = {}
+    for answer, flag in zip(answers, flags):
+        if answer is not None:
+            groups.setdefault(answer, []).append(float(flag))
+    sizes = np.array([len(v) for v in groups.values()], dtype=np.int64)
+    scores = np.array([np.mean(v) for v in groups.values()])
+    kmax = max(ks)
+    win = np.zeros((kmax + 1, kmax + 1))  # [subset size j, votes v]
+    win_ok = np.zeros_like(win)
+    for size in np.unique(sizes):  # verbatim from the previous harness.reliability.majority_distribution
+        same = sizes == size
+        others = np.delete(sizes, np.argmax(same))
+        for v in range(1, min(size, kmax) + 1):
+            rivals = others[others >= v]
+            ties = min(rivals.size, kmax // v - 1)
+            pool = n - size - rivals.sum()
+            w = np.zeros((kmax + 1, ties + 1))
+            w[: min(pool, kmax) + 1, 0] = 1.0
+            w = add_group(w, pool, size, v, rival=False)
+            seen = pool + size
+            for m in rivals:
+                w = add_group(w, seen, m, v, rival=True)
+                seen += m
+            p = (w / np.arange(1, ties + 2)).sum(axis=1)
+            win[:, v] += same.sum() * p
+            win_ok[:, v] += scores[same].sum() * p
+    win[:, 0] = np.clip(1.0 - win[:, 1:].sum(axis=1), 0.0, None)
+    return win[ks], win_ok[ks]
+
+
+def _random_votes(rng, n, n_groups, concentration, inconsistent):
+    labels = np.array([str(i) for i in range(n_groups)] + [None], dtype=object)
+    answers = list(rng.choice(labels, size=n, p=rng.dirichlet(np.full(n_groups + 1, concentration))))
+    flags = list(rng.random(n) < 0.4) if inconsistent else [a == "0" for a in answers]
+    return answers, flags
+
+
+@pytest.mark.parametrize("seed, n, n_groups, concentration, inconsistent", [
+    (0, 150, 4, 5.0, False),     # a few large groups: long vote ranges
+    (1, 160, 2, 50.0, False),    # two near-equal groups: ties at large v
+    (2, 120, 12, 1.0, True),     # many groups, inconsistent verdicts
+    (3, 90, 30, 20.0, False),    # 30 small equal-ish groups: up to ~30 answers tied at v (many nodes)
+    (4, 140, 6, 0.3, False),     # skewed sizes, the correct answer possibly a minority
+])
+def test_majority_distribution_equals_previous_implementation(seed, n, n_groups, concentration, inconsistent):
+    """The vectorised DP (all v at once, ties by Gauss–Legendre quadrature) against the previous
+    per-(answer, v) DP with explicit tie counts, on n well beyond enumeration: 1e-12 absolute."""
+    rng = np.random.default_rng(seed)
+    answers, flags = _random_votes(rng, n, n_groups, concentration, inconsistent)
+    ks = sorted({1, 2, 3, 7, n // 3, n // 2 + 1, n - 1, n} | set(rng.integers(1, n + 1, 4).tolist()))
+    p_v, p_ok = majority_distribution(answers, flags, ks)
+    want_v, want_ok = _reference_distribution(answers, flags, ks)
+    assert p_v.shape == p_ok.shape == (len(ks), n + 1)
+    np.testing.assert_allclose(p_v[:, 1:], want_v[:, 1:], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(p_ok, want_ok, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(maj_at_k(answers, flags, ks), want_ok.sum(axis=1), rtol=0, atol=1e-12)
+    # P(0) is the exact hypergeometric C(abstentions, k)/C(n, k), not 1 − Σ: relative precision
+    abstain = answers.count(None)
+    exact0 = [float(Fraction(comb(abstain, k), comb(n, k))) for k in ks]
+    np.testing.assert_allclose(p_v[:, 0], exact0, rtol=1e-11, atol=0)
+    np.testing.assert_allclose(p_v.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert np.all(p_v >= 0) and np.all(p_ok >= 0) and np.all(p_ok <= p_v + 1e-15)
+    above_k = np.arange(n + 1)[None, :] > np.array(ks)[:, None]  # v > k cannot happen
+    assert np.all(p_v[above_k] == 0) and np.all(p_ok[above_k] == 0)
+
+
+def test_majority_distribution_edge_cases():
+    ks = [1, 2, 3]
+    p_v, p_ok = majority_distribution([None, None, None], [0, 0, 0], ks)  # nobody votes
+    assert np.all(p_v[:, 0] == 1.0) and np.all(p_v[:, 1:] == 0) and np.all(p_ok == 0)
+    p_v, p_ok = majority_distribution(["a", "b", None], [0, 0, 0], ks)  # no answer is correct
+    assert np.all(p_ok == 0) and maj_at_k(["a", "b", None], [0, 0, 0], ks).tolist() == [0.0, 0.0, 0.0]
+    np.testing.assert_allclose(p_v, [[1 / 3, 2 / 3, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0]], atol=1e-15)
+    p_v, p_ok = majority_distribution(["a"] * 5, [1] * 5, [5])  # one answer: v = k always
+    assert p_v[0].tolist() == pytest.approx([0, 0, 0, 0, 0, 1]) and p_ok[0, 5] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="k=4 > n=3"):
+        majority_distribution(["1", "2", "1"], [1, 0, 1], [1, 4])
+    with pytest.raises(ValueError, match="one verdict per answer"):
+        majority_distribution(["1", "2"], [1], 1)
+
+
+def test_majority_distribution_at_n_1000():
+    """n = 1000 with a few answer groups, every default k up to k = n (a fraction of a second; the
+    previous implementation took ~7 s for maj@k and ~10 s for the distribution)."""
+    answers, flags = _random_votes(np.random.default_rng(7), 1000, 4, 5.0, False)
+    ks = default_ks(1000)
+    maj = maj_at_k(answers, flags, ks)
+    p_v, p_ok = majority_distribution(answers, flags, ks)
+    np.testing.assert_allclose(maj, p_ok.sum(axis=1), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(p_v.sum(axis=1), 1.0, rtol=0, atol=1e-11)
+    votes = Counter(a for a in answers if a is not None)  # k = n: the whole sample votes
+    winners = [a for a, c in votes.items() if c == max(votes.values())]
+    assert maj[-1] == pytest.approx(np.mean([a == "0" for a in winners]), abs=1e-12)
+    assert p_v[-1, max(votes.values())] == pytest.approx(1.0, abs=1e-12)
 
 
 # ---- Beta model -----------------------------------------------------------------------------------

@@ -53,6 +53,12 @@ def test_majority_distribution_rejects_k_above_n():
         R.majority_distribution(["a", "b", "a"], [1, 0, 1], [1, 4])
 
 
+def test_reliability_uses_the_one_subset_counter_of_passk():
+    """One exact subset-counting DP in the package: reliability's majority_distribution is passk's."""
+    assert R.majority_distribution is passk.majority_distribution
+    assert not hasattr(passk, "_add_group")
+
+
 def test_task_metrics_equal_enumeration_over_subsets(tmp_path):
     """Every metric of a task at k equals the metric of all (question, subset) pairs enumerated,
     each question weighing 1/P spread evenly over its C(n, k) subsets."""
