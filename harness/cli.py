@@ -43,8 +43,9 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     settings = SamplingSettings(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                 max_tokens=args.max_tokens, seed=args.seed)
     options = sampling.backend_options(
-        args.backend, device=args.device, dtype=args.dtype, max_model_len=args.max_model_len,
-        gpu_memory_utilization=args.gpu_memory_utilization, tensor_parallel_size=args.tensor_parallel_size,
+        args.backend, device=args.device, dtype=args.dtype, revision=args.revision,
+        max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
+        tensor_parallel_size=args.tensor_parallel_size,
         data_parallel_size=args.data_parallel_size)
     sampling.run_sample(args.task, args.model, args.out, settings, backend=args.backend, limit=args.limit,
                         shard=args.shard, chat=args.chat, chunk=args.chunk, data_files=args.data_files,
@@ -57,7 +58,8 @@ def _cmd_likelihood(args: argparse.Namespace) -> None:
     out = sampling.run_likelihood(
         args.task, args.model, args.out, backend=args.backend, limit=args.limit, shard=args.shard,
         data_files=args.data_files, task_options=sampling.parse_task_options(args.task_option),
-        backend_options=sampling.backend_options(args.backend, device=args.device, dtype=args.dtype))
+        backend_options=sampling.backend_options(args.backend, device=args.device, dtype=args.dtype,
+                                                 revision=args.revision))
     print(f"wrote {out}")
 
 
@@ -137,6 +139,13 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     from harness import dataset, fit
 
     table = _load_dataset(args.sources, args.suite, args.params)
+    if not args.sources[0].endswith(".parquet"):  # built from run directories: keep it for validate/plot
+        from pathlib import Path
+
+        from harness import records
+
+        built = records.write_table(Path(args.out).with_name("dataset.parquet"), "dataset", table)
+        print(f"wrote {built} ({table.num_rows} rows)")
     tasks = [args.task] if args.task else dataset.tasks_of(table)
     laws = {}
     for task in tasks:
@@ -243,6 +252,7 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", default=None, help="i/N: this machine's share of the problems")
     p.add_argument("--device", default=None, help="hf backend device (cpu, cuda); default: cuda if available")
     p.add_argument("--dtype", default=None, help="model dtype (float32, bfloat16, float16)")
+    p.add_argument("--revision", default=None, help="model revision on the hub (branch, tag, commit; e.g. step71000)")
     p.add_argument("--data-files", default=None, help="local data file(s) for tasks that load datasets")
     p.add_argument("--task-option", action="append", default=None, metavar="KEY=VALUE",
                    help="task constructor option, repeatable (e.g. n_shot=5, shift=1)")

@@ -110,9 +110,10 @@ def training_metadata(path: str) -> dict[str, Any]:
     return out
 
 
-def load_hf(spec: str, device: str = "cpu", dtype: str | None = None):
+def load_hf(spec: str, device: str = "cpu", dtype: str | None = None, revision: str | None = None):
     """(model, tokenizer) for ``spec`` via :func:`resolve_model`, in eval mode on ``device``.
-    dtype: "float32", "bfloat16", "float16" or None (the checkpoint's own)."""
+    dtype: "float32", "bfloat16", "float16" or None (the checkpoint's own). revision: a hub
+    branch, tag or commit (e.g. Pythia's "step71000")."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -123,8 +124,8 @@ def load_hf(spec: str, device: str = "cpu", dtype: str | None = None):
             raise ValueError(f"--dtype: expected float32, bfloat16 or float16, got {dtype!r}")
         torch_dtype = getattr(torch, dtype)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"--model {spec}: cannot load ({first})") from None

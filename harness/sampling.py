@@ -93,14 +93,14 @@ def parse_task_options(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def backend_options(backend: str, *, device: str | None = None, dtype: str | None = None,
-                    **vllm_options: Any) -> dict[str, Any]:
+                    revision: str | None = None, **vllm_options: Any) -> dict[str, Any]:
     """The constructor options of ``backend`` from CLI values (None = the backend's default)."""
     if backend == "hf":
-        chosen = {"device": device, "dtype": dtype}
+        chosen = {"device": device, "dtype": dtype, "revision": revision}
     else:
         if device not in (None, "cuda", "cpu"):
             raise ValueError(f"--device: the vllm backend picks its platform itself; got {device!r}")
-        chosen = {"dtype": dtype, **vllm_options}
+        chosen = {"dtype": dtype, "revision": revision, **vllm_options}
     return {k: v for k, v in chosen.items() if v is not None}
 
 
@@ -196,7 +196,8 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
     path = resolve_model(model)
     sampler = {"backend": backend, **dataclasses.asdict(settings), "chat": chat}
     sampler["stop"] = list(settings.stop)
-    manifest = {"model": {"id": path if Path(model).expanduser().exists() else model},
+    manifest = {"model": {"id": path if Path(model).expanduser().exists() else model,
+                          "revision": (backend_options or {}).get("revision")},
                 "task": {**provenance(task, problems),
                          "options": {"limit": limit, "data_files": data_files, **(task_options or {})}},
                 "sampler": sampler, "shard": shard}
