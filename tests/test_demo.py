@@ -1,0 +1,103 @@
+"""The embedded default end to end on the reduced ("tiny") ladder: every stage runs for real
+(training, hf sampling, likelihood, scoring, pass@k, cost, dataset, both T² fits, validation,
+report) and the stages' outputs agree with each other."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import records
+from harness.cost import sampling_cost
+from harness.demo import POOLED, PRESETS, TASKS, ladder_rungs, run_demo
+from harness.fit import load_laws
+from harness.passk import pass_at_k
+from harness.store import SampleStore
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    run_demo(out, preset="tiny", seed=0)
+    return out
+
+
+def _runs(out: Path) -> list[Path]:
+    return sorted(p for p in (out / "cache" / "runs").glob("*/*") if p.is_dir())
+
+
+def test_every_stage_wrote_its_records(demo):
+    rungs = ladder_rungs(PRESETS["tiny"])
+    models = [d for d in (demo / "cache" / "models").iterdir() if not d.name.startswith("validate-")]
+    assert len(models) == len(rungs) >= 7
+    runs = _runs(demo)
+    assert len(runs) == (len(rungs) + 2) * len(TASKS) or len(runs) == (len(rungs) + 1) * len(TASKS)
+    for run in runs:
+        for name in ("run.json", "cost.json", "scores.parquet", "problems.parquet", "passk.parquet"):
+            assert (run / name).is_file(), f"{run}/{name}"
+    dataset = records.read_table(demo / "dataset.parquet", "dataset").to_pydict()
+    assert set(dataset["task"]) == {POOLED, *TASKS}
+
+
+def test_training_records_its_flops(demo):
+    for model in (demo / "cache" / "models").iterdir():
+        t = json.loads((model / "t2_training.json").read_text())
+        assert t["training_flops_6nd"] == 6.0 * t["params_non_embedding"] * t["tokens_trained"]
+        # measured matmul FLOPs (forward + backward) exceed 6ND by the attention and LM-head terms only
+        assert 1.0 < t["training_flops_measured"] / t["training_flops_6nd"] < 3.0
+
+
+def test_cost_totals_equal_the_meter_on_the_stored_samples(demo):
+    for run in _runs(demo)[:8]:
+        manifest = records.read_json(run / "run.json", "run")
+        samples = SampleStore(run).read().to_pydict()
+        per_problem: dict[str, list[int]] = {}
+        prompt: dict[str, int] = {}
+        for pid, p, c in zip(samples["problem_id"], samples["prompt_tokens"], samples["completion_tokens"]):
+            per_problem.setdefault(pid, []).append(c)
+            prompt[pid] = p
+        ids = sorted(per_problem)
+        config = json.loads((Path(manifest["model"]["path"]) / "config.json").read_text())
+        expected = sampling_cost(config, [prompt[i] for i in ids], [per_problem[i] for i in ids])
+        cost = records.read_json(run / "cost.json", "cost")
+        for key in ("total_flops", "total_flops_unshared", "prefill_flops", "decode_flops", "completion_tokens"):
+            assert cost[key] == pytest.approx(expected[key], rel=1e-12), (run, key)
+
+
+def test_sampled_pass_at_k_agrees_with_likelihood(demo):
+    """Per question, a sample is correct with probability q_i ≈ p_i = exp(−NLL of the gold span)
+    (they differ only by non-canonical tokenisations and the word boundary after the span). Pooled
+    over all runs, the unbiased sampled pass@k must lie within 4 standard errors of the likelihood's
+    mean of 1 − (1 − p_i)^k, the standard error from Hoeffding's bound Var(U) ≤ (k/n)·p_k(1 − p_k)
+    for the U-statistic; and the questions the samples solve must be the likelier ones."""
+    n, c, p = [], [], []
+    for run in _runs(demo):
+        pr = records.read_table(run / "problems.parquet", "problems").to_pydict()
+        n += pr["n"]
+        c += pr["c"]
+        p += list(np.exp(-np.array(pr["nll"])))
+    n, c, p = np.array(n), np.array(c), np.array(p)
+    assert p.mean() > 2e-3, "the ladder learned nothing: the comparison would be vacuous"
+    for k in (1, 4, 16):
+        sampled = pass_at_k(n, c, k)[:, 0].mean()
+        p_k = -np.expm1(k * np.log1p(-p))
+        se = np.sqrt((k / n * p_k * (1 - p_k)).sum()) / len(n)
+        assert abs(sampled - p_k.mean()) <= 4 * se, (k, sampled, p_k.mean(), se)
+    assert p[c > 0].mean() > 2 * p[c == 0].mean()
+
+
+def test_fits_converge_and_the_report_renders(demo):
+    for name in ("law-loss.json", "law-accuracy.json"):
+        laws = load_laws(demo / name)
+        assert set(laws) == {POOLED, *TASKS}
+        assert laws[POOLED].info["converged"]
+    report = (demo / "report.md").read_text()
+    for heading in ("## Ladder", "## T² fits", "## Held-out validation", "## Did the forecast hold?"):
+        assert heading in report
+    assert "forecast held" in report or "forecast did not hold" in report
+    for line in report.splitlines():
+        if line.startswith("![") and "](" in line:
+            assert (demo / line.split("](")[1].rstrip(")")).is_file(), line
