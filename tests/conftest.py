@@ -23,3 +23,11 @@ def shared_dir() -> Path:
 def gsm8k_file() -> Path:
     """The real GSM8K test set (1,319 problems, JSON lines with `question` and `answer`)."""
     return shared_dir() / "data" / "gsm8k" / "test.jsonl"
+
+
+@pytest.fixture(params=["triton", "ref"])
+def impl(request, monkeypatch) -> str:
+    """Run harness.kernels' public functions through Triton (its CPU interpreter, or the GPU when
+    there is one) or through the plain torch reference."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1" if request.param == "triton" else "0")
+    return request.param

@@ -55,7 +55,7 @@ def test_same_seed_same_text_and_batch_invariance(backend, prompts):
     try:
         b = backend.sample(prompts[:1], SamplingSettings(n=4, max_tokens=16, seed=3))[0]
     finally:
-        backend.max_batch = 64
+        backend.max_batch = None
     assert [c.text for c in b] == [c.text for c in a[:4]]
     assert [c.completion_tokens for c in b] == [c.completion_tokens for c in a[:4]]
     assert len({c.text for c in a}) > 1  # it does sample
@@ -109,3 +109,127 @@ def test_sampling_frequency_matches_likelihood(backend, answer):
     # the recorded log-probability of a reproduced answer is its gold log-likelihood
     hit = next(c for c in samples if c.text == answer)
     assert hit.cumulative_logprob == pytest.approx(-nll, abs=1e-3)
+
+
+# --- several problems per decode batch (left-padded prefill) and the shared-prefix attention ---------
+
+
+def _texts(out):
+    return [[c.text for c in cs] for cs in out]
+
+
+def _assert_same(a, b, allow: int = 0):
+    """Same texts / token counts / finish reasons; log-probs to float round-off. ``allow``: how many
+    completions may differ (a padded batch sums in another order: a uniform within ~1e-7 of a CDF
+    step could flip a token; none did when this was written)."""
+    pairs = [(x, y) for xs, ys in zip(a, b) for x, y in zip(xs, ys)]
+    differ = [(x, y) for x, y in pairs if (x.text, x.completion_tokens, x.finish_reason, x.sample_idx, x.seed,
+                                          x.prompt_tokens, x.cached_prompt_tokens)
+              != (y.text, y.completion_tokens, y.finish_reason, y.sample_idx, y.seed, y.prompt_tokens,
+                  y.cached_prompt_tokens)]
+    assert len(differ) <= allow, differ[:2]
+    same = [(x, y) for x, y in pairs if x.text == y.text]
+    assert max(abs(x.cumulative_logprob - y.cumulative_logprob) for x, y in same) < 1e-3
+
+
+@pytest.fixture(scope="module")
+def mixed_prompts(gsm8k_file) -> list[str]:
+    """GSM8K questions cut to different lengths (so the batch is padded)."""
+    lines = gsm8k_file.read_text().splitlines()[2:6]
+    return [f"Question: {json.loads(line)['question'][:60 + 45 * i]}\nAnswer:" for i, line in enumerate(lines)]
+
+
+@pytest.mark.parametrize("settings", [SamplingSettings(n=3, max_tokens=14, seed=5),
+                                      SamplingSettings(n=3, max_tokens=14, seed=2, top_p=0.9, top_k=40),
+                                      SamplingSettings(n=2, max_tokens=14, temperature=0.0)],
+                         ids=["sampled", "top-p-k", "greedy"])
+def test_problems_batched_together_match_one_at_a_time(backend, mixed_prompts, settings):
+    lengths = {len(backend.encode(p)) for p in mixed_prompts}
+    assert len(lengths) == len(mixed_prompts)  # really padded
+    together = backend.sample(mixed_prompts, settings)  # all 4 problems in one decode batch
+    backend.max_batch = settings.n  # one problem per decode batch (the unpadded path)
+    try:
+        alone = backend.sample(mixed_prompts, settings)
+    finally:
+        backend.max_batch = None
+    _assert_same(together, alone)
+    if settings.temperature == 0:
+        for prompt, completions in zip(mixed_prompts, together):
+            ids = backend.tokenizer(prompt, return_tensors="pt").input_ids
+            ref = backend.model.generate(ids, do_sample=False, max_new_tokens=14)[0, ids.shape[1]:]
+            assert completions[0].text == backend.tokenizer.decode(ref, skip_special_tokens=True)
+
+
+def test_prefix_attention_matches_stock(backend, mixed_prompts):
+    """attention="prefix" (prompt KV stored once, "t2_prefix" attention): same tokens, same
+    generators; the model's attention implementation is restored afterwards."""
+    stock_impl = backend.model.config._attn_implementation
+    settings = [SamplingSettings(n=4, max_tokens=12, seed=9), SamplingSettings(n=2, max_tokens=12, temperature=0.0)]
+    want = [backend.sample(mixed_prompts[:2], s) for s in settings]
+    backend.attention, backend.max_batch = "prefix", 3  # also: groups that fork the shared prefix
+    try:
+        got = [backend.sample(mixed_prompts[:2], s) for s in settings]
+    finally:
+        backend.attention, backend.max_batch = "stock", None
+    for a, b in zip(want, got):
+        _assert_same(a, b)
+    assert backend.model.config._attn_implementation == stock_impl
+
+
+# a tiny random Llama (hidden 32, 2 layers, vocab 384) with a byte-level BPE tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, gsm8k_file) -> HFBackend:
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    texts = [json.loads(line)["question"] for line in gsm8k_file.read_text().splitlines()[:200]]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=384, min_frequency=2, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    eos = "<|endoftext|>"
+    PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=eos, eos_token=eos, unk_token=eos,
+                            pad_token=eos).save_pretrained(out)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=384, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, bos_token_id=0, eos_token_id=0,
+                         pad_token_id=0, max_position_embeddings=512)
+    LlamaForCausalLM(config).save_pretrained(out)
+    return HFBackend(str(out), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_prompts(gsm8k_file) -> list[str]:
+    lines = gsm8k_file.read_text().splitlines()[:12]
+    return [f"Q: {json.loads(line)['question'][:20 + 13 * i]}\nA:" for i, line in enumerate(lines)]
+
+
+@pytest.mark.parametrize("attention", ["stock", "prefix"])
+@pytest.mark.parametrize("settings", [SamplingSettings(n=8, max_tokens=10, seed=3),
+                                      SamplingSettings(n=5, max_tokens=10, seed=1, top_p=0.8, top_k=60),
+                                      SamplingSettings(n=3, max_tokens=10, temperature=0.0)],
+                         ids=["sampled", "top-p-k", "greedy"])
+def test_tiny_llama_batched_and_prefix_match_one_at_a_time(tiny, tiny_prompts, settings, attention):
+    tiny.max_batch = None
+    together = tiny.sample(tiny_prompts, settings)  # 12 padded problems in one decode batch
+    tiny.max_batch, tiny.attention = 4, attention  # one problem at a time, in groups of 4 samples
+    try:
+        alone = tiny.sample(tiny_prompts, settings)
+    finally:
+        tiny.max_batch, tiny.attention = None, "stock"
+    _assert_same(together, alone)
+    assert tiny.model.config._attn_implementation == "sdpa"
+    if settings.temperature == 0:
+        for prompt, completions in zip(tiny_prompts, together):
+            ids = tiny.tokenizer(prompt, return_tensors="pt").input_ids
+            ref = tiny.model.generate(ids, do_sample=False, max_new_tokens=10)[0, ids.shape[1]:]
+            assert [c.text for c in completions] == [tiny.tokenizer.decode(ref, skip_special_tokens=True)] * 3
+
+
+def test_backend_rejects_bad_options():
+    with pytest.raises(ValueError, match="attention"):
+        HFBackend("smollm2-135m", device="cpu", attention="flash")
+    with pytest.raises(ValueError, match="max_batch"):
+        HFBackend("smollm2-135m", device="cpu", max_batch=0)

@@ -30,23 +30,22 @@ def prompts(count: int) -> list[str]:
     return [f"Question: {json.loads(line)['question']}\nAnswer:" for line in lines]
 
 
-def run_side(side: str, count: int, n: int, max_tokens: int, threads: int) -> dict:
+def run_side(side: str, count: int, n: int, max_tokens: int, threads: int, attention: str = "stock") -> dict:
     import torch
 
     from harness.samplers import SamplingSettings
     from harness.samplers.hf import HFBackend
 
     torch.set_num_threads(threads)
-    backend = HFBackend("smollm2-135m", device="cpu", max_batch=n)
+    backend = HFBackend("smollm2-135m", device="cpu", attention=attention)
     model, tok = backend.model, backend.tokenizer
     eos = backend.eos
     texts = prompts(count)
     tokens = 0
     t0 = time.perf_counter()
     if side == "ours":
-        for prompt in texts:
-            out = backend.sample([prompt], SamplingSettings(n=n, max_tokens=max_tokens, seed=0))
-            tokens += sum(c.completion_tokens for c in out[0])
+        out = backend.sample(texts, SamplingSettings(n=n, max_tokens=max_tokens, seed=0))  # one call: batched
+        tokens += sum(c.completion_tokens for cs in out for c in cs)
     else:
         torch.manual_seed(0)
         with torch.inference_mode():
