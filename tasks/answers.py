@@ -52,6 +52,8 @@ def validate_jsonl(path: Path, fields: Sequence[str]) -> int:
                     raise ValueError(f"{path}:{lineno}: missing field {field!r} "
                                      f"(expected fields: {', '.join(fields)})") from None
             n += 1
+    if n == 0:
+        raise ValueError(f"{path}: no rows (expected JSON lines with fields {', '.join(fields)})")
     return n
 
 
