@@ -43,7 +43,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     settings = SamplingSettings(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                 max_tokens=args.max_tokens, seed=args.seed)
     options = sampling.backend_options(
-        args.backend, device=args.device, dtype=args.dtype, revision=args.revision,
+        args.backend, device=args.device, dtype=args.dtype, revision=args.revision, attention=args.attention,
         max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
         tensor_parallel_size=args.tensor_parallel_size,
         data_parallel_size=args.data_parallel_size)
@@ -279,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base seed: sample i uses seed+i (default 0)")
     p.add_argument("--chat", action="store_true", help="apply the tokenizer's chat template")
     p.add_argument("--chunk", type=int, default=None, help="problems per generate call / store flush")
+    p.add_argument("--attention", choices=["stock", "prefix"], default=None,
+                   help="hf: 'prefix' stores each prompt's KV once (harness.kernels shared-prefix attention)")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model replica")
     p.add_argument("--data-parallel-size", type=int, default=1, help="vllm: model replicas")
     p.add_argument("--max-model-len", type=int, default=None, help="vllm: context length limit")

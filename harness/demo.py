@@ -32,7 +32,6 @@ from tqdm.auto import tqdm
 from harness import records
 from harness.ladder import Rung, build_tokenizer, encode_corpus, llama_config, train
 
-THREADS = torch.get_num_threads()
 TASKS = ("knowledge", "arithmetic", "causal", "spatial")
 POOLED = "all"
 
@@ -132,7 +131,6 @@ def evaluate(model: Path, task: str, run_dir: Path, p: Preset, seed: int, device
 
     if (run_dir / "passk.parquet").is_file():
         return run_dir
-    torch.set_num_threads(1)  # tiny models: one thread beats two that spin-wait on each other
     options = {"n": p.questions, "seed": seed}
     run_sample(task, str(model), run_dir, SamplingSettings(n=p.n, max_tokens=p.max_tokens, seed=seed),
                task_options=options, backend_options={"device": device}, progress=False)
@@ -141,7 +139,6 @@ def evaluate(model: Path, task: str, run_dir: Path, p: Preset, seed: int, device
     table = passk_table(records.read_table(problems, "problems"), records.read_table(scores, "scores"),
                         n_boot=200, seed=seed)
     records.write_table(run_dir / "passk.parquet", "passk", table)
-    torch.set_num_threads(THREADS)
     return run_dir
 
 
@@ -166,17 +163,19 @@ def pooled(table: pa.Table) -> pa.Table:
 
 
 def measure(model: Path, cache: Path, p: Preset, seed: int, device: str, k: int) -> dict[str, float]:
-    """Pooled task loss and pass@k of one checkpoint at k (evaluating it first)."""
-    from harness.dataset import build_dataset
+    """Pooled task loss (from the likelihoods) and unbiased pass@k (from the samples) of one
+    checkpoint at any integer k <= n, evaluating it first; N and D from its training record."""
+    from harness.passk import pass_at_k, task_loss_from_nll
 
-    runs = [evaluate(model, task, cache / "runs" / model.name / task, p, seed, device) for task in TASKS]
-    cols = pooled(build_dataset(runs)).to_pydict()
-    rows = [i for i, (t, kk) in enumerate(zip(cols["task"], cols["k"])) if t == POOLED and kk == k]
-    if not rows:
-        raise ValueError(f"{model.name}: no pooled row at k={k}")
-    i = rows[0]
-    return {"N": cols["N"][i], "D": cols["D"][i], "k": k, "task_loss": cols["task_loss"][i],
-            "accuracy": cols["accuracy"][i]}
+    losses, accuracies = [], []
+    for task in TASKS:
+        run = evaluate(model, task, cache / "runs" / model.name / task, p, seed, device)
+        pr = records.read_table(run / "problems.parquet", "problems").to_pydict()
+        losses.append(float(task_loss_from_nll(np.array(pr["nll"]), k)[0]))
+        accuracies.append(float(pass_at_k(pr["n"], pr["c"], k).mean()))
+    t = json.loads((model / "t2_training.json").read_text())
+    return {"N": float(t["params_non_embedding"]), "D": float(t["tokens_trained"]), "k": k,
+            "task_loss": float(np.mean(losses)), "accuracy": float(np.mean(accuracies))}
 
 
 def _markdown(rows: list[dict], columns: list[str]) -> str:
@@ -199,6 +198,8 @@ def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    if device == "cpu":  # micro-models: one thread is as fast, and two spin-wait badly on a busy machine
+        torch.set_num_threads(1)
     p, out = PRESETS[preset], Path(out)
     cache = out / "cache"
     t0 = time.perf_counter()

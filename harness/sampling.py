@@ -6,8 +6,8 @@ cost.json, and after scoring scores.parquet and problems.parquet.
 - Resume: rerunning the same command skips problems whose n samples are already stored. A rerun
   whose model, task, sampler settings or shard differ from run.json's refuses, naming the field.
 - Chunks: ``chunk`` problems (all their prompts at once) go to ``backend.sample`` per call, and
-  each chunk is flushed to the store as one shard. Default: 1 problem for hf (it samples one
-  prompt at a time anyway), ⌈1024 / n⌉ problems (≈1024 samples) for vllm.
+  each chunk is flushed to the store as one shard. Default: ⌈1024 / n⌉ problems (≈1024 samples);
+  the hf backend packs them into decode batches, vllm schedules them itself.
 - Shards: ``--shard i/N`` keeps problem p iff ``int(sha256(p.id)[:16 hex], 16) mod N == i``: stable
   across machines and data order, every problem in exactly one shard. ``--limit P`` applies first.
 - problems.parquet: one row per problem; ``t2 score`` fills n and c, ``t2 likelihood`` fills nll
@@ -93,10 +93,11 @@ def parse_task_options(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def backend_options(backend: str, *, device: str | None = None, dtype: str | None = None,
-                    revision: str | None = None, **vllm_options: Any) -> dict[str, Any]:
+                    revision: str | None = None, attention: str | None = None,
+                    **vllm_options: Any) -> dict[str, Any]:
     """The constructor options of ``backend`` from CLI values (None = the backend's default)."""
     if backend == "hf":
-        chosen = {"device": device, "dtype": dtype, "revision": revision}
+        chosen = {"device": device, "dtype": dtype, "revision": revision, "attention": attention}
     else:
         if device not in (None, "cuda", "cpu"):
             raise ValueError(f"--device: the vllm backend picks its platform itself; got {device!r}")
@@ -214,7 +215,7 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
     store = SampleStore(out)
     done = store.done_problems(task.name, settings.n)
     todo = [p for p in problems if p.id not in done]
-    size = chunk or (1 if backend == "hf" else -(-1024 // settings.n))
+    size = chunk or -(-1024 // settings.n)
     t0 = time.perf_counter()
     samples = tokens = 0
     from tqdm.auto import tqdm

@@ -152,7 +152,9 @@ def test_problems_batched_together_match_one_at_a_time(backend, mixed_prompts, s
         alone = backend.sample(mixed_prompts, settings)
     finally:
         backend.max_batch = None
-    _assert_same(together, alone)
+    # exact here when written (12 completions x 14 tokens); over longer decodes padded batches do flip
+    # a token now and then (3 of 128 completions of 8 prompts x 16 x 32 in the benchmark), so allow 1
+    _assert_same(together, alone, allow=1)
     if settings.temperature == 0:
         for prompt, completions in zip(mixed_prompts, together):
             ids = backend.tokenizer(prompt, return_tensors="pt").input_ids

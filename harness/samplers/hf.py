@@ -1,17 +1,33 @@
 """transformers backend (CPU or CUDA): the portable reference sampler.
 
-Per prompt, the prompt is prefilled ONCE (batch 1, a ``DynamicCache``, LM head on the last position
-only); the cache is then repeated along the batch to the samples (``batch_repeat_interleave``) and
-all of them are decoded together by a plain loop: logits → temperature / top-k / top-p → draw. A
-sample that ends is dropped from the batch and its cache rows with it. At most ``max_batch``
-samples decode together; larger n reuses the same prefill for each group.
+Prefill once, decode many, several problems per decode batch:
+
+- The prompts of one ``sample`` call are sorted by length and packed into decode batches of whole
+  problems (all n samples of each) holding at most ``max_batch`` rows. A batch's prompts are
+  left-padded to a common length and prefilled ONCE together (attention mask + explicit
+  position_ids, LM head on the last position only); each prompt's cache rows are then repeated to
+  its n samples (``batch_repeat_interleave``) and all rows decode together, the attention mask
+  growing by one column and the positions by one per step. A sample that ends is dropped from the
+  batch with its cache rows, mask row and position. Batching problems matters most for tiny models
+  with short prompts (the micro-ladder), where per-forward overhead dominates.
+- A problem with n > ``max_batch`` is prefilled alone (no padding) and decoded in groups of
+  ``max_batch`` samples that reuse the same prefill.
+- ``attention="prefix"``: the prompt's KV is stored once per problem (``SharedPrefixCache`` from
+  ``harness.kernels.hf_attention``) and decode runs the "t2_prefix" attention (Hydragen-style
+  shared-prefix + per-sample suffix; Triton on CUDA, the torch reference on CPU), set on the model
+  only while sampling. One problem per decode batch (the shared prefix is per problem, and that
+  attention takes no padding mask); the rest (seeding, draws, records) is identical.
 
 Randomness: sample i draws from its own ``torch.Generator`` seeded with ``seed + i`` (the same for
 sample i of every problem), one uniform u per step, and takes the token where the CDF of the
 filtered distribution first reaches u (inverse-CDF sampling). Its tokens therefore do not depend on
-n, the group split, or which other samples are still running (up to float round-off in batched
-matmuls). Temperature 0 is greedy (argmax). The filter is ``harness.kernels.sampling.cutoffs``
-(top-k first, then top-p over the renormalised rest).
+n, the batch split, the other problems in its batch or which other samples are still running, up to
+float round-off in batched matmuls (padding and batch shape change the summation order of a few
+ulps; with float32 that flips a sampled token only when u falls within ~1e-7 of a CDF step, which
+the tests bound). On CPU the per-step uniforms are precomputed as ``torch.rand(max_tokens,
+generator=g)``, the same numbers as one ``torch.rand(1)`` per step. Temperature 0 is greedy
+(argmax). The filter is ``harness.kernels.sampling.cutoffs`` (top-k first, then top-p over the
+renormalised rest).
 
 Recorded per completion (as the vLLM backend does):
 - prompt_tokens: ``len(tokenizer(prompt).input_ids)`` (special tokens added as the tokenizer does);
@@ -23,25 +39,55 @@ Recorded per completion (as the vLLM backend does):
   distribution (log-softmax of the logits before temperature and filters), like vLLM's;
 - finish_reason: "stop" (EOS or a stop string) or "length" (max_tokens reached).
 
-``gold_nll`` scores answers teacher-forced: one forward of prompt + answer through the base model,
-the LM head applied only at the positions that predict answer tokens. Boundary: the answer's tokens
-are the suffix of ``tokenize(prompt + answer)`` after its first ``len(tokenize(prompt))`` tokens
-(the vLLM backend's rule; for prompts that end before a space-led answer the two tokenisations
-agree on the prompt).
+``gold_nll`` scores answers teacher-forced (always with the model's own attention): one forward of
+prompt + answer through the base model, the LM head applied only at the positions that predict
+answer tokens. Boundary: the answer's tokens are the suffix of ``tokenize(prompt + answer)`` after
+its first ``len(tokenize(prompt))`` tokens (the vLLM backend's rule; for prompts that end before a
+space-led answer the two tokenisations agree on the prompt).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.metadata as metadata
 from typing import Any, Sequence
 
 import torch
+from transformers import DynamicCache
 
 from harness.kernels.sampling import cutoffs
 from harness.models import load_hf
 
 from . import Completion, SamplingSettings
+
+ATTENTIONS = ("stock", "prefix")
+GQA_SDPA = "t2_sdpa_gqa"
+
+
+def sdpa_gqa_forward(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                     is_causal: bool | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention, except that grouped-query attention with a padding mask runs
+    SDPA's own ``enable_gqa`` instead of first copying K/V to every query head (transformers' sdpa
+    does that copy whenever a mask is given). Used on CPU for padded decode batches."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if attention_mask is None or query.shape[1] == key.shape[1] or kwargs.get("s_aux") is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, is_causal=is_causal, **kwargs)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask[:, :, :, : key.shape[-2]], dropout_p=0.0, scale=scaling,
+        enable_gqa=True)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register_gqa_sdpa() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(GQA_SDPA, sdpa_gqa_forward)
+    AttentionMaskInterface.register(GQA_SDPA, sdpa_mask)
 
 
 def _version(package: str) -> str | None:
@@ -51,9 +97,10 @@ def _version(package: str) -> str | None:
         return None
 
 
-def draw(logits: torch.Tensor, generators: Sequence[torch.Generator], settings: SamplingSettings) -> torch.Tensor:
+def draw(logits: torch.Tensor, u: torch.Tensor | Sequence[torch.Generator], settings: SamplingSettings) -> torch.Tensor:
     """Token ids int64 [B] from logits [B, vocab]: argmax at temperature 0, else row b takes the
-    first token whose cumulative filtered probability reaches one uniform from ``generators[b]``."""
+    first token whose cumulative filtered probability reaches the uniform ``u[b]`` (a float tensor
+    [B], or one generator per row to draw it from)."""
     if settings.temperature == 0:
         return logits.argmax(dim=-1)
     z = logits.float() / settings.temperature
@@ -61,9 +108,31 @@ def draw(logits: torch.Tensor, generators: Sequence[torch.Generator], settings: 
         cut = cutoffs(logits.float(), settings.temperature, settings.top_k, settings.top_p)
         z = z.masked_fill(z < cut[:, None], float("-inf"))
     cdf = torch.softmax(z, dim=-1).cumsum(dim=-1)
-    u = torch.cat([torch.rand(1, generator=g, device=g.device) for g in generators]).to(cdf.device)
-    token = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).squeeze(1)
+    if not isinstance(u, torch.Tensor):
+        u = torch.cat([torch.rand(1, generator=g, device=g.device) for g in u])
+    token = torch.searchsorted(cdf, (u.to(cdf.device) * cdf[:, -1])[:, None]).squeeze(1)
     return token.clamp_(max=logits.shape[-1] - 1)
+
+
+class _Uniforms:
+    """One uniform per row per step from generator ``seed + i`` for sample i. On CPU a [rows, steps]
+    table drawn up front (``torch.rand(steps, generator=g)`` gives the same numbers as ``steps``
+    calls of ``torch.rand(1)``); elsewhere one ``torch.rand(1)`` per row and step, as before."""
+
+    def __init__(self, seeds: Sequence[int], steps: int, device: str, needed: bool) -> None:
+        self.table = self.generators = None
+        if not needed:
+            return
+        if torch.device(device).type == "cpu":
+            self.table = torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(s))
+                                      for s in seeds])
+        else:
+            self.generators = [torch.Generator(device).manual_seed(s) for s in seeds]
+
+    def step(self, rows: list[int], t: int):
+        if self.table is not None:
+            return self.table[rows, t]
+        return None if self.generators is None else [self.generators[r] for r in rows]
 
 
 class HFBackend:
@@ -71,21 +140,29 @@ class HFBackend:
 
     model: ``--model`` spec (resolved by ``harness.models.resolve_model``). device: "cpu", "cuda"
     (default: cuda when available). dtype: float32 / bfloat16 / float16 (default: the
-    checkpoint's). max_batch: samples decoded together per group (bounds KV memory).
+    checkpoint's). max_batch: most sequences (samples) decoded together in one batch; None picks
+    it from the KV-cache size (about 2 GiB of KV on CPU, half the free memory on CUDA, at most
+    1,024 rows). attention: "stock" (the model's own attention over a cache holding the prompt's
+    KV once per sample; problems batched together) or "prefix" (prompt KV stored once per problem,
+    "t2_prefix" shared-prefix attention; one problem per decode batch).
     """
 
     name = "hf"
 
     def __init__(self, model: str, *, device: str | None = None, dtype: str | None = None,
-                 max_batch: int = 64, revision: str | None = None) -> None:
-        if max_batch < 1:
+                 max_batch: int | None = None, revision: str | None = None, attention: str = "stock") -> None:
+        if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch: expected >= 1, got {max_batch}")
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention: expected one of {', '.join(ATTENTIONS)}, got {attention!r}")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.spec, self.revision, self.max_batch = model, revision, max_batch
-        self.model, self.tokenizer = load_hf(model, self.device, dtype)
+        self.spec, self.revision, self.max_batch, self.attention = model, revision, max_batch, attention
+        self.model, self.tokenizer = load_hf(model, self.device, dtype, revision)
         eos = self.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
         self.eos = {e for e in eos | {self.tokenizer.eos_token_id} if e is not None}
+        pad = self.tokenizer.pad_token_id
+        self.pad = pad if pad is not None else min(self.eos, default=0)
 
     def model_info(self) -> dict[str, Any]:
         """Model path/revision, HF config, parameter counts, device and library versions."""
@@ -95,7 +172,7 @@ class HFBackend:
         device = torch.cuda.get_device_name(self.device) if self.device.startswith("cuda") else "cpu"
         return {"model": self.model.name_or_path, "revision": self.revision, "config": config.to_dict(),
                 "params": param_counts(config), "dtype": str(self.model.dtype).removeprefix("torch."),
-                "device": device, "backend": self.name,
+                "device": device, "backend": self.name, "attention": self.attention,
                 "versions": {p: _version(p) for p in ("torch", "transformers")}}
 
     def encode(self, prompt: str) -> list[int]:
@@ -104,31 +181,116 @@ class HFBackend:
             raise ValueError("prompt is empty: the first token has no context")
         return ids
 
+    def rows(self, context: int) -> int:
+        """Sequences per decode batch for a context of ``context`` tokens (``max_batch`` if set)."""
+        if self.max_batch is not None:
+            return self.max_batch
+        c = self.model.config.get_text_config()
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+        per_token = 2 * c.num_hidden_layers * kv_heads * head_dim * self.model.dtype.itemsize
+        if self.device.startswith("cuda"):
+            budget = torch.cuda.mem_get_info(torch.device(self.device))[0] // 2
+        else:
+            budget = 2 << 30
+        return max(1, min(1024, budget // (per_token * max(context, 1))))
+
     def sample(self, prompts: Sequence[str], settings: SamplingSettings) -> list[list[Completion]]:
-        """``settings.n`` completions per prompt, sample_idx 0..n-1, one prefill per prompt."""
-        return [self._sample_one(self.encode(p), settings) for p in prompts]
+        """``settings.n`` completions per prompt, sample_idx 0..n-1, one prefill per prompt; with
+        the stock attention, problems whose samples fit in one decode batch decode together."""
+        ids = [self.encode(p) for p in prompts]
+        out: list[list[Completion]] = [[] for _ in ids]
+        order = sorted(range(len(ids)), key=lambda k: len(ids[k]))  # similar lengths pad less
+        start = 0
+        while start < len(order):
+            cap = self.rows(len(ids[order[start]]) + settings.max_tokens)
+            per = 1 if self.attention == "prefix" else max(1, cap // settings.n)
+            batch = order[start:start + per]
+            while len(batch) > 1 and len(batch) * settings.n > self.rows(len(ids[batch[-1]]) + settings.max_tokens):
+                batch.pop()  # longer prompts: fewer rows fit
+            if len(batch) == 1:
+                out[batch[0]] = self._sample_one(ids[batch[0]], settings)
+            else:
+                for k, completions in zip(batch, self._sample_many([ids[k] for k in batch], settings)):
+                    out[k] = completions
+            start += len(batch)
+        return out
+
+    def _context(self, padded: bool = False):
+        from harness.kernels import hf_attention
+
+        if self.attention != "prefix":
+            if padded and self.device == "cpu" and self.model.config._attn_implementation == "sdpa":
+                _register_gqa_sdpa()
+                return hf_attention.attention_implementation(self.model, GQA_SDPA)
+            return contextlib.nullcontext()
+
+        hf_attention.register()
+        return hf_attention.attention_implementation(self.model, hf_attention.ATTN_NAME)
 
     @torch.inference_mode()
     def _sample_one(self, ids: list[int], s: SamplingSettings) -> list[Completion]:
-        out = self.model(torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
-        prefix, first = out.past_key_values, out.logits[:, -1]
-        done: list[Completion] = []
-        for start in range(0, s.n, self.max_batch):
-            group = range(start, min(s.n, start + self.max_batch))
-            cache = copy.deepcopy(prefix) if start + self.max_batch < s.n else prefix
-            cache.batch_repeat_interleave(len(group))
-            done += self._decode(len(ids), group, cache, first.expand(len(group), -1), s)
+        """One problem, no padding: prefill once, decode its samples in groups of ``rows``."""
+        rows = self.rows(len(ids) + s.max_tokens)
+        with self._context():
+            if self.attention == "prefix":
+                from harness.kernels.hf_attention import SharedPrefixCache
+
+                cache = SharedPrefixCache()
+            else:
+                cache = DynamicCache(config=self.model.config)
+            out = self.model(torch.tensor([ids], device=self.device), past_key_values=cache, use_cache=True,
+                             logits_to_keep=1)
+            prefix, first = out.past_key_values, out.logits[:, -1]
+            done: list[Completion] = []
+            for start in range(0, s.n, rows):
+                group = range(start, min(s.n, start + rows))
+                if self.attention == "prefix":
+                    cache = prefix.fork() if start + rows < s.n else prefix
+                else:
+                    cache = copy.deepcopy(prefix) if start + rows < s.n else prefix
+                    cache.batch_repeat_interleave(len(group))
+                found = self._decode([(0, i) for i in group], [len(ids)], cache,
+                                     first.expand(len(group), -1), None, None, s)
+                done += [found[(0, i)] for i in group]
         return done
 
-    def _decode(self, n_prompt: int, group: range, cache, logits: torch.Tensor,
-                s: SamplingSettings) -> list[Completion]:
-        generators = [torch.Generator(self.device).manual_seed(s.seed + i) for i in group]
-        tokens: list[list[int]] = [[] for _ in group]
-        logprob = [0.0] * len(group)
-        result: dict[int, Completion] = {}
-        active = list(range(len(group)))  # local indices of the rows still decoding
-        for _ in range(s.max_tokens):
-            nxt = draw(logits, [generators[j] for j in active], s)
+    @torch.inference_mode()
+    def _sample_many(self, batch: list[list[int]], s: SamplingSettings) -> list[list[Completion]]:
+        """Several problems, all n samples each, in one decode batch: left-padded prefill once."""
+        width = max(map(len, batch))
+        input_ids = torch.tensor([[self.pad] * (width - len(x)) + x for x in batch], device=self.device)
+        mask = positions = None
+        if any(len(x) < width for x in batch):
+            mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch], device=self.device)
+            positions = (mask.cumsum(1) - 1).clamp_(min=0)
+        with self._context(padded=mask is not None):
+            out = self.model(input_ids, attention_mask=mask, position_ids=positions,
+                             past_key_values=DynamicCache(config=self.model.config), use_cache=True,
+                             logits_to_keep=1)
+            cache, n = out.past_key_values, s.n
+            cache.batch_repeat_interleave(n)
+            logits = out.logits[:, -1].repeat_interleave(n, dim=0)
+            if mask is not None:
+                mask = mask.repeat_interleave(n, dim=0)
+                positions = torch.tensor([len(x) for x in batch], device=self.device).repeat_interleave(n)
+            found = self._decode([(k, i) for k in range(len(batch)) for i in range(n)], [len(x) for x in batch],
+                                 cache, logits, mask, positions, s)
+        return [[found[(k, i)] for i in range(n)] for k in range(len(batch))]
+
+    def _decode(self, rows: list[tuple[int, int]], n_prompts: list[int], cache, logits: torch.Tensor,
+                mask: torch.Tensor | None, positions: torch.Tensor | None,
+                s: SamplingSettings) -> dict[tuple[int, int], Completion]:
+        """Decode ``rows`` ((problem, sample_idx) per batch row) from the first-step ``logits``.
+        ``mask`` [rows, context] and ``positions`` [rows] (the next token's position) for padded
+        batches, else None (the positions follow from the cache length)."""
+        uniforms = _Uniforms([s.seed + i for _, i in rows], s.max_tokens, self.device, s.temperature != 0)
+        tokens: list[list[int]] = [[] for _ in rows]
+        logprob = [0.0] * len(rows)
+        result: dict[tuple[int, int], Completion] = {}
+        active = list(range(len(rows)))  # indices into ``rows`` of the batch rows still decoding
+        for step in range(s.max_tokens):
+            nxt = draw(logits, uniforms.step(active, step), s)
             lp = torch.log_softmax(logits.float(), dim=-1).gather(1, nxt[:, None]).squeeze(1)
             keep = []
             for row, (j, token, token_lp) in enumerate(zip(active, nxt.tolist(), lp.tolist())):
@@ -138,19 +300,29 @@ class HFBackend:
                 if token in self.eos or hit >= 0 or len(tokens[j]) == s.max_tokens:
                     reason = "length" if token not in self.eos and hit < 0 else "stop"
                     text = self.tokenizer.decode(tokens[j], skip_special_tokens=True)
-                    i = group[j]
-                    result[i] = Completion(i, s.seed + i, text[:hit] if hit >= 0 else text, n_prompt,
-                                           len(tokens[j]), n_prompt if i > 0 else 0, reason, logprob[j])
+                    k, i = rows[j]
+                    n_prompt = n_prompts[k]
+                    result[rows[j]] = Completion(i, s.seed + i, text[:hit] if hit >= 0 else text, n_prompt,
+                                                 len(tokens[j]), n_prompt if i > 0 else 0, reason, logprob[j])
                 else:
                     keep.append(row)
             if not keep:
                 break
             if len(keep) < len(active):
-                cache.batch_select_indices(torch.tensor(keep, device=self.device))
-                nxt = nxt[keep]
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                nxt = nxt[index]
                 active = [active[r] for r in keep]
-            logits = self.model(nxt[:, None], past_key_values=cache, use_cache=True).logits[:, -1]
-        return [result[i] for i in group]
+                if mask is not None:
+                    mask, positions = mask[index], positions[index]
+            if mask is None:
+                logits = self.model(nxt[:, None], past_key_values=cache, use_cache=True).logits[:, -1]
+            else:
+                mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+                logits = self.model(nxt[:, None], attention_mask=mask, position_ids=positions[:, None],
+                                    past_key_values=cache, use_cache=True).logits[:, -1]
+                positions = positions + 1
+        return result
 
     def _stop_at(self, tokens: list[int], stops: Sequence[str]) -> int:
         """Character offset of the first stop string in the decoded text, -1 if none. Only the
