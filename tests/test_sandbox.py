@@ -48,10 +48,36 @@ def sandbox_uid_processes() -> list[str]:
 
 def test_isolation_mechanisms_are_reported(box):
     if ROOT:
-        assert box.isolation == {"network": "namespace", "user": box.isolation["user"]}
+        assert box.isolation == {"network": "namespace", "user": box.isolation["user"],
+                                 "tmp": "private tmpfs"}
         assert box.isolation["user"].startswith("uid ")
     else:
         assert box.isolation["user"] == "same uid"
+
+
+@pytest.mark.skipif(not ROOT, reason="private temporary directories need a mount namespace (root)")
+def test_temporary_files_never_reach_the_machine(box):
+    name = f"t2-canary-{os.getpid()}-{time.time_ns()}"
+    for top in ("/tmp", "/var/tmp", "/dev/shm"):
+        r = box.run(f"open('{top}/{name}', 'w').write('x')\nimport os\n"
+                    f"assert os.path.exists('{top}/{name}')")
+        assert r.passed, r.reason
+        assert not os.path.exists(f"{top}/{name}")  # private to the sandbox server
+    # and the next program in the slot does not see what the previous one left behind
+    box.run_many([f"open('/tmp/{name}', 'w').write('x')"] * 2)
+    later = box.run_many([f"import os; assert not os.path.exists('/tmp/{name}')"] * 2)
+    assert all(r.passed for r in later), [r.reason for r in later]
+
+
+def test_hung_programs_do_not_stall_the_pool():
+    with Sandbox(workers=2, limits=Limits(timeout=2.0), long_after=0.2) as b:
+        t = time.perf_counter()
+        results = b.run_many(["while True: pass"] * 2 + ["assert True"] * 20)
+        elapsed = time.perf_counter() - t
+        assert [r.status for r in results] == ["timeout"] * 2 + ["passed"] * 20
+        quick = [r.seconds for r in results[2:]]
+        assert max(quick) < 1.5 and elapsed < 3.5  # the 20 ran while the two hung
+        assert descendants(b) == []
 
 
 def test_passing_and_failing_programs(box):
@@ -107,9 +133,26 @@ def test_huge_file_is_cut_and_workdir_removed(box):
     assert "t2-sandbox-" in workdir and not os.path.exists(workdir)
 
 
+@pytest.fixture
+def visible_dir():
+    """A directory programs can see into (0755, outside the temporary directories, which are
+    private to the sandbox servers): denials below come from the sandbox uid, not from a path
+    the program cannot reach."""
+    import shutil
+    import tempfile
+
+    base = next((d for d in ("/srv", "/opt", "/mnt", "/var/lib") if os.access(d, os.W_OK)), None)
+    if base is None:
+        pytest.skip("no writable directory outside the temporary directories")
+    path = Path(tempfile.mkdtemp(prefix="t2-sandbox-test-", dir=base))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.skipif(not ROOT, reason="file isolation needs a separate uid (run as root)")
-def test_rm_rf_outside_workdir_is_denied(box, tmp_path):
-    victim = tmp_path / "victim"
+def test_rm_rf_outside_workdir_is_denied(box, visible_dir):
+    victim = visible_dir / "victim"
     victim.mkdir()
     (victim / "canary").write_text("alive")
     r1 = box.run(f"import os; os.system('rm -rf {victim}')")
@@ -122,8 +165,8 @@ def test_rm_rf_outside_workdir_is_denied(box, tmp_path):
 
 
 @pytest.mark.skipif(not ROOT, reason="file isolation needs a separate uid (run as root)")
-def test_private_files_and_harness_environment_are_unreadable(box, tmp_path):
-    canary = tmp_path / "secret.txt"
+def test_private_files_and_harness_environment_are_unreadable(box, visible_dir):
+    canary = visible_dir / "secret.txt"
     canary.write_text("top secret")
     canary.chmod(0o600)
     for path in (canary, f"/proc/{os.getpid()}/environ"):
