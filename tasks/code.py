@@ -43,13 +43,16 @@ class _CodeTask:
     name: str
     stop: Sequence[str]
 
-    def __init__(self, limit: int | None = None, timeout: float = 3.0, workers: int | None = None,
-                 **_: Any) -> None:
+    def __init__(self, data_files: DataFiles = None, limit: int | None = None, timeout: float = 3.0,
+                 workers: int | None = None, **_: Any) -> None:
         if limit is not None and limit < 1:
             raise ValueError(f"{self.name}: limit must be a positive integer, got {limit!r}")
         if timeout <= 0:
             raise ValueError(f"{self.name}: timeout must be > 0 seconds, got {timeout!r}")
         self.limit, self.limits, self.workers = limit, Limits(timeout=timeout), workers
+        self.data_files = data_files
+        if data_files is not None:
+            self.source = f"local files {data_files}"
         self._sandbox: Sandbox | None = None
 
     def program(self, problem: Problem, completion: str) -> str:
@@ -85,12 +88,6 @@ class HumanEval(_CodeTask):
     template = "{prompt}"
     fields = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 
-    def __init__(self, data_files: DataFiles = None, **options: Any) -> None:
-        super().__init__(**options)
-        self.data_files = data_files
-        if data_files is not None:
-            self.source = f"local files {data_files}"
-
     def problems(self) -> list[Problem]:
         if self.data_files is not None:
             rows = load_rows(self.data_files, self.fields, hub=("openai_humaneval", None, "test"))
@@ -120,12 +117,6 @@ class MBPP(_CodeTask):
     template = '"""\n{text}\n{test_list[0]}\n"""\n'
     fields = ("task_id", "text", "code", "test_list")
     hub = ("google-research-datasets/mbpp", "full", "test")
-
-    def __init__(self, data_files: DataFiles = None, **options: Any) -> None:
-        super().__init__(**options)
-        self.data_files = data_files
-        if data_files is not None:
-            self.source = f"local files {data_files}"
 
     def problems(self) -> list[Problem]:
         rows = load_rows(self.data_files, self.fields, self.hub)
