@@ -105,3 +105,23 @@ def test_fits_converge_and_the_report_renders(demo):
     for line in report.splitlines():
         if line.startswith("![") and "](" in line:
             assert (demo / line.split("](")[1].rstrip(")")).is_file(), line
+
+
+@pytest.mark.vllm
+def test_real_demo_runs_smollm2_on_humaneval_with_vllm(tmp_path):
+    """`t2 demo --real` on one HumanEval problem: vLLM samples n = 64, the sandbox judges them, the
+    pass@k curve and its Beta extrapolation are written, and cost.json equals the meter."""
+    from harness.demo import run_real
+
+    report = run_real(tmp_path, limit=1, n=64, max_tokens=32)
+    run = tmp_path / "real" / "run"
+    problems = records.read_table(run / "problems.parquet", "problems").to_pydict()
+    assert problems["n"] == [64] and 0 <= problems["c"][0] <= 64
+    scores = records.read_table(run / "scores.parquet", "scores").to_pydict()
+    assert len(scores["correct"]) == 64 and sum(scores["correct"]) == problems["c"][0]
+    text = report.read_text()
+    assert "| 64 |" in text and "Beta-binomial fit" in text and (tmp_path / "real" / "passk.png").is_file()
+    samples = SampleStore(run).read().to_pydict()
+    config = json.loads((Path(records.read_json(run / "run.json", "run")["model"]["path"]) / "config.json").read_text())
+    expected = sampling_cost(config, [samples["prompt_tokens"][0]], [samples["completion_tokens"]])
+    assert records.read_json(run / "cost.json", "cost")["total_flops"] == pytest.approx(expected["total_flops"])
