@@ -90,12 +90,11 @@ def ladder_rungs(p: Preset) -> list[Rung]:
     return rungs
 
 
-def rung_for(N_target: float, D: float, p: Preset) -> Rung:
-    """The ladder architecture (width a multiple of 8, ``p.n_layers`` layers) whose non-embedding
-    N is closest to ``N_target`` in log space, trained for D tokens."""
-    widths = range(8, 8 * 129, 8)
-    d = min(widths, key=lambda w: abs(math.log(non_embedding_params(w, p.n_layers, p.vocab) / N_target)))
-    return Rung(d, p.n_layers, int(round(D)))
+def width_for(N_target: float, p: Preset) -> int:
+    """The ladder width (a multiple of 8, ``p.n_layers`` layers) whose non-embedding N is closest
+    to ``N_target`` in log space."""
+    return min(range(8, 8 * 129, 8),
+               key=lambda w: abs(math.log(non_embedding_params(w, p.n_layers, p.vocab) / N_target)))
 
 
 # ---------------------------------------------------------------- stages
@@ -183,9 +182,9 @@ def validation_model(N_target: float, p: Preset, cache: Path, stream: np.ndarray
     """Train the ladder architecture nearest ``N_target`` on the whole budget p.C_train
     (D = C_train/(6N) for its actual N); returns its folder and its k = C_inf/(2N), an integer in
     [1, n]."""
-    rung = rung_for(N_target, 1.0, p)
-    N = non_embedding_params(rung.d_model, rung.n_layers, p.vocab)
-    rung = Rung(rung.d_model, rung.n_layers, int(round(p.C_train / (6 * N))))
+    d = width_for(N_target, p)
+    N = non_embedding_params(d, p.n_layers, p.vocab)
+    rung = Rung(d, p.n_layers, int(round(p.C_train / (6 * N))))
     folder = cache / "models" / f"validate-{rung.name}"
     train(rung, stream, tokenizer, folder, seed=seed, device=device)
     return folder, int(min(p.n, max(1, round(p.C_inf / (2 * N)))))
