@@ -26,6 +26,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import betaln, digamma, expit
+from threadpoolctl import threadpool_limits
 
 from harness import records
 
@@ -34,11 +35,8 @@ class FitWarning(UserWarning):
     """A fit stopped without converging, or an optimum sits on a search bound."""
 
 
-_BLAS = []  # lazily created threadpoolctl controller (empty list: not tried yet; [None]: unavailable)
-
-
 def _single_thread_blas(fn: Callable) -> Callable:
-    """Run ``fn`` with BLAS limited to one thread (via threadpoolctl, when it is installed).
+    """Run ``fn`` with BLAS limited to one thread (threadpoolctl; the libraries loaded at call time).
 
     scipy's L-BFGS-B (the C port since scipy 1.15) calls BLAS on its tiny 5- to 10-variable
     problems; a multi-threaded OpenBLAS then spends milliseconds per iteration waking and syncing
@@ -49,15 +47,7 @@ def _single_thread_blas(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if not _BLAS:
-            try:
-                from threadpoolctl import ThreadpoolController
-                _BLAS.append(ThreadpoolController())
-            except Exception:  # threadpoolctl missing or unable to inspect the libraries
-                _BLAS.append(None)
-        if _BLAS[0] is None:
-            return fn(*args, **kwargs)
-        with _BLAS[0].limit(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"):
             return fn(*args, **kwargs)
 
     return wrapper

@@ -1,4 +1,4 @@
-"""Shared test fixtures: where the project's shared data lives."""
+"""Shared test fixtures: where the shared data lives, and which implementation the kernels run."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+
+# Triton decides at import (of a module defining @triton.jit kernels) whether they run compiled or
+# in its interpreter: make them interpretable on this CPU for the whole session, then let each
+# test choose at run time (harness.kernels uses Triton on CPU tensors only when TRITON_INTERPRET=1).
+os.environ["TRITON_INTERPRET"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,6 +28,11 @@ def shared_dir() -> Path:
 def gsm8k_file() -> Path:
     """The real GSM8K test set (1,319 problems, JSON lines with `question` and `answer`)."""
     return shared_dir() / "data" / "gsm8k" / "test.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def _kernels_use_the_torch_reference_by_default(monkeypatch) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
 
 
 @pytest.fixture(params=["triton", "ref"])

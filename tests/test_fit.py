@@ -106,7 +106,8 @@ def test_approach2_recovers_parameters_and_optimum():
 
 def test_fits_run_with_single_threaded_blas_and_restore_it():
     """scipy's L-BFGS-B calls BLAS on tiny problems; with threaded OpenBLAS each call cost ~ms."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threadpoolctl
+
     before = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
     seen = []
     probe = fit._single_thread_blas(lambda: seen.extend(
