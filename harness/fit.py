@@ -496,8 +496,11 @@ class T2AccuracyLaw(Law):
         return mu * nu, (1 - mu) * nu
 
     def predict(self, N, D, k=1) -> np.ndarray:
-        a, b = self.beta_ab(self.loss_law.predict(N, D))
-        return -np.expm1(np.minimum(betaln(a, b + np.asarray(k, dtype=np.float64)) - betaln(a, b), 0.0))
+        """Acc(N, D, k); NaN where ν = exp(θ3 + θ4 L̂) overflows (L̂ far outside the data, as on the
+        optimizer's search grid, which skips NaN)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            a, b = self.beta_ab(self.loss_law.predict(N, D))
+            return -np.expm1(np.minimum(betaln(a, b + np.asarray(k, dtype=np.float64)) - betaln(a, b), 0.0))
 
     def chinchilla_n(self, C_train: float) -> float:
         return self.loss_law.chinchilla_n(C_train)
