@@ -17,6 +17,7 @@ cost.json, and after scoring scores.parquet and problems.parquet.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -204,37 +205,37 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
                 "sampler": sampler, "shard": shard}
     old = check_resume(out, manifest)  # before the (slow) model load
 
-    engine = get_backend(backend, path, **(backend_options or {}))
-    info = engine.model_info()
-    manifest.update(model=_model_record(model, path, info), versions={**_versions(), **info.get("versions", {})},
-                    device=info.get("device"), host=platform.node(),
-                    start_time=(old or {}).get("start_time", _now()), end_time=None,
-                    wall_s=(old or {}).get("wall_s", 0.0))
-    records.write_json(out / RUN_FILE, "run", manifest)
+    with contextlib.closing(get_backend(backend, path, **(backend_options or {}))) as engine:
+        info = engine.model_info()
+        manifest.update(model=_model_record(model, path, info), versions={**_versions(), **info.get("versions", {})},
+                        device=info.get("device"), host=platform.node(),
+                        start_time=(old or {}).get("start_time", _now()), end_time=None,
+                        wall_s=(old or {}).get("wall_s", 0.0))
+        records.write_json(out / RUN_FILE, "run", manifest)
 
-    store = SampleStore(out)
-    done = store.done_problems(task.name, settings.n)
-    todo = [p for p in problems if p.id not in done]
-    size = chunk or -(-1024 // settings.n)
-    t0 = time.perf_counter()
-    samples = tokens = 0
-    from tqdm.auto import tqdm
+        store = SampleStore(out)
+        done = store.done_problems(task.name, settings.n)
+        todo = [p for p in problems if p.id not in done]
+        size = chunk or -(-1024 // settings.n)
+        t0 = time.perf_counter()
+        samples = tokens = 0
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(problems), initial=len(problems) - len(todo), unit="problem", disable=not progress,
-               desc=f"{task.name} n={settings.n}")
-    for start in range(0, len(todo), size):
-        batch = todo[start:start + size]
-        prompts = [chat_prompt(engine.tokenizer, p.prompt) if chat else p.prompt for p in batch]
-        completions = engine.sample(prompts, settings)
-        rows = [{"task": task.name, "problem_id": p.id, **dataclasses.asdict(c)}
-                for p, cs in zip(batch, completions) for c in cs]
-        store.append(rows)
-        samples += len(rows)
-        tokens += sum(r["completion_tokens"] for r in rows)
-        elapsed = time.perf_counter() - t0
-        bar.set_postfix_str(f"{samples / elapsed:.1f} samples/s, {tokens / elapsed:.1f} tok/s")
-        bar.update(len(batch))
-    bar.close()
+        bar = tqdm(total=len(problems), initial=len(problems) - len(todo), unit="problem", disable=not progress,
+                   desc=f"{task.name} n={settings.n}")
+        for start in range(0, len(todo), size):
+            batch = todo[start:start + size]
+            prompts = [chat_prompt(engine.tokenizer, p.prompt) if chat else p.prompt for p in batch]
+            completions = engine.sample(prompts, settings)
+            rows = [{"task": task.name, "problem_id": p.id, **dataclasses.asdict(c)}
+                    for p, cs in zip(batch, completions) for c in cs]
+            store.append(rows)
+            samples += len(rows)
+            tokens += sum(r["completion_tokens"] for r in rows)
+            elapsed = time.perf_counter() - t0
+            bar.set_postfix_str(f"{samples / elapsed:.1f} samples/s, {tokens / elapsed:.1f} tok/s")
+            bar.update(len(batch))
+        bar.close()
     wall = time.perf_counter() - t0
 
     table = store.read()
@@ -261,8 +262,6 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
     print(f"{out}: {len(per_problem)} problems, {n_samples} samples, "
           f"{sum(map(sum, per_problem.values()))} completion tokens; this session {samples} samples in "
           f"{wall:.1f} s ({tokens / max(wall, 1e-9):.1f} tok/s){flops}")
-    if hasattr(engine, "close"):
-        engine.close()
     return cost
 
 
@@ -299,23 +298,21 @@ def run_likelihood(task_name: str, model: str, out: str | os.PathLike, *, backen
         if old["model"]["id"] != want:
             raise ValueError(f"{run_path}: this run has model.id={old['model']['id']!r} but the command asks "
                              f"for {want!r}; use another --out (runs are never mixed)")
-    engine = get_backend(backend, path, **(backend_options or {}))
-    info = engine.model_info()
-    if not run_path.is_file():
-        records.write_json(run_path, "run", {
-            "model": _model_record(model, path, info),
-            "task": {**provenance(task, problems),
-                     "options": {"limit": limit, "data_files": data_files, **(task_options or {})}},
-            "sampler": None, "likelihood": {"backend": backend}, "shard": shard,
-            "versions": {**_versions(), **info.get("versions", {})}, "device": info.get("device"),
-            "host": platform.node(), "start_time": _now()})
-    nll = engine.gold_nll([p.prompt for p in problems], [p.answer_span for p in problems])
+    with contextlib.closing(get_backend(backend, path, **(backend_options or {}))) as engine:
+        info = engine.model_info()
+        if not run_path.is_file():
+            records.write_json(run_path, "run", {
+                "model": _model_record(model, path, info),
+                "task": {**provenance(task, problems),
+                         "options": {"limit": limit, "data_files": data_files, **(task_options or {})}},
+                "sampler": None, "likelihood": {"backend": backend}, "shard": shard,
+                "versions": {**_versions(), **info.get("versions", {})}, "device": info.get("device"),
+                "host": platform.node(), "start_time": _now()})
+        nll = engine.gold_nll([p.prompt for p in problems], [p.answer_span for p in problems])
     rows = _read_problems(out)
     for p, (value, n_tokens) in zip(problems, nll):
         row = rows.setdefault((task.name, p.id), {"task": task.name, "problem_id": p.id, "n": 0, "c": 0})
         row.update(nll=value, answer_tokens=n_tokens)
-    if hasattr(engine, "close"):
-        engine.close()
     return _write_problems(out, rows)
 
 

@@ -3,8 +3,10 @@ batch-invariant samples; greedy = model.generate; sampling frequencies agree wit
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+import weakref
 
 import pytest
 import torch
@@ -228,6 +230,14 @@ def test_tiny_llama_batched_and_prefix_match_one_at_a_time(tiny, tiny_prompts, s
             ids = tiny.tokenizer(prompt, return_tensors="pt").input_ids
             ref = tiny.model.generate(ids, do_sample=False, max_new_tokens=10)[0, ids.shape[1]:]
             assert [c.text for c in completions] == [tiny.tokenizer.decode(ref, skip_special_tokens=True)] * 3
+
+
+def test_close_frees_the_weights(tiny):
+    backend = HFBackend(tiny.spec, device="cpu")
+    weights = weakref.ref(backend.model)
+    backend.close()
+    gc.collect()
+    assert backend.model is None and weights() is None
 
 
 def test_backend_rejects_bad_options():

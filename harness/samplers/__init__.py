@@ -61,6 +61,10 @@ class Backend(Protocol):
         number of answer tokens."""
         ...
 
+    def close(self) -> None:
+        """Free the model (weights, engine processes, GPU memory) now; the backend is unusable after."""
+        ...
+
 
 BACKENDS = {"hf": "harness.samplers.hf:HFBackend", "vllm": "harness.samplers.vllm:VLLMBackend"}
 

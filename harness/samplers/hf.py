@@ -175,6 +175,12 @@ class HFBackend:
                 "device": device, "backend": self.name, "attention": self.attention,
                 "versions": {p: _version(p) for p in ("torch", "transformers")}}
 
+    def close(self) -> None:
+        """Drop the weights now (and return cached CUDA memory) rather than at garbage collection."""
+        self.model = None
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
     def encode(self, prompt: str) -> list[int]:
         ids = self.tokenizer(prompt).input_ids
         if not ids:

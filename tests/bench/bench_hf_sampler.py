@@ -189,7 +189,8 @@ def main() -> None:
         f"SmolLM2-135M-Instruct (float32) on CPU, {args.threads} torch thread(s), GSM8K test problems "
         f"0..{args.problems - 1}, n = {args.n} samples × up to {args.max_tokens} new tokens, temperature 1, "
         "no stop strings (EOS ends a sample). Each side in its own process; tokens counted up to and "
-        "including EOS.", "",
+        f"including EOS. CPUs this ran on: {sorted(os.sched_getaffinity(0))}; load average at the end "
+        + " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min).", "",
         "| sampler | tokens | seconds | tokens/s | peak RSS (MiB) |", "|---|---:|---:|---:|---:|", *rows, "",
         f"tokens/s ratio (hf backend / generate): **{speedup:.2f}×**", "",
         f"Command: `python tests/bench/bench_hf_sampler.py --problems {args.problems} -n {args.n} "

@@ -108,6 +108,7 @@ def main() -> None:
     names = list(arms)
 
     same = texts[names[0]] == texts[names[1]]
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min)"
     rows = []
     for name in names:
         seconds = min(r[0] for r in results[name])
@@ -116,11 +117,13 @@ def main() -> None:
     base_rate, base_peak = rows[1][3], rows[1][4]
     table = [f"# vLLM sampler: n samples per request vs n duplicated requests",
              "",
-             f"{args.model} ({info['dtype']}) on {info['device']} ({os.cpu_count()} cores, shared), "
+             f"{args.model} ({info['dtype']}) on {info['device']} ({os.cpu_count()} cores, engine threads bound "
+             f"to CPUs {os.environ.get('VLLM_CPU_OMP_THREADS_BIND', 'auto')}), "
              f"vllm {info['versions']['vllm']}, torch {info['versions']['torch']}; "
              f"{len(prompts)} GSM8K problems ({args.n_shot}-shot) x n = {args.n} x max {args.max_tokens} "
              f"new tokens, temperature 1, GSM8K stop strings; best of {args.repeats} run(s) per arm, "
-             f"prefix cache reset before each. Both arms produced identical completions: {same}.",
+             f"prefix cache reset before each; load average at the end {load}. "
+             f"Both arms produced identical completions: {same}.",
              "",
              "| arm | completion tokens | seconds | tokens/s | tokens/s ratio | peak RSS (GiB) | peak ratio |",
              "|---|---:|---:|---:|---:|---:|---:|"]
