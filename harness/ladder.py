@@ -21,7 +21,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from harness.progress import progress
 
 TRAINING_FILE = "t2_training.json"
 SEQ_LEN = 64
@@ -45,7 +46,8 @@ def build_tokenizer(texts: Sequence[str], vocab_size: int, out: Path):
     """A byte-level BPE tokenizer trained on ``texts`` (exact round trip of any text, including
     newlines), saved into ``out`` as a transformers tokenizer."""
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import PreTrainedTokenizerFast
+    from harness.progress import progress
+from transformers import PreTrainedTokenizerFast
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2,
@@ -102,7 +104,7 @@ def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0,
     step_flops = 0.0
     start = time.perf_counter()
     model.train()
-    for step in tqdm(range(steps), desc=f"train {rung.name}", leave=False):
+    for step in progress(range(steps), desc=f"train {rung.name}", leave=False):
         starts = torch.from_numpy(rng.integers(0, len(data) - SEQ_LEN - 1, size=batch_size))
         batch = data[starts[:, None] + torch.arange(SEQ_LEN + 1)].to(device)
         if step == 0:  # measure one step's FLOPs (forward + backward)

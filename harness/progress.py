@@ -1,0 +1,38 @@
+"""Progress bars that read well in a terminal and in a log file.
+
+On a terminal: tqdm as usual. Off a terminal (CI logs, ``make test > log``, SLURM output): the same
+bar as plain lines, at most one every ``LOG_INTERVAL_S`` seconds plus the last, never a stream of
+carriage-return frames.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterable, TextIO
+
+from tqdm.auto import tqdm
+
+LOG_INTERVAL_S = 30.0
+
+
+class _Lines:
+    """A file for tqdm that turns each redraw into one line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.strip("\r\n ")
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress(iterable: Iterable | None = None, **options: Any) -> tqdm:
+    """``tqdm(iterable, **options)``; off a terminal, a line per ``LOG_INTERVAL_S`` seconds."""
+    stream = options.pop("file", None) or sys.stderr
+    if not stream.isatty():
+        options.update(file=_Lines(stream), mininterval=LOG_INTERVAL_S, ascii=True, dynamic_ncols=False, ncols=100)
+    return tqdm(iterable, **options)
