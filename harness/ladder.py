@@ -46,8 +46,7 @@ def build_tokenizer(texts: Sequence[str], vocab_size: int, out: Path):
     """A byte-level BPE tokenizer trained on ``texts`` (exact round trip of any text, including
     newlines), saved into ``out`` as a transformers tokenizer."""
     from tokenizers import ByteLevelBPETokenizer
-    from harness.progress import progress
-from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2,
