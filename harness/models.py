@@ -52,7 +52,7 @@ def convert_gguf(gguf_dir: Path, gguf_file: str, out: Path) -> Path:
         # the loaded weights are plain floats, but the model stays marked as GGUF-quantised (which
         # save_pretrained refuses): copy them into an unquantised model of the same config
         config = gguf.config
-        del config.quantization_config
+        vars(config).pop("quantization_config", None)
         model = AutoModelForCausalLM.from_config(config, dtype=gguf.dtype)
         model.load_state_dict(gguf.state_dict())
         model.generation_config = gguf.generation_config

@@ -35,5 +35,5 @@ def progress_bar(iterable: Iterable | None = None, **options: Any) -> tqdm:
     stream = options.pop("file", None) or sys.stderr
     if stream.isatty():
         return tqdm(iterable, file=stream, **options)
-    options.update(mininterval=LOG_INTERVAL_S, ascii=True, ncols=100)
+    options.update(mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S, ascii=True, ncols=100)
     return tqdm(iterable, file=_Lines(stream), **options)
