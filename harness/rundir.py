@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -160,11 +161,15 @@ class RunDir:
                 self.write_manifest(merged)
                 return new.num_rows
         staging = RunDir(self.path.with_name(f".{self.path.name}.merging-{os.getpid()}"))
-        with staging.locked():
-            merged["task"]["n_problems"] = _count_problems(table)
-            staging.store.append(table)
-            staging.write_manifest(merged)
-        os.rename(staging.path, self.path)  # fails, leaving the target alone, if it is a non-empty directory
+        try:
+            with staging.locked():
+                merged["task"]["n_problems"] = _count_problems(table)
+                staging.store.append(table)
+                staging.write_manifest(merged)
+            os.rename(staging.path, self.path)  # refused (OSError) if the target is a non-empty directory
+        except BaseException:
+            shutil.rmtree(staging.path, ignore_errors=True)
+            raise
         return table.num_rows
 
 

@@ -1,7 +1,7 @@
 """The sample store: completions as append-only parquet shards under ``RUN/samples/``.
 
 A sample's identity is (task, problem_id, sample_idx). Each flush writes one new shard holding all
-samples of a chunk of problems (never part of a problem), through a temporary name and an atomic
+samples of whole problems (never part of a problem), through a temporary name and an atomic
 rename, so a killed run leaves only whole shards. Reading unions the shards and keeps one row per
 key; a key stored twice must carry the same text (a rerun with the same seeds reproduces it),
 else the store is corrupt and reading fails naming both shards (:class:`harness.errors.DataError`).
@@ -113,16 +113,6 @@ def _dedup(table: pa.Table, shards: Sequence[Path]) -> pa.Table:
 def union_samples(sources: Iterable[str | os.PathLike]) -> pa.Table:
     """The samples of several run directories, one row per key; a key with two texts raises."""
     return read_shards([shard for source in sources for shard in SampleStore(source).shards()])
-
-
-def merge_stores(sources: Iterable[str | os.PathLike], out: str | os.PathLike) -> int:
-    """Union the samples of ``sources`` into the store of ``out`` (deduplicated by key; keys
-    already in ``out`` are not written again, so merging twice changes nothing). Every conflict
-    is found before anything is written. Returns the number of new samples written."""
-    target = SampleStore(out)
-    new = target.new_rows(union_samples(sources))
-    target.append(new)
-    return new.num_rows
 
 
 def _texts_by_key(table: pa.Table) -> dict[tuple, str]:

@@ -113,6 +113,17 @@ def test_conflicting_merge_leaves_out_untouched(tmp_path):
     assert {p.name: p.read_bytes() for p in out.path.rglob("*") if p.is_file()} == before
 
 
+def test_merge_into_a_non_run_directory_changes_nothing(tmp_path):
+    a = make_run(tmp_path / "a", {"gsm8k/0": "t{i}"}, shard="0/2")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OSError):
+        RunDir(out).merge([a])
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "out"]  # no staging left behind
+
+
 def test_merge_refuses_runs_of_other_data(tmp_path):
     a = make_run(tmp_path / "a", {"gsm8k/0": "t{i}"}, shard="0/2")
     b = make_run(tmp_path / "b", {"gsm8k/1": "t{i}"}, shard="1/2", task__data_sha256="other")
