@@ -344,6 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="t2", description="Repeated-sampling evaluation and Train-to-Test (T²) scaling laws.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _run_commands(sub)
+    _stage_commands(sub)
+    _law_commands(sub)
+    return parser
+
+
+def _run_commands(sub) -> None:
+    """Commands on tasks and the runs they sample: tasks, sample, likelihood, score."""
     p = _add(sub, "tasks", _cmd_tasks, "list tasks, sizes and sources",
              "t2 tasks    (or: t2 tasks arc_easy --data-files arc_test.jsonl)")
     p.add_argument("names", nargs="*", help="tasks to list (default: all registered)")
@@ -377,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--workers", type=int, default=None, help="parallel verifier processes")
 
+
+def _stage_commands(sub) -> None:
+    """Commands that read and join runs: passk, cost, merge, fit."""
     p = _add(sub, "passk", _cmd_passk, "pass@k, maj@k and task loss tables",
              "t2 passk results/gsm8k-smol   (or: t2 passk problems.parquet -k 1 2 4 8)")
     p.add_argument("source", help="a run directory or a problems.parquet file")
@@ -412,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", choices=["non_embedding", "total"], default="non_embedding",
                    help="which parameter count is N when building from runs (default non_embedding)")
 
+
+def _law_commands(sub) -> None:
+    """Commands on laws and reports: optimize, validate, plot, reliability, demo."""
     p = _add(sub, "optimize", _cmd_optimize, "best (N, D, k) under a training and an inference budget",
              "t2 optimize law.json --c-train 1e21 --c-inf 2e9")
     p.add_argument("law", help="law JSON written by `t2 fit`")
@@ -453,7 +467,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of data, training and sampling")
     p.add_argument("--limit", type=int, default=None, help="--real: HumanEval problems (default 16 on cpu, all on cuda)")
     p.add_argument("-n", type=int, default=64, help="--real: samples per problem (default 64)")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
