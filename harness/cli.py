@@ -53,6 +53,13 @@ def error_line(e: BaseException) -> str:
     return str(e)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line too: ``t2 CMD: error: ...``, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def finite_float(text: str) -> float:
     """argparse type: a finite float (nan and inf are refused)."""
     try:
@@ -340,7 +347,7 @@ def _sampler_args(p: argparse.ArgumentParser, task_required: bool = True) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="t2", description="Repeated-sampling evaluation and Train-to-Test (T²) scaling laws.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
