@@ -7,7 +7,8 @@ The run directory (files, manifest, identity, lock, merge) is :class:`harness.ru
   anything is written; a second process on the same directory is refused at once (the lock).
 - Flushes: ``chunk`` problems (all their prompts at once) go to ``backend.sample`` per call; as soon
   as a call returns, each problem's n samples are appended to the store as their own shard, so a
-  kill loses at most the chunk in flight. Default chunk: ⌈256 / n⌉ problems (≈256 samples in
+  kill loses at most the chunk in flight; at the end of a session more than 64 such shards are
+  compacted into one (:meth:`SampleStore.compact`). Default chunk: ⌈256 / n⌉ problems (≈256 samples in
   flight; one problem once n >= 256); the hf backend packs a chunk into decode batches, vllm
   schedules it itself. A larger ``chunk`` fills a GPU better and risks more on a kill.
 - Shards: ``shard=(i, N)`` keeps problem p iff ``int(sha256(p.id)[:16 hex], 16) mod N == i``:
@@ -167,6 +168,7 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
             samples, tokens = _sample_loop(engine, run, task.name, todo, settings, chat,
                                            chunk or -(-SAMPLES_IN_FLIGHT // settings.n), bar)
             wall = time.perf_counter() - t0
+        run.store.compact()
         manifest.update(end_time=_now(), wall_s=manifest["wall_s"] + wall)
         run.write_manifest(manifest)
         cost = _write_cost(run, task.name, {p.id for p in problems}, info, manifest["wall_s"], wall)

@@ -62,6 +62,16 @@ class SampleStore:
             new.append(key not in have)
         return table.filter(pa.array(new, pa.bool_()))
 
+    def compact(self, at: int = 64) -> None:
+        """Rewrite the store as one shard once it holds more than ``at`` shards (reading many small
+        shards is slow: per-problem flushes make one each). Same rows; a kill midway leaves
+        duplicates with equal text, which reading drops."""
+        shards = self.shards()
+        if len(shards) > at:
+            self.append(self.read())
+            for path in shards:
+                path.unlink()
+
     def done_problems(self, task: str, n: int) -> set[str]:
         """Problem ids of ``task`` that already hold samples 0..n-1."""
         if not self.shards():

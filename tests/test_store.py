@@ -103,3 +103,18 @@ def test_any_flush_sequence_reads_back_each_key_once(tmp_path_factory, flushes):
     expected = {(f"p{p}", i) for p, n in flushes for i in range(n)}
     got = list(zip(table["problem_id"].to_pylist(), table["sample_idx"].to_pylist()))
     assert len(got) == len(set(got)) and set(got) == expected
+
+
+def test_compact_keeps_every_row_in_one_shard(tmp_path):
+    store = SampleStore(tmp_path)
+    for k in range(5):
+        store.append(rows(f"p{k}", 3))
+    before = store.read()
+    store.compact(at=5)
+    assert len(store.shards()) == 5  # not past the threshold
+    store.compact(at=4)
+    assert len(store.shards()) == 1 and store.read().equals(before)
+    first = store.shards()[0]
+    for k in range(5):  # as if a kill came after the new shard was written, before the old went
+        store.append(rows(f"p{k}", 3))
+    assert store.read().equals(before) and first in store.shards()
