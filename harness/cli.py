@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from harness.errors import InvalidSetting, RunMismatch, T2Error
 
@@ -125,7 +126,7 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
             rows.append((name, "-", "-", f"unavailable: {e}"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3])
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[3])
     if not args.names:
         print("lm-eval:<task>  any lm-evaluation-harness task through the bridge")
 
@@ -424,7 +425,8 @@ def _stage_commands(sub) -> None:
     p.add_argument("--task", default=None, help="fit only this task")
     p.add_argument("--suite", default=None, help="suite file (YAML/CSV: model, revision, N, D)")
     p.add_argument("--out", default="law.json", help="law JSON to write")
-    p.add_argument("--starts", type=int, default=None, help="random starts (default: 500 for approach 1, 8 for approach 2)")
+    p.add_argument("--starts", type=int, default=None,
+                   help="random starts (default: 500 for approach 1, 8 for approach 2)")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap refits for intervals")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--params", choices=["non_embedding", "total"], default="non_embedding",
@@ -455,7 +457,8 @@ def _law_commands(sub) -> None:
     p.add_argument("dataset", help="fitting dataset .parquet")
     p.add_argument("--out", default="plots", help="folder for the figures")
     p.add_argument("--task", default=None, help="only this task's law (default: every law in the file)")
-    p.add_argument("--c-inf", type=finite_float, default=2e9, help="inference budget of the frontier plot (default 2e9)")
+    p.add_argument("--c-inf", type=finite_float, default=2e9,
+                   help="inference budget of the frontier plot (default 2e9)")
 
     p = _add(sub, "reliability", _cmd_reliability, "calibration, selective prediction, proper scores",
              "t2 reliability results/gsm8k-smol")
@@ -472,7 +475,8 @@ def _law_commands(sub) -> None:
     p.add_argument("--preset", default=None, choices=["tiny", "cpu", "gpu"],
                    help="ladder preset (default: cpu, or gpu with --device cuda; tiny = the tests' reduced ladder)")
     p.add_argument("--seed", type=int, default=0, help="seed of data, training and sampling")
-    p.add_argument("--limit", type=int, default=None, help="--real: HumanEval problems (default 16 on cpu, all on cuda)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="--real: HumanEval problems (default 16 on cpu, all on cuda)")
     p.add_argument("-n", type=int, default=64, help="--real: samples per problem (default 64)")
 
 

@@ -30,8 +30,9 @@ import contextlib
 import fcntl
 import os
 import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -174,7 +175,7 @@ class RunDir:
 
 
 def _count_problems(samples: pa.Table) -> int:
-    return len(set(zip(samples["task"].to_pylist(), samples["problem_id"].to_pylist())))
+    return len(set(zip(samples["task"].to_pylist(), samples["problem_id"].to_pylist(), strict=True)))
 
 
 def merged_manifest(sources: Sequence[RunDir]) -> dict[str, Any]:
@@ -182,7 +183,7 @@ def merged_manifest(sources: Sequence[RunDir]) -> dict[str, Any]:
     problems_sha256 (each shard's own problems), times and host."""
     manifests = [s.require() for s in sources]
     first = manifests[0]
-    for source, m in zip(sources[1:], manifests[1:]):
+    for source, m in zip(sources[1:], manifests[1:], strict=True):
         for field, have, want in differences(first, m, skip=("shard", "task.problems_sha256")):
             raise RunMismatch(f"{source}: {field}={want!r} differs from {sources[0]}'s {have!r}; "
                               "only shards of one run can be merged", field)

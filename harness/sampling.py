@@ -32,7 +32,8 @@ import os
 import platform
 import time
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import harness
 from harness import records
@@ -186,7 +187,7 @@ def _sample_loop(engine, run: RunDir, task: str, todo: list[Problem], settings: 
     for start in range(0, len(todo), size):
         batch = todo[start:start + size]
         prompts = [chat_prompt(engine.tokenizer, p.prompt) if chat else p.prompt for p in batch]
-        for problem, completions in zip(batch, engine.sample(prompts, settings)):
+        for problem, completions in zip(batch, engine.sample(prompts, settings), strict=True):
             run.store.append([{"task": task, "problem_id": problem.id, **dataclasses.asdict(c)} for c in completions])
             samples += len(completions)
             tokens += sum(c.completion_tokens for c in completions)
@@ -210,7 +211,7 @@ def _write_cost(run: RunDir, task: str, wanted: set[str], info: dict[str, Any], 
     try:
         from harness.cost import sampling_cost
     except ImportError as e:
-        warnings.warn(f"cost.json without FLOPs: harness.cost unavailable ({e})")
+        warnings.warn(f"cost.json without FLOPs: harness.cost unavailable ({e})", stacklevel=2)
     else:
         ids = sorted(per_problem)
         cost.update(sampling_cost(info["config"], [prompt_len[i] for i in ids], [per_problem[i] for i in ids]))
@@ -277,7 +278,7 @@ def run_likelihood(task_name: str | None, model: str, out: str | os.PathLike, *,
                 run.write_manifest({**manifest, "likelihood": {"backend": backend}, "start_time": _now()})
             nll = engine.gold_nll([p.prompt for p in problems], [p.answer_span for p in problems])
         rows = run.read_problems()
-        for p, (value, n_tokens) in zip(problems, nll):
+        for p, (value, n_tokens) in zip(problems, nll, strict=True):
             row = rows.setdefault((task.name, p.id), {"task": task.name, "problem_id": p.id, "n": 0, "c": 0})
             row.update(nll=value, answer_tokens=n_tokens)
         return run.write_problems(rows)
@@ -319,7 +320,7 @@ def _score(run: RunDir, task: Task, by_id: dict[str, Problem], table):
     scores_path = records.write_table(run.scores_file, "scores", scores)
     problems = run.read_problems()
     counts: dict[tuple[str, str], list[int]] = {}
-    for r, (_, ok, _) in zip(rows, verdicts):
+    for r, (_, ok, _) in zip(rows, verdicts, strict=True):
         c = counts.setdefault((r["task"], r["problem_id"]), [0, 0])
         c[0] += 1
         c[1] += int(ok)
@@ -342,7 +343,8 @@ def _judge(task: Task, items: list[tuple[Problem, str]]) -> list[tuple[str | Non
         try:
             return [(v.answer, bool(v.correct), v.message) for v in task.check_many(items)]
         except Exception as e:  # noqa: BLE001
-            warnings.warn(f"{task.name}: check_many failed ({type(e).__name__}: {e}); checking one by one")
+            warnings.warn(f"{task.name}: check_many failed ({type(e).__name__}: {e}); checking one by one",
+                          stacklevel=2)
     return [one(p, t) for p, t in items]
 
 

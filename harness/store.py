@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -126,4 +127,4 @@ def union_samples(sources: Iterable[str | os.PathLike]) -> pa.Table:
 
 
 def _texts_by_key(table: pa.Table) -> dict[tuple, str]:
-    return dict(zip(zip(*(table[k].to_pylist() for k in KEY)), table["text"].to_pylist()))
+    return dict(zip(zip(*(table[k].to_pylist() for k in KEY), strict=True), table["text"].to_pylist(), strict=True))

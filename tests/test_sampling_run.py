@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from harness.tasks.gsm8k import GSM8K
 
 from harness import cli, records
 from harness.cli import parse_shard
 from harness.sampling import select_problems, shard_of
 from harness.store import SampleStore
-from harness.tasks.gsm8k import GSM8K
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -37,8 +37,8 @@ def sample_args(gsm8k_file: Path, out: Path, *extra: str) -> list[str]:
 
 def keys_and_texts(run: Path) -> dict[tuple[str, int], str]:
     table = SampleStore(run).read()
-    return dict(zip(zip(table["problem_id"].to_pylist(), table["sample_idx"].to_pylist()),
-                    table["text"].to_pylist()))
+    return dict(zip(zip(table["problem_id"].to_pylist(), table["sample_idx"].to_pylist(), strict=True),
+                    table["text"].to_pylist(), strict=True))
 
 
 @pytest.fixture(scope="module")

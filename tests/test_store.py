@@ -101,7 +101,7 @@ def test_any_flush_sequence_reads_back_each_key_once(tmp_path_factory, flushes):
         store.append(rows(f"p{problem}", n))
     table = store.read()
     expected = {(f"p{p}", i) for p, n in flushes for i in range(n)}
-    got = list(zip(table["problem_id"].to_pylist(), table["sample_idx"].to_pylist()))
+    got = list(zip(table["problem_id"].to_pylist(), table["sample_idx"].to_pylist(), strict=True))
     assert len(got) == len(set(got)) and set(got) == expected
 
 
