@@ -257,6 +257,8 @@ def run_likelihood(task_name: str | None, model: str, out: str | os.PathLike, *,
     """Gold-answer NLL of every problem into ``out``/problems.parquet (n, c kept from a scored run).
     On an existing run, the task, limit, data files, options and shard come from its run.json."""
     run = RunDir(out)
+    if task_name is None and not run.run_file.is_file():
+        raise InvalidSetting("task", None, f"a task name ({run.path} holds no run yet)")
     path = resolve_model(model)
     with run.locked():
         old = run.manifest()
@@ -264,8 +266,6 @@ def run_likelihood(task_name: str | None, model: str, out: str | os.PathLike, *,
             asked = {"task.name": task_name, "task.options.limit": limit, "task.options.data_files": data_files,
                      "shard": shard_spec(shard), "task.options": task_options or None}
             task, problems, task_record = _existing_problems(run, old, asked)
-        elif task_name is None:
-            raise InvalidSetting("task", None, f"a task name ({run.path} holds no run yet)")
         else:
             task, problems, task_record = load_problems(task_name, data_files, limit, shard, task_options)
         manifest = {"model": {"id": model_id(model, path), "revision": (backend_options or {}).get("revision")},

@@ -122,3 +122,10 @@ def test_a_library_bug_keeps_its_traceback(tmp_path, monkeypatch, bug):
     monkeypatch.setattr(passk, "passk_table", broken)
     with pytest.raises(bug, match="a bug in the library"):
         cli.main(["passk", str(tmp_path), "--bootstrap", "0"])
+
+
+def test_likelihood_without_a_task_on_a_new_out(tmp_path, capsys):
+    out = tmp_path / "new"
+    assert cli.main(["likelihood", "--model", "smollm2-135m", "--out", str(out)]) == 2
+    assert one_error(capsys, "likelihood").startswith("t2 likelihood: error: --task: expected a task name")
+    assert not out.exists()
