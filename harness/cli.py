@@ -1,17 +1,114 @@
 """The ``t2`` command line: one subcommand per pipeline stage, each reading the previous stage's files.
 
-Handlers import their modules lazily so ``t2 --help`` and light commands start fast.
+Handlers import their modules lazily so ``t2 --help`` and light commands start fast. Only this
+module knows flag names: the library raises :mod:`harness.errors` naming fields, and :func:`main`
+prints those (and ``OSError`` on the user's paths) as one line ``t2 CMD: error: ...``, exit 2,
+with fields shown as the flags that set them (:data:`FLAGS`). Any other exception is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from harness.errors import InvalidSetting, RunMismatch, T2Error
 
 
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
+class UsageError(T2Error):
+    """Bad input caught by the command line itself: printed as one line, exit status 2."""
+
+
+# library field (a setting, or the last part of a run.json field) → the flag that sets it
+FLAGS = {
+    "n": "-n", "max_tokens": "--max-tokens", "chunk": "--chunk", "temperature": "--temperature",
+    "top_p": "--top-p", "top_k": "--top-k", "seed": "--seed", "chat": "--chat", "limit": "--limit",
+    "shard": "--shard", "task": "--task", "task.name": "--task", "task_option": "--task-option",
+    "data_files": "--data-files", "problems_sha256": "--data-files", "data_sha256": "--data-files",
+    "model": "--model", "model.id": "--model", "revision": "--revision", "dtype": "--dtype",
+    "backend": "--backend", "device": "--device", "attention": "--attention", "out": "--out",
+    "approach": "--approach", "holdout_ratio": "--holdout-ratio", "params": "--params", "suite": "--suite",
+    "preset": "--preset", "c_train": "--c-train", "c_inf": "--c-inf",
+}
+
+
+def flag_of(field: str) -> str:
+    """The flag that sets library field ``field`` (dotted run.json fields by their last part)."""
+    last = field.rsplit(".", 1)[-1]
+    if field.startswith("task.options.") and last not in FLAGS:
+        return "--task-option"
+    return FLAGS.get(field) or FLAGS.get(last) or field
+
+
+def error_line(e: BaseException) -> str:
+    """The one-line message of a user error, in flag names."""
+    if isinstance(e, InvalidSetting):
+        return e.render(flag_of(e.field))
+    if isinstance(e, RunMismatch) and e.field:
+        return f"{e} (set by {flag_of(e.field)}); use another --out or the run's own settings"
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
+    return str(e)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line too: ``t2 CMD: error: ...``, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite float (nan and inf are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` → (i, N) with 0 <= i < N; None stays None."""
+    if spec is None:
+        return None
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard: expected i/N (e.g. 0/4), got {spec!r}") from None
+    if not 0 <= i < n:
+        raise UsageError(f"--shard: expected 0 <= i < N, got {spec!r}")
+    return i, n
+
+
+def parse_task_options(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["n_shot=5", "shift=1"]`` → {"n_shot": 5, "shift": 1} (values parsed as YAML scalars)."""
+    import yaml
+
+    options = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--task-option: expected KEY=VALUE, got {item!r}")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def backend_options(backend: str, *, device: str | None = None, dtype: str | None = None,
+                    revision: str | None = None, attention: str | None = None,
+                    **vllm_options: Any) -> dict[str, Any]:
+    """The constructor options of ``backend`` from flag values (None = the backend's default)."""
+    if backend == "hf":
+        chosen = {"device": device, "dtype": dtype, "revision": revision, "attention": attention}
+    else:
+        if device not in (None, "cuda", "cpu"):
+            raise UsageError(f"--device: the vllm backend picks its platform itself; got {device!r}")
+        chosen = {"dtype": dtype, "revision": revision, **vllm_options}
+    return {k: v for k, v in chosen.items() if v is not None}
 
 
 def _cmd_tasks(args: argparse.Namespace) -> None:
@@ -23,15 +120,13 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
     for name in names:
         try:
             task = get_task(name, **options)
-            # hub data is not downloaded just to count it
-            on_hub = getattr(task, "hub", None) and not getattr(task, "data_files", None)
-            size = "hub" if on_hub else str(len(task.problems()))
+            size = "hub" if task.on_hub() else str(len(task.problems()))  # not downloaded just to count it
             rows.append((name, size, task.version, task.source))
         except ImportError as e:
             rows.append((name, "-", "-", f"unavailable: {e}"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3])
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[3])
     if not args.names:
         print("lm-eval:<task>  any lm-evaluation-harness task through the bridge")
 
@@ -42,34 +137,29 @@ def _cmd_sample(args: argparse.Namespace) -> None:
 
     settings = SamplingSettings(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                 max_tokens=args.max_tokens, seed=args.seed)
-    options = sampling.backend_options(
+    options = backend_options(
         args.backend, device=args.device, dtype=args.dtype, revision=args.revision, attention=args.attention,
         max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
         tensor_parallel_size=args.tensor_parallel_size,
         data_parallel_size=args.data_parallel_size)
     sampling.run_sample(args.task, args.model, args.out, settings, backend=args.backend, limit=args.limit,
-                        shard=args.shard, chat=args.chat, chunk=args.chunk, data_files=args.data_files,
-                        task_options=sampling.parse_task_options(args.task_option), backend_options=options)
+                        shard=parse_shard(args.shard), chat=args.chat, chunk=args.chunk, data_files=args.data_files,
+                        task_options=parse_task_options(args.task_option), backend_options=options)
 
 
 def _cmd_likelihood(args: argparse.Namespace) -> None:
     from harness import sampling
 
     out = sampling.run_likelihood(
-        args.task, args.model, args.out, backend=args.backend, limit=args.limit, shard=args.shard,
-        data_files=args.data_files, task_options=sampling.parse_task_options(args.task_option),
-        backend_options=sampling.backend_options(args.backend, device=args.device, dtype=args.dtype,
-                                                 revision=args.revision))
+        args.task, args.model, args.out, backend=args.backend, limit=args.limit, shard=parse_shard(args.shard),
+        data_files=args.data_files, task_options=parse_task_options(args.task_option),
+        backend_options=backend_options(args.backend, device=args.device, dtype=args.dtype, revision=args.revision))
     print(f"wrote {out}")
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from harness import sampling
 
-    if not (Path(args.run) / sampling.RUN_FILE).is_file():
-        raise UsageError(f"{args.run}: not a run directory (no {sampling.RUN_FILE}; run `t2 sample` first)")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers: expected an integer >= 1, got {args.workers}")
     options = {"workers": args.workers} if args.workers else {}
@@ -81,20 +171,20 @@ def _cmd_passk(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from harness import passk, records
+    from harness.rundir import PROBLEMS_FILE, RunDir
 
     source = Path(args.source)
-    problems_path = source / "problems.parquet" if source.is_dir() else source
+    problems_path = RunDir(source).problems_file if source.is_dir() else source
     if not problems_path.is_file():
         raise UsageError(f"{problems_path}: no such file (expected a run directory holding "
-                         "problems.parquet, or a problems .parquet file)")
+                         f"{PROBLEMS_FILE}, or a problems .parquet file)")
     if args.bootstrap < 0:
         raise UsageError(f"--bootstrap: expected a count >= 0, got {args.bootstrap}")
-    scores_path = problems_path.parent / "scores.parquet"
-    scores = records.read_table(scores_path, "scores") if scores_path.is_file() else None
+    beside = RunDir(problems_path.parent)
+    scores = records.read_table(beside.scores_file, "scores") if beside.scores_file.is_file() else None
     table = passk.passk_table(records.read_table(problems_path, "problems"), scores, ks=args.k,
                               n_boot=args.bootstrap, seed=args.seed)
-    out = records.write_table(Path(args.out) if args.out else problems_path.parent / "passk.parquet",
-                              "passk", table)
+    out = records.write_table(Path(args.out) if args.out else beside.passk_file, "passk", table)
     print(passk.format_table(table))
     print(f"wrote {out}" + ("" if scores is not None else " (no scores.parquet beside it: maj@k not computed)"))
 
@@ -160,8 +250,6 @@ def _cmd_fit(args: argparse.Namespace) -> None:
 def _cmd_optimize(args: argparse.Namespace) -> None:
     from harness import fit
 
-    if args.c_train <= 0 or args.c_inf <= 0:
-        raise UsageError(f"--c-train/--c-inf: expected budgets > 0, got {args.c_train:g}, {args.c_inf:g}")
     laws = fit.load_laws(args.law)
     for task, law in laws.items() if args.task is None else [(args.task, _pick(laws, args.task, args.law))]:
         rows = [("T² optimum (continuous k)", law.optimum(args.c_train, args.c_inf)),
@@ -242,8 +330,9 @@ def _add(sub, name: str, handler: Callable[[argparse.Namespace], None], help: st
     return p
 
 
-def _sampler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, help="task name (see `t2 tasks`)")
+def _sampler_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
+    p.add_argument("--task", required=task_required,
+                   help="task name (see `t2 tasks`)" + ("" if task_required else "; default: the run's"))
     p.add_argument("--model", required=True,
                    help="smollm2-135m (offline default), an HF hub id, or a local model folder")
     p.add_argument("--out", required=True, help="run directory to write (resumed if it exists)")
@@ -259,10 +348,18 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="t2", description="Repeated-sampling evaluation and Train-to-Test (T²) scaling laws.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _run_commands(sub)
+    _stage_commands(sub)
+    _law_commands(sub)
+    return parser
+
+
+def _run_commands(sub) -> None:
+    """Commands on tasks and the runs they sample: tasks, sample, likelihood, score."""
     p = _add(sub, "tasks", _cmd_tasks, "list tasks, sizes and sources",
              "t2 tasks    (or: t2 tasks arc_easy --data-files arc_test.jsonl)")
     p.add_argument("names", nargs="*", help="tasks to list (default: all registered)")
@@ -272,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
              "t2 sample --task gsm8k --model smollm2-135m --out results/gsm8k-smol -n 64 --limit 32")
     _sampler_args(p)
     p.add_argument("-n", type=int, default=64, help="completions per problem (default 64)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (default 1.0 = off)")
+    p.add_argument("--temperature", type=finite_float, default=1.0, help="sampling temperature (default 1.0)")
+    p.add_argument("--top-p", type=finite_float, default=1.0, help="nucleus mass (default 1.0 = off)")
     p.add_argument("--top-k", type=int, default=0, help="top-k cut-off (default 0 = off)")
     p.add_argument("--max-tokens", type=int, default=256, help="new tokens per completion (default 256)")
     p.add_argument("--seed", type=int, default=0, help="base seed: sample i uses seed+i (default 0)")
@@ -284,17 +381,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model replica")
     p.add_argument("--data-parallel-size", type=int, default=1, help="vllm: model replicas")
     p.add_argument("--max-model-len", type=int, default=None, help="vllm: context length limit")
-    p.add_argument("--gpu-memory-utilization", type=float, default=None, help="vllm: GPU memory share")
+    p.add_argument("--gpu-memory-utilization", type=finite_float, default=None, help="vllm: GPU memory share")
 
     p = _add(sub, "likelihood", _cmd_likelihood, "gold-answer NLL per question (likelihood mode)",
-             "t2 likelihood --task arithmetic --model smollm2-135m --out results/arith-smol")
-    _sampler_args(p)
+             "t2 likelihood --task arithmetic --model smollm2-135m --out results/arith-smol\n"
+             "on an existing run, the task, --limit, --data-files, --task-option and --shard come from its run.json")
+    _sampler_args(p, task_required=False)
 
     p = _add(sub, "score", _cmd_score, "run the task's verifier over a run's samples",
              "t2 score results/gsm8k-smol")
     p.add_argument("run", help="run directory")
     p.add_argument("--workers", type=int, default=None, help="parallel verifier processes")
 
+
+def _stage_commands(sub) -> None:
+    """Commands that read and join runs: passk, cost, merge, fit."""
     p = _add(sub, "passk", _cmd_passk, "pass@k, maj@k and task loss tables",
              "t2 passk results/gsm8k-smol   (or: t2 passk problems.parquet -k 1 2 4 8)")
     p.add_argument("source", help="a run directory or a problems.parquet file")
@@ -324,24 +425,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=None, help="fit only this task")
     p.add_argument("--suite", default=None, help="suite file (YAML/CSV: model, revision, N, D)")
     p.add_argument("--out", default="law.json", help="law JSON to write")
-    p.add_argument("--starts", type=int, default=None, help="random starts (default: 500 for approach 1, 8 for approach 2)")
+    p.add_argument("--starts", type=int, default=None,
+                   help="random starts (default: 500 for approach 1, 8 for approach 2)")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap refits for intervals")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--params", choices=["non_embedding", "total"], default="non_embedding",
                    help="which parameter count is N when building from runs (default non_embedding)")
 
+
+def _law_commands(sub) -> None:
+    """Commands on laws and reports: optimize, validate, plot, reliability, demo."""
     p = _add(sub, "optimize", _cmd_optimize, "best (N, D, k) under a training and an inference budget",
              "t2 optimize law.json --c-train 1e21 --c-inf 2e9")
     p.add_argument("law", help="law JSON written by `t2 fit`")
-    p.add_argument("--c-train", type=float, required=True, help="training budget C_train = 6ND (FLOPs)")
-    p.add_argument("--c-inf", type=float, required=True, help="inference budget C_inf = 2Nk (FLOPs per token)")
+    p.add_argument("--c-train", type=finite_float, required=True, help="training budget C_train = 6ND (FLOPs)")
+    p.add_argument("--c-inf", type=finite_float, required=True, help="inference budget C_inf = 2Nk (FLOPs per token)")
     p.add_argument("--task", default=None, help="only this task's law (default: every law in the file)")
 
     p = _add(sub, "validate", _cmd_validate, "held-out relative error: fit on some checkpoints, test on others",
              "t2 validate results/dataset.parquet --approach 1")
     p.add_argument("dataset", help="fitting dataset .parquet")
     p.add_argument("--approach", type=int, choices=[1, 2], default=1)
-    p.add_argument("--holdout-ratio", type=float, default=None,
+    p.add_argument("--holdout-ratio", type=finite_float, default=None,
                    help="hold out checkpoints with D/N above this (default: the most overtrained quarter)")
     p.add_argument("--task", default=None, help="only this task (default: every task)")
     p.add_argument("--starts", type=int, default=None, help="random starts (default 500 for approach 1)")
@@ -352,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="fitting dataset .parquet")
     p.add_argument("--out", default="plots", help="folder for the figures")
     p.add_argument("--task", default=None, help="only this task's law (default: every law in the file)")
-    p.add_argument("--c-inf", type=float, default=2e9, help="inference budget of the frontier plot (default 2e9)")
+    p.add_argument("--c-inf", type=finite_float, default=2e9,
+                   help="inference budget of the frontier plot (default 2e9)")
 
     p = _add(sub, "reliability", _cmd_reliability, "calibration, selective prediction, proper scores",
              "t2 reliability results/gsm8k-smol")
@@ -369,20 +475,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, choices=["tiny", "cpu", "gpu"],
                    help="ladder preset (default: cpu, or gpu with --device cuda; tiny = the tests' reduced ladder)")
     p.add_argument("--seed", type=int, default=0, help="seed of data, training and sampling")
-    p.add_argument("--limit", type=int, default=None, help="--real: HumanEval problems (default 16 on cpu, all on cuda)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="--real: HumanEval problems (default 16 on cpu, all on cuda)")
     p.add_argument("-n", type=int, default=64, help="--real: samples per problem (default 64)")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except UsageError as e:
-        print(f"t2 {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError) as e:  # bad input surfaced by a library module
-        print(f"t2 {args.command}: error: {e}", file=sys.stderr)
+    except (T2Error, OSError) as e:  # bad input, a bad file, a refused run: the user can fix it
+        print(f"t2 {args.command}: error: {error_line(e)}", file=sys.stderr)
         return 2
     return 0
 

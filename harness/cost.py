@@ -33,6 +33,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from transformers import AutoConfig, PretrainedConfig
 
+from harness.errors import DataError
+
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "gpt_neox", "gpt2")
 
 
@@ -71,16 +73,25 @@ class Shape:
         return h * q + 2 * h * kv + q * h + (3 if self.gated_mlp else 2) * h * self.ffn
 
 
+def _check_sizes(c: PretrainedConfig | Mapping[str, Any]) -> None:
+    """Sizes that divide or count must be positive integers (absent ones take the family's default)."""
+    for field in ("hidden_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers", "vocab_size"):
+        value = c.get(field, 1) if isinstance(c, Mapping) else getattr(c, field, 1)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise DataError(f"model config: field {field!r} must be an integer >= 1, got {value!r}")
+
+
 def as_config(config: PretrainedConfig | Mapping[str, Any]) -> PretrainedConfig:
     """A text-model PretrainedConfig from a config object or a config.json dict (defaults filled)."""
     if isinstance(config, Mapping):
         model_type = config.get("model_type")
         if not model_type:
-            raise ValueError("model config: field 'model_type' is missing")
+            raise DataError("model config: field 'model_type' is missing")
+        _check_sizes(config)
         try:
             config = AutoConfig.for_model(model_type, **{k: v for k, v in config.items() if k != "model_type"})
         except ValueError:
-            raise ValueError(f"model config: unknown model_type {model_type!r}") from None
+            raise DataError(f"model config: unknown model_type {model_type!r}") from None
     return config.get_text_config()
 
 
@@ -89,7 +100,8 @@ def model_shape(config: PretrainedConfig | Mapping[str, Any]) -> Shape:
     c = as_config(config)
     kind = c.model_type
     if kind not in FAMILIES:
-        raise ValueError(f"model config: model_type {kind!r} is not metered; supported: {', '.join(FAMILIES)}")
+        raise DataError(f"model config: model_type {kind!r} is not metered; supported: {', '.join(FAMILIES)}")
+    _check_sizes(c)
     h, heads = c.hidden_size, c.num_attention_heads
     head_dim = getattr(c, "head_dim", None) or h // heads
     kv_heads = getattr(c, "num_key_value_heads", None) or heads
@@ -146,7 +158,7 @@ def forward_flops(config: PretrainedConfig | Mapping[str, Any], context_len) -> 
     s = model_shape(config)
     c = np.asarray(context_len, dtype=np.float64)
     if np.any(c < 0):
-        raise ValueError("context_len: expected a count of cached tokens >= 0")
+        raise DataError("context_len: expected a count of cached tokens >= 0")
     keys = sum(s.windows.count(w) * np.minimum(c + 1, w) for w in set(s.windows))
     out = 2.0 * (s.layers * s.layer_matmul_params + s.head_params) + _attn_flops_per_key(s) * keys
     return float(out) if out.ndim == 0 else out
@@ -186,7 +198,7 @@ def train_flops(n_params: float, tokens: float) -> float:
 def _counts(values, name: str) -> np.ndarray:
     arr = np.asarray(values, dtype=np.int64)
     if np.any(arr < 0):
-        raise ValueError(f"{name}: expected token counts >= 0")
+        raise DataError(f"{name}: expected token counts >= 0")
     return arr
 
 
@@ -235,25 +247,27 @@ def load_config(spec: str | os.PathLike) -> PretrainedConfig:
     path = Path(spec)
     if path.is_file():
         try:
-            return as_config(json.loads(path.read_text()))
+            config = as_config(json.loads(path.read_text()))
+            model_shape(config)
+            return config
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not a JSON model config ({e.msg} at line {e.lineno})") from None
+            raise DataError(f"{path}: not a JSON model config ({e.msg} at line {e.lineno})") from None
         except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+            raise DataError(f"{path}: {e}") from None
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ValueError(f"{path}: model folder has no config.json")
+            raise DataError(f"{path}: model folder has no config.json")
         return as_config(AutoConfig.from_pretrained(path))
     if spec.lower() == "smollm2-135m":
         from harness.models import resolve_model
 
         return load_config(resolve_model(spec))
     if spec.endswith(".json") or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        raise ValueError(f"{spec}: no such config file or model folder")
+        raise DataError(f"{spec}: no such config file or model folder")
     try:
         return as_config(AutoConfig.from_pretrained(spec))
     except (OSError, ValueError) as e:
-        raise ValueError(f"{spec}: not a config.json, model folder or loadable HF hub id ({type(e).__name__})") from None
+        raise DataError(f"{spec}: not a config.json, model folder or loadable HF hub id ({type(e).__name__})") from None
 
 
 def cost_table(config: PretrainedConfig | Mapping[str, Any], prompt_len: int, completion_len: int, n: int) -> str:

@@ -32,6 +32,9 @@ import pyarrow as pa
 import yaml
 
 from harness import records
+from harness.errors import DataError, InvalidSetting
+from harness.models import TRAINING_FILE
+from harness.rundir import RunDir
 
 PARAM_KINDS = ("non_embedding", "total")
 
@@ -49,7 +52,7 @@ def load_suite(path: str | Path) -> dict[tuple[str, str], dict[str, float]]:
         path = resources.files("harness") / "data" / "pythia.yaml"
     path = Path(str(path))
     if not path.is_file():
-        raise ValueError(f"--suite {path}: no such file (expected a suite YAML or CSV, or 'pythia')")
+        raise InvalidSetting("suite", str(path), "a suite YAML or CSV file, or 'pythia'")
     if path.suffix == ".csv":
         with path.open(newline="") as fh:
             rows = list(csv.DictReader(fh))
@@ -61,7 +64,7 @@ def load_suite(path: str | Path) -> dict[tuple[str, str], dict[str, float]]:
                 out[(row["model"], row.get("revision") or "")] = {"total": total, "non_embedding": non_emb,
                                                                   "D": float(row["D"])}
             except (KeyError, ValueError) as e:
-                raise ValueError(f"{path}:{i}: expected columns model, revision, N, D with numbers ({e})") from None
+                raise DataError(f"{path}:{i}: expected columns model, revision, N, D with numbers ({e})") from None
         return out
     spec = yaml.safe_load(path.read_text())
     try:
@@ -72,7 +75,7 @@ def load_suite(path: str | Path) -> dict[tuple[str, str], dict[str, float]]:
                                         "non_embedding": float(m["params_non_embedding"]), "D": s * per_step}
                 for m in spec["models"] for s in steps}
     except (KeyError, TypeError) as e:
-        raise ValueError(f"{path}: expected tokens_per_step, steps.every/last and models[].id/params_total/"
+        raise DataError(f"{path}: expected tokens_per_step, steps.every/last and models[].id/params_total/"
                          f"params_non_embedding ({e!r} missing or malformed)") from None
 
 
@@ -83,14 +86,14 @@ def _first(*candidates: Any) -> Any:
 def run_info(run_dir: str | Path, suite: dict | None = None) -> dict[str, Any]:
     """{checkpoint, task, N_total, N_non_embedding, D} of one run directory (keys: module docstring)."""
     run_dir = Path(run_dir)
-    run = records.read_json(run_dir / "run.json", "run")
+    run = RunDir(run_dir).require()
     model = run.get("model") if isinstance(run.get("model"), dict) else {"id": run.get("model")}
     task = run["task"].get("name") if isinstance(run.get("task"), dict) else run.get("task")
     model_id = _first(model.get("id"), model.get("name"), model.get("path"))
     revision = _first(model.get("revision"), run.get("revision")) or ""
     ladder = {}
-    if model_id and (Path(model_id) / "t2_training.json").is_file():
-        ladder = json.loads((Path(model_id) / "t2_training.json").read_text())
+    if model_id and (Path(model_id) / TRAINING_FILE).is_file():
+        ladder = json.loads((Path(model_id) / TRAINING_FILE).read_text())
     entry = (suite or {}).get((model_id, revision), {})
     info = {
         "checkpoint": f"{model_id}@{revision}" if revision else str(model_id), "task": task,
@@ -103,19 +106,20 @@ def run_info(run_dir: str | Path, suite: dict | None = None) -> dict[str, Any]:
     }
     missing = [key for key in ("task", "N_total", "N_non_embedding", "D") if info[key] is None]
     if missing or not model_id:
-        raise ValueError(f"{run_dir / 'run.json'}: no {', '.join(missing) or 'model id'} for model "
-                         f"{model_id!r} revision {revision!r}; give it in run.json or a --suite file")
+        raise DataError(f"{RunDir(run_dir).run_file}: no {', '.join(missing) or 'model id'} for model "
+                         f"{model_id!r} revision {revision!r}; give it in run.json or a suite file")
     return info
 
 
 def _passk(run_dir: Path) -> pa.Table:
-    if (run_dir / "passk.parquet").is_file():
-        return records.read_table(run_dir / "passk.parquet", "passk")
-    if (run_dir / "problems.parquet").is_file():
+    run = RunDir(run_dir)
+    if run.passk_file.is_file():
+        return records.read_table(run.passk_file, "passk")
+    if run.problems_file.is_file():
         from harness.passk import passk_table
 
-        return passk_table(records.read_table(run_dir / "problems.parquet", "problems"), n_boot=0)
-    raise ValueError(f"{run_dir}: no passk.parquet or problems.parquet (run `t2 passk {run_dir}` first)")
+        return passk_table(records.read_table(run.problems_file, "problems"), n_boot=0)
+    raise DataError(f"{run_dir}: no passk.parquet or problems.parquet (compute pass@k of the run first)")
 
 
 def build_dataset(run_dirs: Iterable[str | Path], suite: dict | None = None,
@@ -123,7 +127,7 @@ def build_dataset(run_dirs: Iterable[str | Path], suite: dict | None = None,
     """One "dataset" table from run directories; checkpoints with D = 0 (untrained) are dropped with
     a warning. ``params`` picks N: "non_embedding" (default) or "total"."""
     if params not in PARAM_KINDS:
-        raise ValueError(f"--params: expected one of {PARAM_KINDS}, got {params!r}")
+        raise InvalidSetting("params", params, f"one of {PARAM_KINDS}")
     cols: dict[str, list] = {name: [] for name in [*records.COLUMNS["dataset"], "N_kind"]}
     for run_dir in map(Path, run_dirs):
         info = run_info(run_dir, suite)
@@ -140,7 +144,7 @@ def build_dataset(run_dirs: Iterable[str | Path], suite: dict | None = None,
                                 ("C_train", 6 * N * D), ("C_inf", 2 * N * k)):
                 cols[name].append(value)
     if not cols["checkpoint"]:
-        raise ValueError("no rows: every run was empty or untrained")
+        raise DataError("no rows: every run was empty or untrained")
     return records.to_table("dataset", cols)
 
 
@@ -150,10 +154,10 @@ def task_columns(table: pa.Table, task: str | None = None) -> dict[str, np.ndarr
     tasks = sorted(set(table.column("task").to_pylist()))
     if task is None:
         if len(tasks) != 1:
-            raise ValueError(f"the dataset holds tasks {tasks}; pick one with --task")
+            raise InvalidSetting("task", None, f"one of the dataset's tasks {tasks}")
         task = tasks[0]
     if task not in tasks:
-        raise ValueError(f"--task {task}: not in the dataset (tasks: {', '.join(tasks)})")
+        raise InvalidSetting("task", task, f"a task of the dataset ({', '.join(tasks)})")
     mask = np.array(table.column("task").to_pylist()) == task
     out = {name: table.column(name).to_numpy(zero_copy_only=False)[mask]
            for name in ("N", "D", "k", "task_loss", "accuracy", "C_train", "C_inf")}

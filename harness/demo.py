@@ -29,6 +29,7 @@ import pyarrow as pa
 import torch
 
 from harness import records
+from harness.errors import InvalidSetting
 from harness.progress import progress_bar
 from harness.ladder import Rung, build_tokenizer, encode_corpus, llama_config, train
 
@@ -219,7 +220,7 @@ def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str 
     from harness.plots import plot_all
 
     if preset not in PRESETS:
-        raise ValueError(f"--preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
+        raise InvalidSetting("preset", preset, f"one of {', '.join(PRESETS)}")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -374,7 +375,7 @@ def run_real(out: str | Path = "results/demo", device: str = "cpu", limit: int |
     from harness.sampling import run_sample, score_run
 
     if n < 64:
-        raise ValueError(f"-n: the real demo samples at n >= 64, got {n}")
+        raise InvalidSetting("n", n, "n >= 64 (the real demo's smallest)")
     limit = limit if limit is not None else (16 if device == "cpu" else None)
     run = Path(out) / "real"
     t0 = time.perf_counter()

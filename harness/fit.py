@@ -29,6 +29,7 @@ from scipy.special import betaln, digamma, expit
 from threadpoolctl import threadpool_limits
 
 from harness import records
+from harness.errors import DataError, InvalidSetting
 
 
 class FitWarning(UserWarning):
@@ -62,19 +63,19 @@ def _rows(**columns) -> dict[str, np.ndarray]:
     out = {name: np.atleast_1d(np.asarray(v, dtype=np.float64)) for name, v in columns.items()}
     sizes = {name: v.shape for name, v in out.items()}
     if len(set(sizes.values())) != 1 or next(iter(sizes.values()))[0] == 0:
-        raise ValueError(f"expected non-empty 1-D columns of one length, got shapes {sizes}")
+        raise DataError(f"expected non-empty 1-D columns of one length, got shapes {sizes}")
     for name, v in out.items():
         bad = np.flatnonzero(~np.isfinite(v))
         if bad.size:
-            raise ValueError(f"{name}: NaN or infinite value in row(s) {_list(bad)}")
+            raise DataError(f"{name}: NaN or infinite value in row(s) {_list(bad)}")
         if name in ("N", "D", "k"):
             bad = np.flatnonzero(v <= 0)
             if bad.size:
-                raise ValueError(f"{name}: expected values > 0, got {v[bad[0]]:g} in row(s) {_list(bad)}")
+                raise DataError(f"{name}: expected values > 0, got {v[bad[0]]:g} in row(s) {_list(bad)}")
     if "accuracy" in out:
         bad = np.flatnonzero((out["accuracy"] < 0) | (out["accuracy"] > 1))
         if bad.size:
-            raise ValueError(f"accuracy: expected values in [0, 1], row(s) {_list(bad)}")
+            raise DataError(f"accuracy: expected values in [0, 1], row(s) {_list(bad)}")
     return out
 
 
@@ -88,7 +89,7 @@ def _checkpoints(N: np.ndarray, D: np.ndarray, need: int, law: str) -> np.ndarra
     _, idx = np.unique(np.stack([N, D], axis=1), axis=0, return_inverse=True)
     idx = idx.ravel()
     if idx.max() + 1 < need:
-        raise ValueError(f"{law}: {idx.max() + 1} distinct checkpoints (N, D), expected at least {need} "
+        raise DataError(f"{law}: {idx.max() + 1} distinct checkpoints (N, D), expected at least {need} "
                          f"for its {need} parameters")
     return idx
 
@@ -204,7 +205,7 @@ class Law:
     def intervals(self, level: float = 0.9) -> dict[str, tuple[float, float]]:
         """Percentile bootstrap interval of every readable parameter (needs ``samples``)."""
         if self.samples is None or len(self.samples) == 0:
-            raise ValueError(f"{self.KIND} law: no bootstrap samples; fit with bootstrap > 0")
+            raise DataError(f"{self.KIND} law: no bootstrap samples; fit with bootstrap > 0")
         draws = [type(self)(s).params for s in self.samples]
         q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
         return {n: tuple(np.percentile([d[n] for d in draws], q)) for n in self.params}
@@ -226,8 +227,10 @@ class Law:
         the best integer k >= 1 and N <= C_inf/(2k) (candidates: k = 1 and integers within 3 of the
         continuous k*). Keys: N, D, k, value, the metric name, tokens_per_param."""
         C_train, C_inf = float(C_train), float(C_inf)
-        if C_train <= 0 or C_inf <= 0:
-            raise ValueError(f"budgets: expected C_train > 0 and C_inf > 0, got {C_train:g}, {C_inf:g}")
+        if not 6 <= C_train < np.inf:
+            raise InvalidSetting("c_train", C_train, "a finite training budget >= 6 FLOPs (N >= 1, D >= 1)")
+        if not 2 <= C_inf < np.inf:
+            raise InvalidSetting("c_inf", C_inf, "a finite inference budget >= 2 FLOPs per token (N >= 1, k >= 1)")
         n_hi = min(C_inf / 2, C_train / 6)
         N = _argmin_log(lambda n: self._value(n, C_train / (6 * n), C_inf / (2 * n)), n_hi)
         if integer_k:
@@ -259,7 +262,7 @@ class Law:
     def optimum_interval(self, C_train: float, C_inf: float, level: float = 0.9) -> dict[str, tuple[float, float]]:
         """Percentile bootstrap interval of the optimum's N, D, k, value and tokens_per_param."""
         if self.samples is None or len(self.samples) == 0:
-            raise ValueError(f"{self.KIND} law: no bootstrap samples; fit with bootstrap > 0")
+            raise DataError(f"{self.KIND} law: no bootstrap samples; fit with bootstrap > 0")
         opts = [type(self)(s).optimum(C_train, C_inf) for s in self.samples]
         q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
         keys = ("N", "D", "k", "value", "tokens_per_param")
@@ -351,7 +354,7 @@ def fit_chinchilla(N, D, loss, starts: int = 64, bootstrap: int = 0, seed: int =
     """
     c = _rows(N=N, D=D, loss=loss)
     if np.any(c["loss"] <= 0):
-        raise ValueError(f"loss: expected values > 0 for a log-space fit, row(s) {_list(np.flatnonzero(c['loss'] <= 0))}")
+        raise DataError(f"loss: expected values > 0 for a log-space fit, row(s) {_list(np.flatnonzero(c['loss'] <= 0))}")
     ckpt = _checkpoints(c["N"], c["D"], 5, "chinchilla")
     logN, logD, logL = np.log(c["N"]), np.log(c["D"]), np.log(c["loss"])
     grid_f, _ = _huber_objective(_CHIN_GRID, logN, logD, logL)
@@ -459,7 +462,7 @@ def fit_t2_loss(N, D, k, loss, starts: int = 500, bootstrap: int = 0, seed: int 
     c = _rows(N=N, D=D, k=k, loss=loss)
     ckpt = _checkpoints(c["N"], c["D"], 7, "t2 approach 1")
     if np.unique(c["k"]).size < 3:
-        raise ValueError(f"k: {np.unique(c['k']).size} distinct value(s), approach 1 needs at least 3 to fit G, γ")
+        raise DataError(f"k: {np.unique(c['k']).size} distinct value(s), approach 1 needs at least 3 to fit G, γ")
     design = LossDesign.build(ckpt, c["N"], c["D"], c["k"], c["loss"])
     lo, hi = _T2_STARTS.T
     x0 = np.random.default_rng(seed).uniform(lo, hi, size=(starts, 7))
@@ -648,10 +651,10 @@ def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0
         one = rows[c["k"][rows] == 1]
         first = one[np.unique(ckpt[one], return_index=True)[1]]
         if first.size < 5 or np.unique(ckpt[rows]).size != first.size:
-            raise ValueError("t2 approach 2: every checkpoint needs a k = 1 row (its task NLL) and at least "
+            raise DataError("t2 approach 2: every checkpoint needs a k = 1 row (its task NLL) and at least "
                              f"5 checkpoints have one; found {first.size} of {np.unique(ckpt[rows]).size}")
         if np.any(c["loss"][first] <= 0):
-            raise ValueError(f"loss: expected task NLL > 0 at k = 1, row(s) {_list(first[c['loss'][first] <= 0])}")
+            raise DataError(f"loss: expected task NLL > 0 at k = 1, row(s) {_list(first[c['loss'][first] <= 0])}")
         chin = _profiled_chinchilla(c["N"][first], c["D"][first], c["loss"][first])[0]
         Lhat = ChinchillaLaw(chin).predict(c["N"][rows], c["D"][rows])
         design = AccuracyDesign.build(ckpt[rows], Lhat, c["k"][rows], c["accuracy"][rows])
@@ -682,12 +685,12 @@ def law_from_dict(d: dict[str, Any], where: str = "law") -> Law:
     """Inverse of :meth:`Law.to_dict`."""
     kind = d.get("law")
     if kind not in LAWS:
-        raise ValueError(f"{where}: field 'law' must be one of {sorted(LAWS)}, got {kind!r}")
+        raise DataError(f"{where}: field 'law' must be one of {sorted(LAWS)}, got {kind!r}")
     cls = LAWS[kind]
     x = d.get("x", {})
     missing = [n for n in cls.NAMES if n not in x]
     if missing:
-        raise ValueError(f"{where}: field 'x' lacks {', '.join(missing)}")
+        raise DataError(f"{where}: field 'x' lacks {', '.join(missing)}")
     samples = np.array(d["bootstrap_x"], dtype=np.float64) if d.get("bootstrap_x") else None
     return cls(np.array([x[n] for n in cls.NAMES], dtype=np.float64), samples, d.get("info", {}))
 
@@ -701,7 +704,7 @@ def load_laws(path) -> dict[str, Law]:
     """Read the ``{task: law}`` record written by :func:`save_laws`."""
     body = records.read_json(path, "law")
     if not isinstance(body.get("laws"), dict) or not body["laws"]:
-        raise ValueError(f"{path}: field 'laws' must map task names to laws")
+        raise DataError(f"{path}: field 'laws' must map task names to laws")
     return {task: law_from_dict(d, f"{path}: laws.{task}") for task, d in body["laws"].items()}
 
 
@@ -717,7 +720,7 @@ def fit_columns(cols: dict[str, np.ndarray], approach: int, starts: int | None =
     if approach == 2:
         return fit_t2_accuracy(cols["N"], cols["D"], cols["k"], cols["accuracy"], cols["task_loss"],
                                starts=starts or 8, bootstrap=bootstrap, seed=seed)
-    raise ValueError(f"--approach: expected 1 or 2, got {approach}")
+    raise InvalidSetting("approach", approach, "1 or 2")
 
 
 def validate(cols: dict[str, np.ndarray], approach: int, holdout_ratio: float | None = None,
@@ -732,7 +735,7 @@ def validate(cols: dict[str, np.ndarray], approach: int, holdout_ratio: float | 
     cut = float(np.percentile(np.unique(ratio), 75)) if holdout_ratio is None else float(holdout_ratio)
     test = ratio > cut
     if not test.any() or test.all():
-        raise ValueError(f"--holdout-ratio {cut:g}: needs checkpoints on both sides (D/N spans "
+        raise DataError(f"holdout ratio {cut:g}: needs checkpoints on both sides (D/N spans "
                          f"{ratio.min():g}..{ratio.max():g})")
     law = fit_columns({n: v[~test] for n, v in cols.items()}, approach, starts)
     y = cols["task_loss" if approach == 1 else "accuracy"]

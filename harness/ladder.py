@@ -22,9 +22,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from harness.models import TRAINING_FILE
 from harness.progress import progress_bar
 
-TRAINING_FILE = "t2_training.json"
 SEQ_LEN = 64
 
 

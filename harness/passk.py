@@ -22,6 +22,8 @@ from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln, polygamma
 from scipy.stats import norm
 
+from harness.errors import DataError
+
 _BLOCK = 1 << 20  # float64 entries per [problems, k] block in pass_at_k (8 MiB)
 
 
@@ -29,36 +31,36 @@ def _counts(name: str, x) -> np.ndarray:
     """``x`` as a 1-D int64 array of counts; integral floats (from nullable columns) are accepted."""
     arr = np.atleast_1d(np.asarray(x))
     if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a scalar or a 1-D array, got shape {arr.shape}")
+        raise DataError(f"{name}: expected a scalar or a 1-D array, got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError(f"{name}: empty input, expected at least one value")
+        raise DataError(f"{name}: empty input, expected at least one value")
     if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
-        raise ValueError(f"{name}: expected integer counts, got {arr.dtype} values")
+        raise DataError(f"{name}: expected integer counts, got {arr.dtype} values")
     return arr.astype(np.int64)
 
 
 def _check_k(ks: np.ndarray, n: np.ndarray) -> None:
     if ks.min() < 1:
-        raise ValueError(f"k={ks.min()}: expected k >= 1")
+        raise DataError(f"k={ks.min()}: expected k >= 1")
     i = int(np.argmin(n))
     if ks.max() > n[i]:
-        raise ValueError(f"problem {i}: k={ks.max()} > n={n[i]} samples (pass@k from samples needs k <= n)")
+        raise DataError(f"problem {i}: k={ks.max()} > n={n[i]} samples (pass@k from samples needs k <= n)")
 
 
 def _sample_counts(n, c) -> tuple[np.ndarray, np.ndarray]:
     """(n, c) as int64 [P], checked: same length, 0 <= c <= n; errors name the problem index."""
     n, c = _counts("n", n), _counts("c", c)
     if n.shape != c.shape:
-        raise ValueError(f"n and c: expected the same number of problems, got {n.size} and {c.size}")
+        raise DataError(f"n and c: expected the same number of problems, got {n.size} and {c.size}")
     for name, arr in (("n", n), ("c", c)):
         if arr.min() < 0:
             i = int(np.argmin(arr))
-            raise ValueError(f"problem {i}: negative count {name}={arr[i]}")
+            raise DataError(f"problem {i}: negative count {name}={arr[i]}")
     if np.any(c > n):
         i = int(np.argmax(c > n))
-        raise ValueError(f"problem {i}: c={c[i]} correct > n={n[i]} samples")
+        raise DataError(f"problem {i}: c={c[i]} correct > n={n[i]} samples")
     return n, c
 
 
@@ -110,14 +112,14 @@ def log_pass_at_k_from_nll(nll, k) -> np.ndarray:
     """
     nll = np.atleast_1d(np.asarray(nll, dtype=np.float64))
     if nll.ndim != 1 or nll.size == 0:
-        raise ValueError(f"nll: expected a non-empty 1-D array, got shape {nll.shape}")
+        raise DataError(f"nll: expected a non-empty 1-D array, got shape {nll.shape}")
     bad = ~(nll >= 0)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"problem {i}: nll={nll[i]}, expected a non-negative number (nats)")
+        raise DataError(f"problem {i}: nll={nll[i]}, expected a non-negative number (nats)")
     ks = _counts("k", k)
     if ks.min() < 1:
-        raise ValueError(f"k={ks.min()}: expected k >= 1")
+        raise DataError(f"k={ks.min()}: expected k >= 1")
     log_fail_once = _log1mexp(nll)  # log(1 − p_i) <= 0
     with np.errstate(invalid="ignore"):  # p = 1: −inf · k
         z = -ks[None, :] * log_fail_once[:, None]
@@ -215,7 +217,7 @@ def fit_beta_binomial(n, c) -> BetaFit:
     n, c = _sample_counts(n, c)
     keep = n > 0
     if not keep.any():
-        raise ValueError("fit_beta: no problem has samples (all n = 0)")
+        raise DataError("fit_beta: no problem has samples (all n = 0)")
     n, c = n[keep].astype(np.float64), c[keep].astype(np.float64)
 
     def neg_loglik(theta):
@@ -271,7 +273,7 @@ def _vote_groups(answers: Sequence[str | None], correct: Sequence[float], k, nam
     flags = np.asarray(correct, dtype=np.float64)
     n = len(answers)
     if n == 0 or flags.shape != (n,):
-        raise ValueError(f"{name}: expected one verdict per answer and n >= 1, got {n} answers "
+        raise DataError(f"{name}: expected one verdict per answer and n >= 1, got {n} answers "
                          f"and {flags.size} verdicts")
     ks = _counts("k", k)
     _check_k(ks, np.array([n]))
@@ -424,9 +426,9 @@ def bootstrap_mean(values, n_boot: int = 1000, level: float = 0.95, seed: int = 
     """
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 0 or values.shape[0] == 0:
-        raise ValueError("bootstrap_mean: expected at least one problem")
+        raise DataError("bootstrap_mean: expected at least one problem")
     if n_boot < 0 or not 0 < level < 1:
-        raise ValueError(f"bootstrap: expected n_boot >= 0 and 0 < level < 1, got {n_boot}, {level}")
+        raise DataError(f"bootstrap: expected n_boot >= 0 and 0 < level < 1, got {n_boot}, {level}")
     mean = values.mean(axis=0)
     if n_boot == 0:
         return mean, np.full_like(mean, np.nan), np.full_like(mean, np.nan)
@@ -470,11 +472,11 @@ def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence
         sampled, has_nll = bool(np.all(n > 0)), bool(np.all(~np.isnan(nll)))
         if not (sampled or has_nll):
             i = int(np.argmax((n == 0) & np.isnan(nll)))
-            raise ValueError(f"problems table: task {task} problem {ids[i]} has neither samples (n = 0) nor an nll")
+            raise DataError(f"problems table: task {task} problem {ids[i]} has neither samples (n = 0) nor an nll")
         task_ks = np.array(ks if ks is not None else default_ks(int(n.min()) if sampled else None), dtype=np.int64)
         if sampled and task_ks.max() > n.min():
             i = int(np.argmin(n))
-            raise ValueError(f"task {task}: k={task_ks.max()} > n={n[i]} samples of problem {ids[i]}; "
+            raise DataError(f"task {task}: k={task_ks.max()} > n={n[i]} samples of problem {ids[i]}; "
                              "pass@k from samples needs k <= n")
         per_problem = pass_at_k(n, c, task_ks) if sampled else np.exp(log_pass_at_k_from_nll(nll, task_ks))
         mean, low, high = bootstrap_mean(per_problem, n_boot, level, seed)
@@ -512,7 +514,7 @@ def _votes_by_problem(scores: pa.Table) -> dict[tuple[str, str], tuple[list, lis
 def _votes_for(votes: dict, task: str, pid: str, kmax: int) -> tuple[list, list]:
     answers, correct = votes.get((task, pid), ([], []))
     if len(answers) < kmax:
-        raise ValueError(f"scores table: task {task} problem {pid} has {len(answers)} scored samples, "
+        raise DataError(f"scores table: task {task} problem {pid} has {len(answers)} scored samples, "
                          f"maj@k needs at least k={kmax}")
     return answers, correct
 

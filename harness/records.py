@@ -3,19 +3,22 @@
 Every file carries its kind and ``SCHEMA_VERSION``: JSON files as top-level keys, parquet files in
 the schema metadata. Reading a file of another kind or version fails with a one-line error naming
 the file. Writes are atomic (temporary file + ``os.replace``), so a killed run never leaves a torn
-record behind.
+record behind. Files are created like any normal file: mode 0666 less the process umask.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from harness.errors import RecordError
 
 SCHEMA_VERSION = 1
 
@@ -57,19 +60,16 @@ COLUMNS: dict[str, dict[str, pa.DataType]] = {
 }
 
 
-class RecordError(ValueError):
-    """A record file is missing, malformed, or of another kind or schema version."""
-
-
 def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` to a fresh temporary beside ``path`` (created 0666 & ~umask), then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

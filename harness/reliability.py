@@ -39,6 +39,7 @@ import pyarrow as pa
 
 from harness import records
 from harness.dataset import run_info
+from harness.errors import DataError, InvalidSetting
 from harness.passk import _votes_by_problem, default_ks, majority_distribution
 
 COLUMNS = records.COLUMNS["reliability"]
@@ -77,13 +78,13 @@ def _weighted(confidence, correct, weight) -> tuple[np.ndarray, np.ndarray, np.n
     ok = np.atleast_1d(np.asarray(correct, dtype=np.float64))
     w = np.ones_like(conf) if weight is None else np.atleast_1d(np.asarray(weight, dtype=np.float64))
     if conf.ndim != 1 or conf.size == 0 or ok.shape != conf.shape or w.shape != conf.shape:
-        raise ValueError(f"expected non-empty 1-D confidence, correct and weight of one length, got "
+        raise DataError(f"expected non-empty 1-D confidence, correct and weight of one length, got "
                          f"shapes {conf.shape}, {ok.shape}, {w.shape}")
     for name, arr in (("confidence", conf), ("correct", ok)):
         if not np.all((arr >= 0) & (arr <= 1)):
-            raise ValueError(f"{name}: expected values in [0, 1]")
+            raise DataError(f"{name}: expected values in [0, 1]")
     if not (np.all(w >= 0) and w.sum() > 0):
-        raise ValueError("weight: expected non-negative weights with a positive sum")
+        raise DataError("weight: expected non-negative weights with a positive sum")
     return conf, ok, w / w.sum()
 
 
@@ -98,7 +99,7 @@ def calibration_bins(confidence, correct, weight=None, n_bins: int = 10
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mass, mean confidence, accuracy) of ``n_bins`` equal-mass bins, lowest confidence first."""
     if n_bins < 1:
-        raise ValueError(f"n_bins: expected >= 1, got {n_bins}")
+        raise DataError(f"n_bins: expected >= 1, got {n_bins}")
     levels, mass, ok_mass = _pooled(confidence, correct, weight)
     cum = np.concatenate([[0.0], np.cumsum(mass)])
     cum[-1] = 1.0
@@ -229,16 +230,16 @@ def load_run(path: str | Path, suite: dict | None = None) -> Run:
     :func:`harness.dataset.load_suite`'s N and D per checkpoint, for runs that do not record them."""
     path = Path(path)
     if not path.is_dir():
-        raise ValueError(f"{path}: not a run directory")
+        raise DataError(f"{path}: not a run directory")
     run_json = records.read_json(path / "run.json", "run")
     if not (path / "scores.parquet").is_file():
-        raise ValueError(f"{path}: no scores.parquet: reliability needs sampled answers "
+        raise DataError(f"{path}: no scores.parquet: reliability needs sampled answers "
                          f"(run `t2 sample` and `t2 score {path}` first)")
     votes: dict[str, dict[str, tuple[list, list]]] = defaultdict(dict)
     for (task, pid), pair in _votes_by_problem(records.read_table(path / "scores.parquet", "scores")).items():
         votes[task][pid] = pair
     if not votes:
-        raise ValueError(f"{path}: scores.parquet has no scored samples")
+        raise DataError(f"{path}: scores.parquet has no scored samples")
     nll: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if (path / "problems.parquet").is_file():
         cols = records.read_table(path / "problems.parquet", "problems").to_pydict()
@@ -270,9 +271,9 @@ def task_reliability(run: Run, task: str, ks: Sequence[int] | None, n_bins: int 
     small = min(sizes, key=sizes.get)
     task_ks = sorted(set(ks)) if ks else default_ks(sizes[small])
     if task_ks[0] < 1:
-        raise ValueError(f"-k: expected values >= 1, got {task_ks[0]}")
+        raise InvalidSetting("k", int(task_ks[0]), "values >= 1")
     if task_ks[-1] > sizes[small]:
-        raise ValueError(f"{run.path}: task {task} problem {small} has only {sizes[small]} scored "
+        raise DataError(f"{run.path}: task {task} problem {small} has only {sizes[small]} scored "
                          f"samples; k={task_ks[-1]} needs at least {task_ks[-1]}")
     dists = [majority_distribution(answers, correct, task_ks) for answers, correct in problems.values()]
     nll_mean, nll_tok = nll_scores(*run.nll.get(task, ([], [])))

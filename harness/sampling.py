@@ -1,18 +1,23 @@
 """The run driver behind ``t2 sample``, ``t2 likelihood``, ``t2 score`` and ``t2 merge``.
 
-A run directory holds run.json (the manifest), samples/ (the store, see :mod:`harness.store`),
-cost.json, and after scoring scores.parquet and problems.parquet.
+The run directory (files, manifest, identity, lock, merge) is :class:`harness.rundir.RunDir`.
 
 - Resume: rerunning the same command skips problems whose n samples are already stored. A rerun
-  whose model, task, sampler settings or shard differ from run.json's refuses, naming the field.
-- Chunks: ``chunk`` problems (all their prompts at once) go to ``backend.sample`` per call, and
-  each chunk is flushed to the store as one shard. Default: ⌈1024 / n⌉ problems (≈1024 samples);
-  the hf backend packs them into decode batches, vllm schedules them itself.
-- Shards: ``--shard i/N`` keeps problem p iff ``int(sha256(p.id)[:16 hex], 16) mod N == i``: stable
-  across machines and data order, every problem in exactly one shard. ``--limit P`` applies first.
+  that differs from run.json in its run identity (see :mod:`harness.rundir`) is refused before
+  anything is written; a second process on the same directory is refused at once (the lock).
+- Flushes: ``chunk`` problems (all their prompts at once) go to ``backend.sample`` per call; as soon
+  as a call returns, each problem's n samples are appended to the store as their own shard, so a
+  kill loses at most the chunk in flight; at the end of a session more than 64 such shards are
+  compacted into one (:meth:`SampleStore.compact`). Default chunk: ⌈256 / n⌉ problems (≈256 samples in
+  flight; one problem once n >= 256); the hf backend packs a chunk into decode batches, vllm
+  schedules it itself. A larger ``chunk`` fills a GPU better and risks more on a kill.
+- Shards: ``shard=(i, N)`` keeps problem p iff ``int(sha256(p.id)[:16 hex], 16) mod N == i``:
+  stable across machines and data order, every problem in exactly one shard. ``limit`` applies first.
 - problems.parquet: one row per problem; ``t2 score`` fills n and c, ``t2 likelihood`` fills nll
   and answer_tokens; each keeps the other's columns from an existing file (n = c = 0 and nll
   null until the other has run).
+- Commands that act on an existing run (likelihood, score) take the task, limit, data files,
+  options and shard from its run.json; a conflicting explicit value is refused.
 """
 
 from __future__ import annotations
@@ -22,37 +27,25 @@ import dataclasses
 import datetime
 import hashlib
 import importlib.metadata as metadata
+import math
 import os
 import platform
 import time
 import warnings
-from pathlib import Path
-from typing import Any, Sequence
-
-import pyarrow as pa
+from collections.abc import Sequence
+from typing import Any
 
 import harness
 from harness import records
+from harness.errors import DataError, InvalidSetting, RunMismatch
 from harness.models import resolve_model, training_metadata
 from harness.progress import progress_bar
+from harness.rundir import RunDir, model_id
 from harness.samplers import SamplingSettings, get_backend
-from harness.store import SampleStore, merge_stores
-from harness.tasks.base import Problem, Task, provenance
+from harness.tasks.base import Problem, Task, data_files_hash, provenance
 
-RUN_FILE, COST_FILE, SCORES_FILE, PROBLEMS_FILE = "run.json", "cost.json", "scores.parquet", "problems.parquet"
-
-
-def parse_shard(spec: str | None) -> tuple[int, int] | None:
-    """``"i/N"`` → (i, N) with 0 <= i < N; None stays None."""
-    if spec is None:
-        return None
-    try:
-        i, n = (int(x) for x in spec.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard: expected i/N (e.g. 0/4), got {spec!r}") from None
-    if not 0 <= i < n:
-        raise ValueError(f"--shard: expected 0 <= i < N, got {spec!r}")
-    return i, n
+Shard = tuple[int, int]
+SAMPLES_IN_FLIGHT = 256  # default chunk: ⌈SAMPLES_IN_FLIGHT / n⌉ problems per backend call
 
 
 def shard_of(problem_id: str, n_shards: int) -> int:
@@ -60,7 +53,7 @@ def shard_of(problem_id: str, n_shards: int) -> int:
     return int(hashlib.sha256(problem_id.encode()).hexdigest()[:16], 16) % n_shards
 
 
-def select_problems(problems: Sequence[Problem], limit: int | None, shard: tuple[int, int] | None) -> list[Problem]:
+def select_problems(problems: Sequence[Problem], limit: int | None, shard: Shard | None) -> list[Problem]:
     """The first ``limit`` problems, then this shard's share of them."""
     chosen = list(problems[:limit] if limit is not None else problems)
     if shard is not None:
@@ -68,290 +61,273 @@ def select_problems(problems: Sequence[Problem], limit: int | None, shard: tuple
     return chosen
 
 
-def load_task(name: str, data_files: str | None, limit: int | None, options: dict[str, Any] | None = None) -> Task:
-    from harness.tasks import get_task
+def shard_spec(shard: Shard | None) -> str | None:
+    """run.json's form of a shard, "i/N" (None: the whole task)."""
+    if shard is None:
+        return None
+    if not 0 <= shard[0] < shard[1]:
+        raise InvalidSetting("shard", f"{shard[0]}/{shard[1]}", "i/N with 0 <= i < N")
+    return f"{shard[0]}/{shard[1]}"
 
+
+def load_problems(task_name: str, data_files: str | None, limit: int | None, shard: Shard | None,
+                  options: dict[str, Any] | None = None) -> tuple[Task, list[Problem], dict[str, Any]]:
+    """The task, this run's problems, and run.json's task entry (provenance, options, data hash)."""
+    from harness.tasks import get_task, task_options
+
+    if limit is not None and limit < 1:
+        raise InvalidSetting("limit", limit, "a count >= 1")
+    spec = shard_spec(shard)
     kwargs = dict(options or {})
     if data_files:
         kwargs["data_files"] = data_files
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"--limit: expected a count >= 1, got {limit}")
+    if limit is not None and "limit" in task_options(task_name):
         kwargs["limit"] = limit
-    return get_task(name, **kwargs)
+    task = get_task(task_name, **kwargs)
+    problems = select_problems(task.problems(), limit, shard)
+    if not problems:
+        raise DataError(f"task {task_name}: no problems to run (limit {limit}, shard {spec}, "
+                        f"data {data_files or task.source})")
+    record = {**provenance(task, problems), "data_sha256": data_files_hash(task.data_files),
+              "options": {"limit": limit, "data_files": data_files, **(options or {})}}
+    return task, problems, record
 
 
-def parse_task_options(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["n_shot=5", "shift=1"]`` → {"n_shot": 5, "shift": 1} (values parsed as YAML scalars)."""
-    import yaml
-
-    options = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--task-option: expected KEY=VALUE, got {item!r}")
-        options[key] = yaml.safe_load(value)
-    return options
-
-
-def backend_options(backend: str, *, device: str | None = None, dtype: str | None = None,
-                    revision: str | None = None, attention: str | None = None,
-                    **vllm_options: Any) -> dict[str, Any]:
-    """The constructor options of ``backend`` from CLI values (None = the backend's default)."""
-    if backend == "hf":
-        chosen = {"device": device, "dtype": dtype, "revision": revision, "attention": attention}
-    else:
-        if device not in (None, "cuda", "cpu"):
-            raise ValueError(f"--device: the vllm backend picks its platform itself; got {device!r}")
-        chosen = {"dtype": dtype, "revision": revision, **vllm_options}
-    return {k: v for k, v in chosen.items() if v is not None}
+def check_settings(settings: SamplingSettings, chunk: int | None) -> None:
+    """Refuse sampler settings outside their domain (non-finite numbers included)."""
+    for field, value in (("n", settings.n), ("max_tokens", settings.max_tokens), ("chunk", chunk or 1)):
+        if value < 1:
+            raise InvalidSetting(field, value, "an integer >= 1")
+    if not (math.isfinite(settings.temperature) and settings.temperature >= 0):
+        raise InvalidSetting("temperature", settings.temperature, "a finite number >= 0")
+    if not 0 < settings.top_p <= 1:
+        raise InvalidSetting("top_p", settings.top_p, "0 < p <= 1")
+    if settings.top_k < 0:
+        raise InvalidSetting("top_k", settings.top_k, "an integer >= 0 (0 = off)")
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"--out {out}: cannot write there ({e.strerror or e})") from None
-
-
-def _versions() -> dict[str, str | None]:
+def _versions(info: dict[str, Any]) -> dict[str, str | None]:
     found = {"harness": harness.__version__}
     for package in ("torch", "transformers", "vllm"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             found[package] = None
-    return found
+    return {**found, **info.get("versions", {})}
 
 
-def _model_record(spec: str, path: str, info: dict[str, Any]) -> dict[str, Any]:
-    """run.json's model entry: id (the --model spec; a local folder as its absolute path), path,
-    revision, parameter counts, and D / training FLOPs when the folder records them."""
-    return {"id": path if Path(spec).expanduser().exists() else spec, "path": path,
-            "revision": info.get("revision"), "params_total": info["params"]["total"],
-            "params_non_embedding": info["params"]["non_embedding"], "dtype": info.get("dtype"),
-            **training_metadata(path)}
-
-
-def _identity(run: dict[str, Any]) -> dict[str, Any]:
-    """The run.json fields a resumed run must share (dotted name → value)."""
-    flat = {"model.id": run["model"]["id"], "model.revision": run["model"].get("revision"),
-            "task.name": run["task"]["name"], "task.version": run["task"]["version"],
-            "task.template": run["task"]["template"], "shard": run.get("shard")}
-    for key, value in (run.get("sampler") or {}).items():
-        flat[f"sampler.{key}"] = value
-    return flat
-
-
-def check_resume(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:
-    """The existing run.json of ``out`` (None if none) after checking it is the same run."""
-    path = out / RUN_FILE
-    if not path.is_file():
-        return None
-    old = records.read_json(path, "run")
-    before, now = _identity(old), _identity(run)
-    for key in sorted(set(before) | set(now)):
-        if before.get(key) != now.get(key):
-            raise ValueError(f"{path}: this run has {key}={before.get(key)!r} but the command asks for "
-                             f"{now.get(key)!r}; use another --out (runs are never mixed)")
-    return old
+def _loaded(manifest: dict[str, Any], spec: str, path: str, info: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` with what the loaded model tells: run.json's model entry (id, path, revision,
+    dtype, parameter counts, D / training FLOPs when the folder records them), versions, device."""
+    model = {"id": model_id(spec, path), "path": path, "revision": info.get("revision"),
+             "params_total": info["params"]["total"], "params_non_embedding": info["params"]["non_embedding"],
+             "dtype": info.get("dtype"), **training_metadata(path)}
+    return {**manifest, "model": model, "versions": _versions(info), "device": info.get("device"),
+            "host": platform.node()}
 
 
 def chat_prompt(tokenizer, prompt: str) -> str:
     """``prompt`` as the single user turn of the tokenizer's chat template, assistant turn opened."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("--chat: the model's tokenizer has no chat template")
+        raise InvalidSetting("chat", True, "a model whose tokenizer has a chat template")
     return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                          add_generation_prompt=True)
 
 
 def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: SamplingSettings, *,
-               backend: str = "hf", limit: int | None = None, shard: str | None = None, chat: bool = False,
+               backend: str = "hf", limit: int | None = None, shard: Shard | None = None, chat: bool = False,
                chunk: int | None = None, data_files: str | None = None,
                task_options: dict[str, Any] | None = None, backend_options: dict[str, Any] | None = None,
                progress: bool = True) -> dict[str, Any]:
     """Sample ``settings.n`` completions per problem into run directory ``out`` (resumable);
     returns the cost record (also written to cost.json). ``settings.stop`` is replaced by the task's."""
-    for flag, value in (("-n", settings.n), ("--max-tokens", settings.max_tokens), ("--chunk", chunk or 1)):
-        if value < 1:
-            raise ValueError(f"{flag}: expected an integer >= 1, got {value}")
-    if settings.temperature < 0:
-        raise ValueError(f"--temperature: expected >= 0, got {settings.temperature}")
-    if not 0 < settings.top_p <= 1:
-        raise ValueError(f"--top-p: expected 0 < p <= 1, got {settings.top_p}")
-    if settings.top_k < 0:
-        raise ValueError(f"--top-k: expected >= 0 (0 = off), got {settings.top_k}")
-    out = Path(out)
-    shard_spec = parse_shard(shard)
-    task = load_task(task_name, data_files, limit, task_options)
-    problems = select_problems(task.problems(), limit, shard_spec)
-    if not problems:
-        raise ValueError(f"--task {task_name}: no problems to sample (after --limit/--shard/--data-files)")
-    _writable(out)
+    check_settings(settings, chunk)
+    run = RunDir(out)
+    task, problems, task_record = load_problems(task_name, data_files, limit, shard, task_options)
     settings = dataclasses.replace(settings, stop=tuple(task.stop))
     path = resolve_model(model)
-    sampler = {"backend": backend, **dataclasses.asdict(settings), "chat": chat}
-    sampler["stop"] = list(settings.stop)
-    manifest = {"model": {"id": path if Path(model).expanduser().exists() else model,
-                          "revision": (backend_options or {}).get("revision")},
-                "task": {**provenance(task, problems),
-                         "options": {"limit": limit, "data_files": data_files, **(task_options or {})}},
-                "sampler": sampler, "shard": shard}
-    old = check_resume(out, manifest)  # before the (slow) model load
-
-    with contextlib.closing(get_backend(backend, path, **(backend_options or {}))) as engine:
-        info = engine.model_info()
-        manifest.update(model=_model_record(model, path, info), versions={**_versions(), **info.get("versions", {})},
-                        device=info.get("device"), host=platform.node(),
-                        start_time=(old or {}).get("start_time", _now()), end_time=None,
-                        wall_s=(old or {}).get("wall_s", 0.0))
-        records.write_json(out / RUN_FILE, "run", manifest)
-
-        store = SampleStore(out)
-        done = store.done_problems(task.name, settings.n)
-        todo = [p for p in problems if p.id not in done]
-        size = chunk or -(-1024 // settings.n)
-        t0 = time.perf_counter()
-        samples = tokens = 0
-        bar = progress_bar(total=len(problems), initial=len(problems) - len(todo), unit="problem", disable=not progress,
-                   desc=f"{task.name} n={settings.n}")
-        for start in range(0, len(todo), size):
-            batch = todo[start:start + size]
-            prompts = [chat_prompt(engine.tokenizer, p.prompt) if chat else p.prompt for p in batch]
-            completions = engine.sample(prompts, settings)
-            rows = [{"task": task.name, "problem_id": p.id, **dataclasses.asdict(c)}
-                    for p, cs in zip(batch, completions) for c in cs]
-            store.append(rows)
-            samples += len(rows)
-            tokens += sum(r["completion_tokens"] for r in rows)
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix_str(f"{samples / elapsed:.1f} samples/s, {tokens / elapsed:.1f} tok/s")
-            bar.update(len(batch))
-        bar.close()
-    wall = time.perf_counter() - t0
-
-    table = store.read()
-    wanted = {p.id for p in problems}
-    per_problem: dict[str, list[int]] = {}
-    prompt_len: dict[str, int] = {}
-    for row in table.select(["task", "problem_id", "prompt_tokens", "completion_tokens"]).to_pylist():
-        if row["task"] == task.name and row["problem_id"] in wanted:
-            per_problem.setdefault(row["problem_id"], []).append(row["completion_tokens"])
-            prompt_len[row["problem_id"]] = row["prompt_tokens"]
-    manifest.update(end_time=_now(), wall_s=manifest["wall_s"] + wall)
-    records.write_json(out / RUN_FILE, "run", manifest)
-    cost: dict[str, Any] = {"wall_s": manifest["wall_s"], "wall_s_this_session": wall}
-    try:
-        from harness.cost import sampling_cost
-    except ImportError as e:
-        warnings.warn(f"cost.json without FLOPs: harness.cost unavailable ({e})")
-    else:
-        ids = sorted(per_problem)
-        cost.update(sampling_cost(info["config"], [prompt_len[i] for i in ids], [per_problem[i] for i in ids]))
-    records.write_json(out / COST_FILE, "cost", cost)
-    n_samples = sum(map(len, per_problem.values()))
+    sampler = {"backend": backend, **dataclasses.asdict(settings), "stop": list(settings.stop), "chat": chat}
+    manifest = {"model": {"id": model_id(model, path), "revision": (backend_options or {}).get("revision")},
+                "task": task_record, "sampler": sampler, "shard": shard_spec(shard)}
+    with run.locked():
+        old = run.verify(manifest, skip=("model.dtype",)) or {}  # before the (slow) model load
+        with contextlib.closing(get_backend(backend, path, **(backend_options or {}))) as engine:
+            info = engine.model_info()
+            manifest = _loaded(manifest, model, path, info)
+            run.verify(manifest)
+            manifest.update(start_time=old.get("start_time", _now()), end_time=None, wall_s=old.get("wall_s", 0.0))
+            run.write_manifest(manifest)
+            done = run.store.done_problems(task.name, settings.n)
+            todo = [p for p in problems if p.id not in done]
+            bar = progress_bar(total=len(problems), initial=len(problems) - len(todo), unit="problem",
+                               disable=not progress, desc=f"{task.name} n={settings.n}")
+            t0 = time.perf_counter()
+            samples, tokens = _sample_loop(engine, run, task.name, todo, settings, chat,
+                                           chunk or -(-SAMPLES_IN_FLIGHT // settings.n), bar)
+            wall = time.perf_counter() - t0
+        run.store.compact()
+        manifest.update(end_time=_now(), wall_s=manifest["wall_s"] + wall)
+        run.write_manifest(manifest)
+        cost = _write_cost(run, task.name, {p.id for p in problems}, info, manifest["wall_s"], wall)
     flops = f", {cost['total_flops']:.3g} FLOPs" if "total_flops" in cost else ""
-    print(f"{out}: {len(per_problem)} problems, {n_samples} samples, "
-          f"{sum(map(sum, per_problem.values()))} completion tokens; this session {samples} samples in "
-          f"{wall:.1f} s ({tokens / max(wall, 1e-9):.1f} tok/s){flops}")
+    print(f"{out}: {cost['n_problems']} problems, {cost['n_samples']} samples, {cost['tokens']} completion "
+          f"tokens; this session {samples} samples in {wall:.1f} s ({tokens / max(wall, 1e-9):.1f} tok/s){flops}")
     return cost
 
 
-def _read_problems(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    path = out / PROBLEMS_FILE
-    if not path.is_file():
-        return {}
-    return {(r["task"], r["problem_id"]): r for r in records.read_table(path, "problems").to_pylist()}
+def _sample_loop(engine, run: RunDir, task: str, todo: list[Problem], settings: SamplingSettings,
+                 chat: bool, size: int, bar) -> tuple[int, int]:
+    """Sample ``todo`` in chunks of ``size`` problems, each problem's rows flushed as soon as its
+    chunk returns; returns (samples, completion tokens) written."""
+    t0, samples, tokens = time.perf_counter(), 0, 0
+    for start in range(0, len(todo), size):
+        batch = todo[start:start + size]
+        prompts = [chat_prompt(engine.tokenizer, p.prompt) if chat else p.prompt for p in batch]
+        for problem, completions in zip(batch, engine.sample(prompts, settings), strict=True):
+            run.store.append([{"task": task, "problem_id": problem.id, **dataclasses.asdict(c)} for c in completions])
+            samples += len(completions)
+            tokens += sum(c.completion_tokens for c in completions)
+        elapsed = time.perf_counter() - t0
+        bar.set_postfix_str(f"{samples / elapsed:.1f} samples/s, {tokens / elapsed:.1f} tok/s")
+        bar.update(len(batch))
+    bar.close()
+    return samples, tokens
 
 
-def _write_problems(out: Path, rows: dict[tuple[str, str], dict[str, Any]]) -> Path:
-    ordered = [rows[key] for key in sorted(rows)]
-    columns = {name: [r.get(name) for r in ordered] for name in records.COLUMNS["problems"]}
-    return records.write_table(out / PROBLEMS_FILE, "problems",
-                               pa.table({k: pa.array(v, records.COLUMNS["problems"][k]) for k, v in columns.items()}))
+def _write_cost(run: RunDir, task: str, wanted: set[str], info: dict[str, Any], wall_s: float,
+                wall_session: float) -> dict[str, Any]:
+    """cost.json of the run's stored samples of ``wanted`` problems (FLOPs from the model config)."""
+    per_problem: dict[str, list[int]] = {}
+    prompt_len: dict[str, int] = {}
+    for row in run.store.read().select(["task", "problem_id", "prompt_tokens", "completion_tokens"]).to_pylist():
+        if row["task"] == task and row["problem_id"] in wanted:
+            per_problem.setdefault(row["problem_id"], []).append(row["completion_tokens"])
+            prompt_len[row["problem_id"]] = row["prompt_tokens"]
+    cost: dict[str, Any] = {"wall_s": wall_s, "wall_s_this_session": wall_session}
+    try:
+        from harness.cost import sampling_cost
+    except ImportError as e:
+        warnings.warn(f"cost.json without FLOPs: harness.cost unavailable ({e})", stacklevel=2)
+    else:
+        ids = sorted(per_problem)
+        cost.update(sampling_cost(info["config"], [prompt_len[i] for i in ids], [per_problem[i] for i in ids]))
+    run.write_cost(cost)
+    return {**cost, "n_problems": len(per_problem), "n_samples": sum(map(len, per_problem.values())),
+            "tokens": sum(map(sum, per_problem.values()))}
 
 
-def run_likelihood(task_name: str, model: str, out: str | os.PathLike, *, backend: str = "hf",
-                   limit: int | None = None, shard: str | None = None, data_files: str | None = None,
+def _from_manifest(old: dict[str, Any], asked: dict[str, Any]) -> tuple:
+    """(task, data_files, limit, shard, options) of an existing run; an explicit value in
+    ``asked`` (run.json field → value, None = not given) that differs raises :class:`RunMismatch`."""
+    options = dict(old["task"].get("options") or {})
+    recorded = {"task.name": old["task"]["name"], "task.options.limit": options.pop("limit", None),
+                "task.options.data_files": options.pop("data_files", None), "shard": old.get("shard"),
+                "task.options": options}
+    for field, value in asked.items():
+        if value is not None and value != recorded[field]:
+            raise RunMismatch(f"run.json has {field}={recorded[field]!r} but the command asks for "
+                              f"{value!r}; a command on an existing run takes its settings", field)
+    spec = recorded["shard"]
+    return (recorded["task.name"], recorded["task.options.data_files"], recorded["task.options.limit"],
+            tuple(map(int, spec.split("/"))) if spec else None, options)
+
+
+def _existing_problems(run: RunDir, old: dict[str, Any], asked: dict[str, Any] | None = None,
+                       extra_options: dict[str, Any] | None = None) -> tuple[Task, list[Problem], dict[str, Any]]:
+    """The task (with ``extra_options``) and problems of an existing run, checked against the
+    run's data identity."""
+    name, data_files, limit, shard, options = _from_manifest(old, asked or {})
+    task, problems, record = load_problems(name, data_files, limit, shard, {**options, **(extra_options or {})})
+    recorded = old["task"]
+    for field in ("problems_sha256", "data_sha256"):
+        if recorded.get(field) is not None and recorded[field] != record[field]:
+            raise RunMismatch(f"{run.run_file}: the data of task {task.name} loaded from {task.source} is not "
+                              f"the data this run used (task.{field} differs)", f"task.{field}")
+    return task, problems, record
+
+
+def run_likelihood(task_name: str | None, model: str, out: str | os.PathLike, *, backend: str = "hf",
+                   limit: int | None = None, shard: Shard | None = None, data_files: str | None = None,
                    task_options: dict[str, Any] | None = None,
-                   backend_options: dict[str, Any] | None = None) -> Path:
-    """Gold-answer NLL of every problem into ``out``/problems.parquet (n, c kept from a scored run)."""
-    out = Path(out)
-    task = load_task(task_name, data_files, limit, task_options)
-    problems = select_problems(task.problems(), limit, parse_shard(shard))
-    if not problems:
-        raise ValueError(f"--task {task_name}: no problems to score (after --limit/--shard/--data-files)")
-    _writable(out)
+                   backend_options: dict[str, Any] | None = None):
+    """Gold-answer NLL of every problem into ``out``/problems.parquet (n, c kept from a scored run).
+    On an existing run, the task, limit, data files, options and shard come from its run.json."""
+    run = RunDir(out)
+    if task_name is None and not run.run_file.is_file():
+        raise InvalidSetting("task", None, f"a task name ({run.path} holds no run yet)")
     path = resolve_model(model)
-    run_path = out / RUN_FILE
-    if run_path.is_file():
-        old = records.read_json(run_path, "run")
-        want = path if Path(model).expanduser().exists() else model
-        if old["model"]["id"] != want:
-            raise ValueError(f"{run_path}: this run has model.id={old['model']['id']!r} but the command asks "
-                             f"for {want!r}; use another --out (runs are never mixed)")
-    with contextlib.closing(get_backend(backend, path, **(backend_options or {}))) as engine:
-        info = engine.model_info()
-        if not run_path.is_file():
-            records.write_json(run_path, "run", {
-                "model": _model_record(model, path, info),
-                "task": {**provenance(task, problems),
-                         "options": {"limit": limit, "data_files": data_files, **(task_options or {})}},
-                "sampler": None, "likelihood": {"backend": backend}, "shard": shard,
-                "versions": {**_versions(), **info.get("versions", {})}, "device": info.get("device"),
-                "host": platform.node(), "start_time": _now()})
-        nll = engine.gold_nll([p.prompt for p in problems], [p.answer_span for p in problems])
-    rows = _read_problems(out)
-    for p, (value, n_tokens) in zip(problems, nll):
-        row = rows.setdefault((task.name, p.id), {"task": task.name, "problem_id": p.id, "n": 0, "c": 0})
-        row.update(nll=value, answer_tokens=n_tokens)
-    return _write_problems(out, rows)
+    with run.locked():
+        old = run.manifest()
+        if old:
+            asked = {"task.name": task_name, "task.options.limit": limit, "task.options.data_files": data_files,
+                     "shard": shard_spec(shard), "task.options": task_options or None}
+            task, problems, task_record = _existing_problems(run, old, asked)
+        else:
+            task, problems, task_record = load_problems(task_name, data_files, limit, shard, task_options)
+        manifest = {"model": {"id": model_id(model, path), "revision": (backend_options or {}).get("revision")},
+                    "task": task_record, "sampler": None, "shard": shard_spec(shard) if not old else old["shard"]}
+        run.verify(manifest, parts=("model", "task"), skip=("model.dtype",))
+        with contextlib.closing(get_backend(backend, path, **(backend_options or {}))) as engine:
+            manifest = _loaded(manifest, model, path, engine.model_info())
+            run.verify(manifest, parts=("model", "task"))
+            if not old:
+                run.write_manifest({**manifest, "likelihood": {"backend": backend}, "start_time": _now()})
+            nll = engine.gold_nll([p.prompt for p in problems], [p.answer_span for p in problems])
+        rows = run.read_problems()
+        for p, (value, n_tokens) in zip(problems, nll, strict=True):
+            row = rows.setdefault((task.name, p.id), {"task": task.name, "problem_id": p.id, "n": 0, "c": 0})
+            row.update(nll=value, answer_tokens=n_tokens)
+        return run.write_problems(rows)
 
 
-def score_run(run: str | os.PathLike, task_options: dict[str, Any] | None = None) -> tuple[Path, Path]:
+def score_run(out: str | os.PathLike, task_options: dict[str, Any] | None = None):
     """Judge every stored sample with its task's verifier → scores.parquet and problems.parquet.
 
-    A verifier that raises on one sample marks that sample incorrect with the exception as its
-    message; the rest are still judged. Uses ``task.check_many`` when the task has it."""
-    out = Path(run)
-    manifest = records.read_json(out / RUN_FILE, "run")
-    table = SampleStore(out).read()
-    if table.num_rows == 0:
-        raise ValueError(f"{out / 'samples'}: no samples to score (run `t2 sample --out {out}` first)")
-    options = {k: v for k, v in (manifest["task"].get("options") or {}).items() if v is not None}
-    task = load_task(manifest["task"]["name"], options.pop("data_files", None), options.pop("limit", None),
-                     {**options, **(task_options or {})})
-    by_id = {p.id: p for p in task.problems()}
+    ``task_options`` are checking options (e.g. ``workers``) added to the run's own; those the
+    run's task does not take are left out. A verifier that raises on one sample marks that sample
+    incorrect with the exception as its message; the rest are still judged."""
+    from harness.tasks import task_options as options_of
+
+    run = RunDir(out)
+    old = run.require()
+    accepted = options_of(old["task"]["name"])
+    with run.locked():
+        table = run.store.read()
+        if table.num_rows == 0:
+            raise DataError(f"{run.store.dir}: no samples to score (sample into {run.path} first)")
+        task, problems, _ = _existing_problems(
+            run, old, extra_options={k: v for k, v in (task_options or {}).items() if k in accepted})
+        try:
+            return _score(run, task, {p.id: p for p in problems}, table)
+        finally:
+            task.close()
+
+
+def _score(run: RunDir, task: Task, by_id: dict[str, Problem], table):
     rows = table.select(["task", "problem_id", "sample_idx", "text"]).to_pylist()
     missing = sorted({r["problem_id"] for r in rows} - by_id.keys())
     if missing:
-        raise ValueError(f"{out}: samples of problem(s) {', '.join(missing[:3])} not in task {task.name} "
-                         f"as loaded from {task.source}")
-    items = [(by_id[r["problem_id"]], r["text"]) for r in rows]
-    verdicts = _judge(task, items)
+        raise DataError(f"{run.path}: samples of problem(s) {', '.join(missing[:3])} not in task {task.name} "
+                        f"as loaded from {task.source}")
+    verdicts = _judge(task, [(by_id[r["problem_id"]], r["text"]) for r in rows])
     scores = {"task": [r["task"] for r in rows], "problem_id": [r["problem_id"] for r in rows],
               "sample_idx": [r["sample_idx"] for r in rows], "answer": [v[0] for v in verdicts],
               "correct": [v[1] for v in verdicts], "verifier_message": [v[2] for v in verdicts]}
-    scores_path = records.write_table(out / SCORES_FILE, "scores", scores)
-    problems = _read_problems(out)
+    scores_path = records.write_table(run.scores_file, "scores", scores)
+    problems = run.read_problems()
     counts: dict[tuple[str, str], list[int]] = {}
-    for r, (_, ok, _) in zip(rows, verdicts):
+    for r, (_, ok, _) in zip(rows, verdicts, strict=True):
         c = counts.setdefault((r["task"], r["problem_id"]), [0, 0])
         c[0] += 1
         c[1] += int(ok)
     for key, (n, c) in counts.items():
         row = problems.setdefault(key, {"task": key[0], "problem_id": key[1], "nll": None, "answer_tokens": None})
         row.update(n=n, c=c)
-    if hasattr(task, "close"):
-        task.close()
-    return scores_path, _write_problems(out, problems)
+    return scores_path, run.write_problems(problems)
 
 
 def _judge(task: Task, items: list[tuple[Problem, str]]) -> list[tuple[str | None, bool, str]]:
@@ -363,43 +339,17 @@ def _judge(task: Task, items: list[tuple[Problem, str]]) -> list[tuple[str | Non
         except Exception as e:  # noqa: BLE001 - a verifier bug must not lose the other verdicts
             return None, False, f"verifier error: {type(e).__name__}: {e}"
 
-    if hasattr(task, "check_many"):
+    if type(task).check_many is not Task.check_many:
         try:
             return [(v.answer, bool(v.correct), v.message) for v in task.check_many(items)]
         except Exception as e:  # noqa: BLE001
-            warnings.warn(f"{task.name}: check_many failed ({type(e).__name__}: {e}); checking one by one")
+            warnings.warn(f"{task.name}: check_many failed ({type(e).__name__}: {e}); checking one by one",
+                          stacklevel=2)
     return [one(p, t) for p, t in items]
 
 
 def merge_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
-    """Join shard run directories into ``out``: their run.json must agree except for shard,
-    times and host; samples are unioned by key (idempotent). Returns the new samples written."""
-    out = Path(out)
-    manifests = []
-    for run in runs:
-        if not (Path(run) / RUN_FILE).is_file():
-            raise ValueError(f"{run}: not a run directory (no {RUN_FILE})")
-        manifests.append(records.read_json(Path(run) / RUN_FILE, "run"))
-    first = manifests[0]
-    for run, m in zip(runs[1:], manifests[1:]):
-        a, b = _identity(first), _identity(m)
-        for key in sorted(set(a) | set(b)):
-            if key != "shard" and a.get(key) != b.get(key):
-                raise ValueError(f"{run}: {key}={b.get(key)!r} differs from {runs[0]}'s {a.get(key)!r}; "
-                                 "only shards of one run can be merged")
-    merged = {**first, "shard": None, "merged_from": sorted(str(Path(r).resolve()) for r in runs),
-              "start_time": min(m.get("start_time") or "" for m in manifests),
-              "end_time": max(m.get("end_time") or "" for m in manifests),
-              "wall_s": sum(m.get("wall_s") or 0.0 for m in manifests)}
-    merged["task"] = {**first["task"], "n_problems": sum(m["task"].get("n_problems", 0) for m in manifests),
-                      "problems_sha256": None}
-    if (out / RUN_FILE).is_file():
-        existing = records.read_json(out / RUN_FILE, "run")
-        a, b = _identity(existing), _identity(merged)
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                raise ValueError(f"{out / RUN_FILE}: {key}={a.get(key)!r} differs from the shards' "
-                                 f"{b.get(key)!r}; merge into another --out")
-    _writable(out)
-    records.write_json(out / RUN_FILE, "run", merged)
-    return merge_stores(runs, out)
+    """Join shard run directories into ``out`` (see :meth:`RunDir.merge`): their run.json must
+    agree except for shard, times and host; samples are unioned by key (idempotent), all or
+    nothing. Returns the new samples written."""
+    return RunDir(out).merge([RunDir(r) for r in runs])

@@ -1,24 +1,25 @@
 """The sample store: completions as append-only parquet shards under ``RUN/samples/``.
 
 A sample's identity is (task, problem_id, sample_idx). Each flush writes one new shard holding all
-samples of a chunk of problems (never part of a problem), through a temporary name and an atomic
+samples of whole problems (never part of a problem), through a temporary name and an atomic
 rename, so a killed run leaves only whole shards. Reading unions the shards and keeps one row per
 key; a key stored twice must carry the same text (a rerun with the same seeds reproduces it),
-else the store is corrupt and reading fails naming both shards.
+else the store is corrupt and reading fails naming both shards (:class:`harness.errors.DataError`).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from harness import records
+from harness.errors import DataError
 
 KEY = ("task", "problem_id", "sample_idx")
 SAMPLES = "samples"
@@ -49,17 +50,28 @@ class SampleStore:
 
     def read(self) -> pa.Table:
         """All samples, one row per key, sorted by key."""
+        return read_shards(self.shards())
+
+    def new_rows(self, table: pa.Table) -> pa.Table:
+        """The rows of ``table`` whose key is not stored yet; a key stored with another text raises
+        :class:`DataError` (the two runs were not one run)."""
+        have = _texts_by_key(self.read())
+        new = []
+        for key, text in _texts_by_key(table).items():
+            if key in have and have[key] != text:
+                raise DataError(f"sample {key} differs from the one already in {self.dir}")
+            new.append(key not in have)
+        return table.filter(pa.array(new, pa.bool_()))
+
+    def compact(self, at: int = 64) -> None:
+        """Rewrite the store as one shard once it holds more than ``at`` shards (reading many small
+        shards is slow: per-problem flushes make one each). Same rows; a kill midway leaves
+        duplicates with equal text, which reading drops."""
         shards = self.shards()
-        if not shards:
-            return records.to_table("samples", pa.schema(list(records.COLUMNS["samples"].items())).empty_table())
-        parts = []
-        for i, path in enumerate(shards):
-            t = records.read_table(path, "samples")
-            parts.append(t.append_column("_shard", pa.array([i] * t.num_rows, pa.int32())))
-        table = pa.concat_tables(parts, promote_options="permissive")
-        table = table.sort_by([(k, "ascending") for k in KEY] + [("_shard", "ascending")])
-        table = _dedup(table, shards)
-        return records.to_table("samples", table.drop_columns(["_shard"]))
+        if len(shards) > at:
+            self.append(self.read())
+            for path in shards:
+                path.unlink()
 
     def done_problems(self, task: str, n: int) -> set[str]:
         """Problem ids of ``task`` that already hold samples 0..n-1."""
@@ -70,6 +82,20 @@ class SampleStore:
         counts = table.group_by("problem_id").aggregate([("sample_idx", "count_distinct")])
         full = pc.equal(counts["sample_idx_count_distinct"], n)
         return set(counts.filter(full)["problem_id"].to_pylist())
+
+
+def read_shards(shards: Sequence[Path]) -> pa.Table:
+    """The samples of ``shards``, one row per key, sorted by key (conflicting texts raise)."""
+    if not shards:
+        return records.to_table("samples", pa.schema(list(records.COLUMNS["samples"].items())).empty_table())
+    parts = []
+    for i, path in enumerate(shards):
+        t = records.read_table(path, "samples")
+        parts.append(t.append_column("_shard", pa.array([i] * t.num_rows, pa.int32())))
+    table = pa.concat_tables(parts, promote_options="permissive")
+    table = table.sort_by([(k, "ascending") for k in KEY] + [("_shard", "ascending")])
+    table = _dedup(table, shards)
+    return records.to_table("samples", table.drop_columns(["_shard"]))
 
 
 def _dedup(table: pa.Table, shards: Sequence[Path]) -> pa.Table:
@@ -89,33 +115,16 @@ def _dedup(table: pa.Table, shards: Sequence[Path]) -> pa.Table:
     for j in pc.indices_nonzero(dup).to_pylist():
         if texts[j] != texts[j + 1]:
             key = tuple(table[k][j].as_py() for k in KEY)
-            raise ValueError(f"{shards[shard_ids[j]]} and {shards[shard_ids[j + 1]]}: sample {key} stored "
-                             "twice with different text (runs with different settings were mixed)")
+            raise DataError(f"{shards[shard_ids[j]]} and {shards[shard_ids[j + 1]]}: sample {key} differs "
+                            "between them (runs with different settings were mixed)")
     keep = pa.concat_arrays([pa.array([True]), pc.invert(dup)])
     return table.filter(keep)
 
 
-def merge_stores(sources: Iterable[str | os.PathLike], out: str | os.PathLike) -> int:
-    """Union the samples of ``sources`` into the store of ``out`` (deduplicated by key; keys
-    already in ``out`` are not written again, so merging twice changes nothing). Returns the
-    number of new samples written."""
-    target = SampleStore(out)
-    have = _texts_by_key(target.read())
-    written = 0
-    for source in map(SampleStore, sources):
-        table = source.read()
-        new = []
-        for key, text in _texts_by_key(table).items():
-            if key in have and have[key] != text:
-                raise ValueError(f"{source.dir}: sample {key} differs from the one already in {target.dir}")
-            new.append(key not in have)
-        table = table.filter(pa.array(new, pa.bool_()))
-        if table.num_rows:
-            target.append(table)
-            have.update(_texts_by_key(table))
-            written += table.num_rows
-    return written
+def union_samples(sources: Iterable[str | os.PathLike]) -> pa.Table:
+    """The samples of several run directories, one row per key; a key with two texts raises."""
+    return read_shards([shard for source in sources for shard in SampleStore(source).shards()])
 
 
 def _texts_by_key(table: pa.Table) -> dict[tuple, str]:
-    return dict(zip(zip(*(table[k].to_pylist() for k in KEY)), table["text"].to_pylist()))
+    return dict(zip(zip(*(table[k].to_pylist() for k in KEY), strict=True), table["text"].to_pylist(), strict=True))

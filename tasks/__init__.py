@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
+from collections.abc import Callable
 from typing import Any
+
+from harness.errors import InvalidSetting
 
 from .base import Problem, Task, Verdict
 
@@ -34,18 +38,40 @@ TASKS: dict[str, str] = {
 LM_EVAL_PREFIX = "lm-eval:"
 
 
-def get_task(name: str, **options: Any) -> Task:
-    """The task registered as ``name`` (or ``lm-eval:<task>``), built with ``options``."""
+def _factory(name: str) -> Callable[..., Task]:
     if name.startswith(LM_EVAL_PREFIX):
         from .lm_eval_bridge import LMEvalTask
 
-        return LMEvalTask(name[len(LM_EVAL_PREFIX):], **options)
+        return lambda **options: LMEvalTask(name[len(LM_EVAL_PREFIX):], **options)
     if name not in TASKS:
         close = difflib.get_close_matches(name, TASKS, n=3, cutoff=0.4)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(TASKS)}"
-        raise ValueError(f"unknown task {name!r}{hint} (or lm-eval:<task> for lm-eval tasks)")
+        hint = f"did you mean {', '.join(close)}?" if close else f"one of {', '.join(TASKS)}"
+        raise InvalidSetting("task", name, f"a registered task ({hint}) or lm-eval:<task>")
     module, factory = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), factory)(**options)
+    return getattr(importlib.import_module(module), factory)
 
 
-__all__ = ["Problem", "Task", "Verdict", "TASKS", "get_task"]
+def task_options(name: str) -> list[str]:
+    """The options task ``name`` takes: its constructor's named keyword parameters."""
+    if name.startswith(LM_EVAL_PREFIX):
+        from .lm_eval_bridge import LMEvalTask as factory
+    else:
+        factory = _factory(name)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return sorted(p.name for p in inspect.signature(factory).parameters.values()
+                  if p.kind in kinds and p.name != "name")
+
+
+def get_task(name: str, **options: Any) -> Task:
+    """The task registered as ``name`` (or ``lm-eval:<task>``), built with ``options``; an option
+    the task does not take raises :class:`InvalidSetting` naming the ones it does."""
+    factory, accepted = _factory(name), task_options(name)
+    for key, value in options.items():
+        if key == "data_files" and key not in accepted:
+            raise InvalidSetting("data_files", value, f"none: task {name} reads no data files")
+        if key not in accepted:
+            raise InvalidSetting("task_option", key, f"an option of task {name} ({', '.join(accepted)})")
+    return factory(**options)
+
+
+__all__ = ["Problem", "Task", "Verdict", "TASKS", "get_task", "task_options"]

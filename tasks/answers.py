@@ -11,6 +11,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Sequence
 
+from harness.errors import DataError
+
 DataFiles = str | Path | Sequence[str | Path] | None
 
 
@@ -44,16 +46,16 @@ def validate_jsonl(path: Path, fields: Sequence[str]) -> int:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
             for field in fields:
                 try:
                     _get(row, field)
                 except KeyError:
-                    raise ValueError(f"{path}:{lineno}: missing field {field!r} "
+                    raise DataError(f"{path}:{lineno}: missing field {field!r} "
                                      f"(expected fields: {', '.join(fields)})") from None
             n += 1
     if n == 0:
-        raise ValueError(f"{path}: no rows (expected JSON lines with fields {', '.join(fields)})")
+        raise DataError(f"{path}: no rows (expected JSON lines with fields {', '.join(fields)})")
     return n
 
 
@@ -72,7 +74,7 @@ def load_rows(data_files: DataFiles, fields: Sequence[str], hub: tuple[str, str 
         ds = datasets.load_dataset(path, name, split=split)
         missing = [f for f in fields if f.split(".")[0] not in ds.column_names]
         if missing:
-            raise ValueError(f"{path}: missing field {missing[0]!r} (columns: {', '.join(ds.column_names)})")
+            raise DataError(f"{path}: missing field {missing[0]!r} (columns: {', '.join(ds.column_names)})")
     return list(ds)
 
 

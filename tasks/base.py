@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -41,19 +44,41 @@ class Verdict:
     message: str = ""
 
 
-@runtime_checkable
-class Task(Protocol):
-    """A task: data plus a prompt plus a check, nothing more."""
+class Task:
+    """A task: data, a prompt per problem, and a check of a completion.
 
-    name: str          # registry name, e.g. "gsm8k"
-    version: str       # bump when the data, prompt or check changes
-    source: str        # where the data comes from (dataset id, package, generator + seed)
-    stop: Sequence[str]  # stop sequences for sampling
-    template: str      # the prompt template, recorded for provenance
+    Subclasses set the class attributes and define :meth:`problems` and :meth:`check`; the other
+    methods have working defaults that a task overrides when it can do better (a sandbox pool
+    checking many completions at once, a hub dataset, few-shot context). Constructor keyword
+    arguments are the task's options (``t2 ... --task-option KEY=VALUE``); :func:`harness.tasks.get_task`
+    refuses names the constructor does not take.
+    """
 
-    def problems(self) -> list[Problem]: ...
+    name: str = ""             # registry name, e.g. "gsm8k"
+    version: str = "1"         # bump when the data, prompt or check changes
+    source: str = ""           # where the data comes from (dataset id, package, generator + seed)
+    stop: Sequence[str] = ()   # stop sequences for sampling
+    template: str = ""         # the prompt template, recorded for provenance
+    hub: tuple[str, str | None, str] | None = None  # (path, config, split) on the HF hub, if any
+    data_files: Sequence[Path] | None = None        # local data files in use (None: hub or generated)
+    few_shot: int = 0          # worked examples in each prompt (recorded in run.json)
 
-    def check(self, problem: Problem, completion: str) -> Verdict: ...
+    def problems(self) -> list[Problem]:
+        raise NotImplementedError(f"{type(self).__name__}.problems")
+
+    def check(self, problem: Problem, completion: str) -> Verdict:
+        raise NotImplementedError(f"{type(self).__name__}.check")
+
+    def check_many(self, items: Sequence[tuple[Problem, str]]) -> list[Verdict]:
+        """:meth:`check` of each (problem, completion) pair, in order."""
+        return [self.check(p, c) for p, c in items]
+
+    def on_hub(self) -> bool:
+        """True when the problems come from the hub (counting them would download the data)."""
+        return self.hub is not None and not self.data_files
+
+    def close(self) -> None:
+        """Free what the checks hold (sandbox processes); the default holds nothing."""
 
 
 def problems_hash(problems: Sequence[Problem]) -> str:
@@ -64,8 +89,33 @@ def problems_hash(problems: Sequence[Problem]) -> str:
     return h.hexdigest()
 
 
+DATA_ENV = "T2_DATA"
+
+
+def env_data_file(*parts: str) -> Path | None:
+    """``$T2_DATA/<parts>`` when the environment variable names a folder holding that file."""
+    root = os.environ.get(DATA_ENV)
+    path = Path(root, *parts) if root else None
+    return path if path is not None and path.is_file() else None
+
+
+def data_files_hash(paths: Sequence[str | Path] | None) -> str | None:
+    """sha256 over the contents of local data files, in order (None without files): which data a
+    run read, whatever the files' paths."""
+    if not paths:
+        return None
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 def provenance(task: Task, problems: Sequence[Problem]) -> dict[str, Any]:
     """The task fields a run records in run.json."""
     return {"name": task.name, "version": task.version, "source": task.source,
-            "template": task.template, "stop": list(task.stop), "n_problems": len(problems),
+            "template": task.template, "stop": list(task.stop), "few_shot": task.few_shot,
+            "n_problems": len(problems),
             "problems_sha256": problems_hash(problems)}

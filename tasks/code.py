@@ -20,8 +20,10 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
+from harness.errors import DataError, InvalidSetting
+
 from .answers import DataFiles, load_rows
-from .base import Problem, Verdict
+from .base import Problem, Task, Verdict
 from .sandbox import Limits, Result, Sandbox
 
 
@@ -37,7 +39,7 @@ def verdict(result: Result) -> Verdict:
     return Verdict(answer=result.status, correct=result.passed, message=message)
 
 
-class _CodeTask:
+class _CodeTask(Task):
     """Shared machinery: a lazily started sandbox pool, single and batched checks."""
 
     name: str
@@ -46,9 +48,9 @@ class _CodeTask:
     def __init__(self, data_files: DataFiles = None, limit: int | None = None, timeout: float = 3.0,
                  workers: int | None = None, **_: Any) -> None:
         if limit is not None and limit < 1:
-            raise ValueError(f"{self.name}: limit must be a positive integer, got {limit!r}")
+            raise InvalidSetting("limit", limit, f"a positive integer ({self.name})")
         if timeout <= 0:
-            raise ValueError(f"{self.name}: timeout must be > 0 seconds, got {timeout!r}")
+            raise InvalidSetting("timeout", timeout, f"> 0 seconds ({self.name})")
         self.limit, self.limits, self.workers = limit, Limits(timeout=timeout), workers
         self.data_files = data_files
         if data_files is not None:
@@ -124,7 +126,7 @@ class MBPP(_CodeTask):
         for r in rows[:self.limit]:
             tests = list(r["test_list"])
             if not tests or not all(isinstance(t, str) for t in tests):
-                raise ValueError(f"mbpp: task {r['task_id']}: field 'test_list' must be a non-empty "
+                raise DataError(f"mbpp: task {r['task_id']}: field 'test_list' must be a non-empty "
                                  "list of assert strings")
             m = _CALL.search(tests[0])
             out.append(Problem(

@@ -1,8 +1,8 @@
 """GSM8K: grade-school maths word problems, judged by the final number of a completion.
 
-Data: local JSON-lines ``data_files`` (fields ``question``, ``answer``), else the shared copy at
-../shared/data/gsm8k/test.jsonl beside the repository (or $T2_SHARED/data/gsm8k/test.jsonl), else
-``openai/gsm8k`` (main, test) from the hub. Gold = the number after ``####`` in the solution.
+Data: local JSON-lines ``data_files`` (fields ``question``, ``answer``), else
+$T2_DATA/gsm8k/test.jsonl when the environment variable T2_DATA names a data folder holding it,
+else ``openai/gsm8k`` (main, test) from the hub. Gold = the number after ``####`` in the solution.
 
 Prompt: "Question: {question}\\nAnswer:" (lm-eval's gsm8k format). With ``n_shot`` > 0 the prompt
 is preceded by n_shot worked examples "Question: ...\\nAnswer: {solution}\\n\\n" (calculator
@@ -17,13 +17,13 @@ Among the accepted forms the last one in the text wins. Numbers are normalised: 
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Any
 
+from harness.errors import DataError, InvalidSetting
+
 from .answers import DataFiles, data_paths, last_boxed, last_number, load_rows, normalize_number
-from .base import Problem, Verdict
+from .base import Problem, Task, Verdict, env_data_file
 
 HUB = ("openai/gsm8k", "main", "test")
 _HASHES = re.compile(r"####\s*([^\n]*)")
@@ -31,19 +31,10 @@ _ANSWER_IS = re.compile(r"answer\s+is\b\s*:?(?=([^\n]{0,40}))", re.IGNORECASE)  
 _CALC = re.compile(r"<<[^>]*>>")
 
 
-def shared_file() -> Path | None:
-    """The shared GSM8K test file beside the repository, if present."""
-    repo = Path(__file__).resolve().parents[1]
-    for root in (os.environ.get("T2_SHARED"), repo.parent / "shared"):
-        if root and (path := Path(root) / "data" / "gsm8k" / "test.jsonl").is_file():
-            return path
-    return None
-
-
 def extract_answer(completion: str, mode: str = "flexible") -> str | None:
     """The normalised final answer of a completion (None if none), by the rules in the module doc."""
     if mode not in ("strict", "flexible"):
-        raise ValueError(f"gsm8k: mode must be 'strict' or 'flexible', got {mode!r}")
+        raise InvalidSetting("mode", mode, "'strict' or 'flexible' (gsm8k)")
     found: list[tuple[int, str]] = []
     for pattern in (_HASHES, _ANSWER_IS):
         for m in pattern.finditer(completion):
@@ -63,11 +54,11 @@ def gold_answer(solution: str) -> str:
     m = _HASHES.search(solution)
     value = normalize_number(m.group(1)) if m else None
     if value is None:
-        raise ValueError(f"gsm8k: field 'answer' has no '#### <number>' line: {solution[-60:]!r}")
+        raise DataError(f"gsm8k: field 'answer' has no '#### <number>' line: {solution[-60:]!r}")
     return value
 
 
-class GSM8K:
+class GSM8K(Task):
     name = "gsm8k"
     version = "1"
     hub = HUB
@@ -77,13 +68,13 @@ class GSM8K:
     def __init__(self, data_files: DataFiles = None, n_shot: int = 0, fewshot_files: DataFiles = None,
                  mode: str = "flexible", limit: int | None = None, **_: Any) -> None:
         if mode not in ("strict", "flexible"):
-            raise ValueError(f"gsm8k: mode must be 'strict' or 'flexible', got {mode!r}")
+            raise InvalidSetting("mode", mode, "'strict' or 'flexible' (gsm8k)")
         if n_shot < 0:
-            raise ValueError(f"gsm8k: n_shot must be >= 0, got {n_shot}")
-        local = data_paths(data_files) or ([f] if (f := shared_file()) else [])
+            raise InvalidSetting("n_shot", n_shot, "an integer >= 0 (gsm8k)")
+        local = data_paths(data_files) or ([f] if (f := env_data_file("gsm8k", "test.jsonl")) else [])
         self.data_files = local or None
         self.fewshot_files = data_paths(fewshot_files) or None
-        self.n_shot, self.mode, self.limit = n_shot, mode, limit
+        self.n_shot, self.mode, self.limit, self.few_shot = n_shot, mode, limit, n_shot
         self.source = ",".join(map(str, local)) if local else f"hf:{HUB[0]}/{HUB[1]}:{HUB[2]}"
         if n_shot:
             self.source += f" ({n_shot}-shot)"
@@ -96,7 +87,7 @@ class GSM8K:
         else:
             shots, start = rows[: self.n_shot], self.n_shot
         if len(shots) < self.n_shot:
-            raise ValueError(f"gsm8k: n_shot={self.n_shot} but only {len(shots)} few-shot rows")
+            raise DataError(f"gsm8k: n_shot={self.n_shot} but only {len(shots)} few-shot rows")
         context = "".join(f"Question: {r['question']}\nAnswer: {_CALC.sub('', r['answer'])}\n\n"
                           for r in shots)
         out = []

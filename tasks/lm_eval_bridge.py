@@ -19,8 +19,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from harness.errors import DataError
+
 from .answers import normalize_text
-from .base import Problem, Verdict
+from .base import Problem, Task, Verdict
 
 
 @lru_cache(maxsize=4)
@@ -44,14 +46,14 @@ def _load(name: str, include_path: Any, overrides: dict | None):
     entry = manager._entry(name)
     if entry is None:
         close = difflib.get_close_matches(name, manager.all_tasks, n=3)
-        raise ValueError(f"lm-eval: unknown task {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        raise DataError(f"lm-eval: unknown task {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
     if overrides:
         built = manager._factory.build(entry, overrides={"task": name, **overrides}, registry=manager._index)
     else:
         built = lm_eval.tasks.get_task_dict([name], manager)
     tasks = list(_leaves(built))
     if len(tasks) != 1:
-        raise ValueError(f"lm-eval: {name!r} is a group of {len(tasks)} tasks; name one of them")
+        raise DataError(f"lm-eval: {name!r} is a group of {len(tasks)} tasks; name one of them")
     return tasks[0]
 
 
@@ -63,7 +65,7 @@ def _leaves(d: Any):
             yield value
 
 
-class LMEvalTask:
+class LMEvalTask(Task):
     """lm-eval task ``name`` (options: include_path, num_fewshot, filter, limit, seed and
     ``overrides``, a dict merged into the task's YAML config, e.g. to point dataset_path at local
     files)."""
@@ -85,7 +87,7 @@ class LMEvalTask:
         ensembles = getattr(task, "_filters", [])
         names = [f.name for f in ensembles]
         if filter is not None and filter not in names:
-            raise ValueError(f"lm-eval:{name}: unknown filter {filter!r}; the task has {names}")
+            raise DataError(f"lm-eval:{name}: unknown filter {filter!r}; the task has {names}")
         self._filter = next((f for f in ensembles if f.name == (filter or names[0])), None) if names else None
         self.code = bool(getattr(config, "unsafe_code", False))
         self._docs: list[dict] = []
@@ -105,7 +107,7 @@ class LMEvalTask:
         for i, doc in enumerate(self._docs):
             prompt = self._task.fewshot_context(doc, self.num_fewshot)
             if not isinstance(prompt, str):
-                raise ValueError(f"{self.name}: multiple-input tasks are not supported")
+                raise DataError(f"{self.name}: multiple-input tasks are not supported")
             target = self._target(doc)
             out.append(Problem(f"{self.name}/{i}", prompt, target,
                                self._task.config.target_delimiter + target, {"doc_index": i}))

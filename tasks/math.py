@@ -22,8 +22,10 @@ from contextlib import contextmanager
 from functools import lru_cache, partial
 from typing import Any, Callable, Iterator
 
+from harness.errors import DataError, InvalidSetting
+
 from .answers import DataFiles, data_paths, last_boxed, load_rows
-from .base import Problem, Verdict
+from .base import Problem, Task, Verdict
 
 _TIME_LIMIT_S = 2.0
 _MAX_LEN = 200  # longer answers are compared as strings only
@@ -34,7 +36,7 @@ _FINAL = re.compile(r"final answer is\s*:?\s*(.+?)(?:\.?\s*I hope it is correct|
 def extract_answer(completion: str, mode: str = "flexible") -> str | None:
     """The completion's final answer as a LaTeX string (None if none is found)."""
     if mode not in ("strict", "flexible"):
-        raise ValueError(f"math: mode must be 'strict' or 'flexible', got {mode!r}")
+        raise InvalidSetting("mode", mode, "'strict' or 'flexible' (math)")
     boxed = last_boxed(completion)
     if boxed:
         return boxed[1].strip() or None
@@ -185,7 +187,7 @@ def is_equiv(answer: str | None, gold: str) -> bool:
         return False
 
 
-class MATH:
+class MATH(Task):
     name = "math"
     version = "1"
     hub: tuple[str, str | None, str] = ("DigitalLearningGmbH/MATH-lighteval", "default", "test")
@@ -196,7 +198,7 @@ class MATH:
     def __init__(self, data_files: DataFiles = None, mode: str = "flexible", limit: int | None = None,
                  **_: Any) -> None:
         if mode not in ("strict", "flexible"):
-            raise ValueError(f"{self.name}: mode must be 'strict' or 'flexible', got {mode!r}")
+            raise InvalidSetting("mode", mode, f"'strict' or 'flexible' ({self.name})")
         self.data_files = data_paths(data_files) or None
         self.mode, self.limit = mode, limit
         path, config, split = self.hub
@@ -206,7 +208,7 @@ class MATH:
     def _gold(self, i: int, row: dict) -> str:
         boxed = last_boxed(row["solution"])
         if not boxed:
-            raise ValueError(f"{self.name} row {i}: field 'solution' has no \\boxed{{}} answer")
+            raise DataError(f"{self.name} row {i}: field 'solution' has no \\boxed{{}} answer")
         return boxed[1].strip()
 
     def problems(self) -> list[Problem]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.errors import DataError
+
 from .answers import DataFiles, data_paths, load_rows, normalize_text
-from .base import Problem, Verdict
+from .base import Problem, Task, Verdict
 
 
-class _Dataset:
+class _Dataset(Task):
     name = ""
     version = "1"
     hub: tuple[str, str | None, str] = ("", None, "test")
@@ -48,7 +50,7 @@ class _Dataset:
 def _choice(task: str, i: int, row: dict) -> tuple[list[str], int]:
     labels, texts = row["choices"]["label"], row["choices"]["text"]
     if row["answerKey"] not in labels:
-        raise ValueError(f"{task} row {i}: field 'answerKey' = {row['answerKey']!r} is not one of "
+        raise DataError(f"{task} row {i}: field 'answerKey' = {row['answerKey']!r} is not one of "
                          f"the choice labels {labels}")
     return list(texts), labels.index(row["answerKey"])
 
@@ -64,7 +66,7 @@ class Lambada(_Dataset):
     def _problem(self, i: int, row: dict) -> Problem:
         context, _, word = row["text"].strip().rpartition(" ")
         if not context:
-            raise ValueError(f"lambada row {i}: field 'text' has no context before its last word")
+            raise DataError(f"lambada row {i}: field 'text' has no context before its last word")
         return Problem(f"lambada/{i}", context, word, " " + word)
 
     def _answer(self, completion: str) -> str:

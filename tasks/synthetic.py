@@ -26,11 +26,13 @@ from __future__ import annotations
 import random
 from typing import Iterator
 
+from harness.errors import DataError, InvalidSetting
+
 from .answers import first_word
-from .base import Problem, Verdict
+from .base import Problem, Task, Verdict
 
 
-class _Synthetic:
+class _Synthetic(Task):
     """n distinct questions drawn by ``_draw(rng, split)``; subclasses define the draw."""
 
     name = ""
@@ -41,7 +43,7 @@ class _Synthetic:
 
     def __init__(self, seed: int = 0, n: int = 1000, shift: int | bool = 0, **_: object) -> None:
         if n < 1:
-            raise ValueError(f"{self.name}: n must be a positive number of questions, got {n}")
+            raise InvalidSetting("n", n, f"a positive number of questions ({self.name})")
         self.seed, self.n, self.shift = int(seed), int(n), int(shift)
         self.source = f"synthetic:{self.name} seed={self.seed} n={self.n} shift={self.shift}"
 
@@ -63,7 +65,7 @@ class _Synthetic:
                                {"shift": self.shift}))
             if len(out) == self.n:
                 return out
-        raise ValueError(f"{self.name}: fewer than n={self.n} distinct questions at shift={self.shift}")
+        raise DataError(f"{self.name}: fewer than n={self.n} distinct questions at shift={self.shift}")
 
     def check(self, problem: Problem, completion: str) -> Verdict:
         got = first_word(completion)

@@ -182,8 +182,10 @@ def test_bad_input_names_rows_and_fields():
         fit.fit_t2_accuracy(N[k > 1], D[k > 1], k[k > 1], acc[k > 1], nll[k > 1])
     with pytest.raises(ValueError, match=r"accuracy: expected values in \[0, 1\]"):
         fit.fit_t2_accuracy(N, D, k, acc + 1, nll)
-    with pytest.raises(ValueError, match="C_train > 0"):
+    with pytest.raises(ValueError, match="c_train: expected a finite training budget >= 6"):
         TRUE1.optimum(-1, 2e9)
+    with pytest.raises(ValueError, match="c_inf: expected a finite inference budget >= 2"):
+        TRUE1.optimum(1e21, 1, integer_k=True)  # no k >= 1 at N >= 1: refused, not a TypeError
     with pytest.warns(fit.FitWarning, match="did not converge|at a search bound"):
         fit.fit_t2_loss(N, D, k, loss * 1e6, starts=4)  # a loss scale far outside the search box
 

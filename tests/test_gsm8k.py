@@ -127,10 +127,13 @@ def test_problems_prompts_and_check(gsm8k_file):
     assert not strict.check(ps[0], " She makes $18.").correct
 
 
-def test_default_data_is_the_shared_file(gsm8k_file):
+def test_default_data_comes_from_the_environment_only(gsm8k_file, monkeypatch):
+    monkeypatch.setenv("T2_DATA", str(gsm8k_file.parents[1]))
     task = get_task("gsm8k")
     assert task.data_files and task.data_files[0].resolve() == gsm8k_file.resolve()
     assert len(task.problems()) == 1319
+    monkeypatch.delenv("T2_DATA")
+    assert get_task("gsm8k").on_hub()  # no guess about folders beside the checkout
 
 
 def test_few_shot_uses_first_rows_and_leaves_them_out(gsm8k_file, tmp_path):
@@ -156,5 +159,5 @@ def test_bad_input(tmp_path):
     nohash.write_text(json.dumps({"question": "q", "answer": "it is 4"}) + "\n")
     with pytest.raises(ValueError, match="field 'answer' has no '#### <number>'"):
         get_task("gsm8k", data_files=nohash).problems()
-    with pytest.raises(ValueError, match="mode must be"):
+    with pytest.raises(ValueError, match="mode: expected 'strict' or 'flexible'"):
         get_task("gsm8k", mode="lenient")

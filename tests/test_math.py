@@ -176,5 +176,5 @@ def test_bad_input(tmp_path):
     no_answer = [{k: v for k, v in MATH500_ROWS[0].items() if k != "answer"}]
     with pytest.raises(ValueError, match=r"m5\.jsonl:1: missing field 'answer'"):
         get_task("math500", data_files=write(tmp_path / "m5.jsonl", no_answer)).problems()
-    with pytest.raises(ValueError, match="mode must be"):
+    with pytest.raises(ValueError, match="mode: expected 'strict' or 'flexible'"):
         get_task("math", mode="loose")

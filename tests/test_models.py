@@ -33,23 +33,23 @@ def test_smollm2_resolves_to_a_plain_loadable_folder():
 
 
 def test_local_folder_needs_config(tmp_path):
-    with pytest.raises(ValueError, match=r"--model .*no config.json"):
+    with pytest.raises(ValueError, match=r"model: expected a local model folder holding config.json"):
         resolve_model(str(tmp_path))
     (tmp_path / "config.json").write_text("{}")
     assert resolve_model(str(tmp_path)) == str(tmp_path.resolve())
-    with pytest.raises(ValueError, match=r"^--model .*cannot load"):
+    with pytest.raises(ValueError, match=r"^model: expected a loadable model \(loading failed: "):
         load_hf(str(tmp_path))
 
 
 def test_missing_paths_and_hub_ids():
-    with pytest.raises(ValueError, match=r"--model ./no/such/model: no such model folder"):
+    with pytest.raises(ValueError, match=r"model: expected smollm2-135m, an HF hub id or an existing model folder, got './no/such/model'"):
         resolve_model("./no/such/model")
     assert resolve_model("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
 
 
 def test_bad_dtype_names_the_flag(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(ValueError, match="--dtype"):
+    with pytest.raises(ValueError, match="dtype: expected float32, bfloat16 or float16"):
         load_hf(str(tmp_path), dtype="float8")
 
 

@@ -3,7 +3,6 @@ runs, shards and merge, score, and one-line errors for bad input."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -13,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from harness.tasks.gsm8k import GSM8K
 
 from harness import cli, records
-from harness.sampling import parse_shard, select_problems, shard_of
+from harness.cli import parse_shard
+from harness.sampling import select_problems, shard_of
 from harness.store import SampleStore
-from harness.tasks.gsm8k import GSM8K
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -37,8 +37,8 @@ def sample_args(gsm8k_file: Path, out: Path, *extra: str) -> list[str]:
 
 def keys_and_texts(run: Path) -> dict[tuple[str, int], str]:
     table = SampleStore(run).read()
-    return dict(zip(zip(table["problem_id"].to_pylist(), table["sample_idx"].to_pylist()),
-                    table["text"].to_pylist()))
+    return dict(zip(zip(table["problem_id"].to_pylist(), table["sample_idx"].to_pylist(), strict=True),
+                    table["text"].to_pylist(), strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,9 @@ def test_kill_and_resume_gives_the_uninterrupted_samples(tmp_path, gsm8k_file, c
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
-    assert 1 <= len(keys_and_texts(out)) // 3 < 3
+    stored = keys_and_texts(out)
+    per_problem = {pid: sum(1 for p, _ in stored if p == pid) for pid, _ in stored}
+    assert 1 <= len(per_problem) < 3 and set(per_problem.values()) == {3}  # whole problems only
     t2(*sample_args(gsm8k_file, out))
     assert keys_and_texts(out) == keys_and_texts(clean_run)
     table = SampleStore(out).read()
@@ -106,6 +108,77 @@ def test_rerun_with_other_settings_refuses(clean_run, gsm8k_file, change, field)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("change, field, flag", [(("--limit", "2"), "task.options.limit", "--limit"),
+                                                 (("--dtype", "bfloat16"), "model.dtype", "--dtype"),
+                                                 (("--data-files", "OTHER"), "task.data_sha256", "--data-files")])
+def test_rerun_with_other_data_or_dtype_refuses_and_writes_nothing(clean_run, gsm8k_file, tmp_path, change,
+                                                                   field, flag):
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(gsm8k_file.read_text().splitlines(keepends=True)[3:9]))
+    before = {p: p.read_bytes() for p in clean_run.rglob("*") if p.is_file()}
+    args = sample_args(gsm8k_file, clean_run)
+    if change[0] in args:
+        args[args.index(change[0]) + 1] = str(other) if change[1] == "OTHER" else change[1]
+    else:
+        args += list(change)
+    proc = t2(*args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and field in errors[0] and f"(set by {flag})" in errors[0], proc.stderr
+    assert {p: p.read_bytes() for p in clean_run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_same_data_at_another_path_resumes(clean_run, gsm8k_file, tmp_path):
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(gsm8k_file.read_bytes())
+    shards = SampleStore(clean_run).shards()
+    t2(*sample_args(copy, clean_run))  # the data's content, not its path, is the run's identity
+    assert SampleStore(clean_run).shards() == shards
+
+
+@pytest.mark.slow
+def test_a_second_sample_on_the_same_out_refuses_at_once(tmp_path, gsm8k_file):
+    out = tmp_path / "run"
+    args = sample_args(gsm8k_file, out)
+    args[args.index("--max-tokens") + 1] = "64"  # long enough to still be running when the second starts
+    first = subprocess.Popen([sys.executable, "-m", "harness.cli", *args], env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / ".t2-lock").exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        t0 = time.time()
+        second = t2(*args, check=False)
+        waited = time.time() - t0  # start-up and task loading only: it does not wait for the lock
+        assert first.poll() is None, "the first run ended before the second tried"
+    finally:
+        _, err = first.communicate(timeout=600)
+    assert second.returncode == 2 and waited < 60
+    errors = [line for line in second.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and str(out) in errors[0] and "another t2 process" in errors[0], second.stderr
+    assert first.returncode == 0, err[-2000:]
+    assert len(keys_and_texts(out)) == 9  # the first run alone wrote, once
+
+
+@pytest.mark.slow
+def test_default_chunk_flushes_each_problem_and_a_write_failure_is_one_line(tmp_path, gsm8k_file):
+    base = ["sample", "--task", "gsm8k", "--data-files", str(gsm8k_file), "--model", "smollm2-135m",
+            "--device", "cpu", "--limit", "2", "-n", "2", "--max-tokens", "8"]
+    out = tmp_path / "run"
+    t2(*base, "--out", str(out))  # default chunk: both problems in one backend call
+    shards = [records.read_table(p, "samples") for p in SampleStore(out).shards()]
+    assert sorted(s["problem_id"].to_pylist() for s in shards) == [["gsm8k/0"] * 2, ["gsm8k/1"] * 2]
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "samples").write_text("")  # the store cannot be created once sampling is done
+    proc = t2(*base, "--out", str(blocked), check=False)
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert proc.returncode == 2 and len(errors) == 1 and str(blocked / "samples") in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and (blocked / "run.json").is_file()
+
+
+@pytest.mark.slow
 def test_shards_merge_idempotently_into_the_unsharded_run(tmp_path, gsm8k_file, clean_run):
     parts = [tmp_path / f"shard{i}" for i in range(2)]
     for i, part in enumerate(parts):
@@ -132,9 +205,14 @@ def test_score_and_likelihood_fill_problems_table(tmp_path, clean_run, gsm8k_fil
     scores = records.read_table(clean_run / "scores.parquet", "scores")
     assert scores.num_rows == 9
     assert all(m for m in scores["verifier_message"].to_pylist())
-    t2("likelihood", "--task", "gsm8k", "--data-files", str(gsm8k_file), "--model", "smollm2-135m",
-       "--device", "cpu", "--limit", "3", "--out", str(clean_run))
+    # on an existing run, likelihood takes the task, --limit and --data-files from run.json
+    t2("likelihood", "--model", "smollm2-135m", "--device", "cpu", "--out", str(clean_run))
     problems = records.read_table(clean_run / "problems.parquet", "problems").to_pylist()
+    before = (clean_run / "problems.parquet").read_bytes()
+    refused = t2("likelihood", "--model", "smollm2-135m", "--device", "cpu", "--limit", "2",
+                 "--out", str(clean_run), check=False)
+    assert refused.returncode == 2 and "task.options.limit" in refused.stderr and "--limit" in refused.stderr
+    assert (clean_run / "problems.parquet").read_bytes() == before
     assert [p["problem_id"] for p in problems] == ["gsm8k/0", "gsm8k/1", "gsm8k/2"]
     assert all(p["n"] == 3 and 0 <= p["c"] <= 3 and p["nll"] > 0 and p["answer_tokens"] > 10 for p in problems)
     assert sum(p["c"] for p in problems) == sum(scores["correct"].to_pylist())
@@ -149,7 +227,7 @@ def test_shard_split_covers_every_problem_once(gsm8k_file):
     assert all(shard_of(p.id, 4) == i for i, part in enumerate(parts) for p in part)
     assert parse_shard("2/4") == (2, 4) and parse_shard(None) is None
     for bad in ("4/4", "x", "1/0", "-1/3"):
-        with pytest.raises(ValueError, match="--shard"):
+        with pytest.raises(cli.UsageError, match="--shard"):
             parse_shard(bad)
 
 
@@ -160,7 +238,7 @@ def test_shard_split_covers_every_problem_once(gsm8k_file):
     (["--top-p", "0"], "--top-p"),
     (["--shard", "3/2"], "--shard"),
     (["--data-files", "ONE", "--shard", "OTHER"], "no problems"),  # its only problem is in the other shard
-    (["--out", "UNWRITABLE"], "--out"),
+    (["--out", "UNWRITABLE"], "file/run"),
 ])
 def test_bad_input_is_one_line_naming_the_flag(tmp_path, gsm8k_file, capsys, args, flag):
     one = tmp_path / "one.jsonl"

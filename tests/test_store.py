@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.store import SampleStore, merge_stores
+from harness.store import SampleStore, union_samples
 
 
 def rows(problem: str, n: int, text: str = "t{i}", task: str = "gsm8k") -> list[dict]:
@@ -62,6 +62,13 @@ def test_done_problems_needs_all_n_samples(tmp_path):
     assert store.done_problems("math", 3) == {"p3"}
 
 
+def merge_stores(sources, out) -> int:
+    target = SampleStore(out)
+    new = target.new_rows(union_samples(sources))
+    target.append(new)
+    return new.num_rows
+
+
 def test_merge_is_idempotent(tmp_path):
     a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
     SampleStore(a).append(rows("p1", 3))
@@ -79,6 +86,11 @@ def test_merge_refuses_conflicting_samples(tmp_path):
     SampleStore(b).append(rows("p1", 2, text="x{i}"))
     with pytest.raises(ValueError, match="differs"):
         merge_stores([a, b], tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # every conflict is found before anything is written
+    SampleStore(tmp_path / "c").append(rows("p1", 2))
+    SampleStore(tmp_path / "c").append(rows("p2", 2))
+    with pytest.raises(ValueError, match="differs from the one already in"):
+        merge_stores([b], tmp_path / "c")
 
 
 @settings(max_examples=25, deadline=None)
@@ -89,5 +101,20 @@ def test_any_flush_sequence_reads_back_each_key_once(tmp_path_factory, flushes):
         store.append(rows(f"p{problem}", n))
     table = store.read()
     expected = {(f"p{p}", i) for p, n in flushes for i in range(n)}
-    got = list(zip(table["problem_id"].to_pylist(), table["sample_idx"].to_pylist()))
+    got = list(zip(table["problem_id"].to_pylist(), table["sample_idx"].to_pylist(), strict=True))
     assert len(got) == len(set(got)) and set(got) == expected
+
+
+def test_compact_keeps_every_row_in_one_shard(tmp_path):
+    store = SampleStore(tmp_path)
+    for k in range(5):
+        store.append(rows(f"p{k}", 3))
+    before = store.read()
+    store.compact(at=5)
+    assert len(store.shards()) == 5  # not past the threshold
+    store.compact(at=4)
+    assert len(store.shards()) == 1 and store.read().equals(before)
+    first = store.shards()[0]
+    for k in range(5):  # as if a kill came after the new shard was written, before the old went
+        store.append(rows(f"p{k}", 3))
+    assert store.read().equals(before) and first in store.shards()

@@ -164,7 +164,7 @@ def test_check_first_word_exact_match():
 
 
 def test_bad_options_and_unknown_names():
-    with pytest.raises(ValueError, match="n must be"):
+    with pytest.raises(ValueError, match="n: expected a positive number of questions"):
         get_task("spatial", n=0)
     with pytest.raises(ValueError, match="fewer than"):
         get_task("causal", n=5000, shift=1).problems()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
+from harness.errors import InvalidSetting
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -76,6 +78,6 @@ def get_backend(name: str, model: str, **options: Any) -> Backend:
     import importlib
 
     if name not in BACKENDS:
-        raise ValueError(f"--backend: expected one of {', '.join(BACKENDS)}, got {name!r}")
+        raise InvalidSetting("backend", name, f"one of {', '.join(BACKENDS)}")
     module, cls = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), cls)(model, **options)

@@ -56,6 +56,7 @@ from typing import Any, Sequence
 import torch
 from transformers import DynamicCache
 
+from harness.errors import DataError
 from harness.kernels.sampling import cutoffs
 from harness.models import load_hf
 
@@ -184,7 +185,7 @@ class HFBackend:
     def encode(self, prompt: str) -> list[int]:
         ids = self.tokenizer(prompt).input_ids
         if not ids:
-            raise ValueError("prompt is empty: the first token has no context")
+            raise DataError("prompt is empty: the first token has no context")
         return ids
 
     def rows(self, context: int) -> int:
@@ -353,7 +354,7 @@ class HFBackend:
             n_prompt = len(self.encode(prompt))
             ids = self.tokenizer(prompt + answer).input_ids
             if len(ids) <= n_prompt:
-                raise ValueError(f"answer {answer!r} adds no tokens to its prompt")
+                raise DataError(f"answer {answer!r} adds no tokens to its prompt")
             ids_t = torch.tensor([ids], device=self.device)
             hidden = self.model.model(input_ids=ids_t).last_hidden_state[0, n_prompt - 1:-1]
             logits = self.model.lm_head(hidden).float()

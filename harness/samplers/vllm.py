@@ -38,6 +38,8 @@ from vllm import LLM, SamplingParams
 from vllm.inputs import TokensPrompt
 from vllm.platforms import current_platform
 
+from harness.errors import DataError
+
 from ..cost import param_counts
 from ..models import resolve_model
 from . import Completion, SamplingSettings
@@ -137,9 +139,9 @@ class VLLMBackend:
         n_prompt = len(self.tokenizer(prompt).input_ids)
         ids = self.tokenizer(prompt + answer).input_ids
         if n_prompt == 0:
-            raise ValueError(f"prompt of answer {answer!r} is empty: the first token has no context")
+            raise DataError(f"prompt of answer {answer!r} is empty: the first token has no context")
         if len(ids) <= n_prompt:
-            raise ValueError(f"answer {answer!r} adds no tokens to its prompt")
+            raise DataError(f"answer {answer!r} adds no tokens to its prompt")
         return ids, len(ids) - n_prompt
 
     def gold_nll(self, prompts: Sequence[str], answers: Sequence[str]) -> list[tuple[float, int]]:
