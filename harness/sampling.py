@@ -34,7 +34,7 @@ import pyarrow as pa
 import harness
 from harness import records
 from harness.models import resolve_model, training_metadata
-from harness.progress import progress
+from harness.progress import progress as progress_bar
 from harness.samplers import SamplingSettings, get_backend
 from harness.store import SampleStore, merge_stores
 from harness.tasks.base import Problem, Task, provenance
@@ -220,7 +220,7 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
         size = chunk or -(-1024 // settings.n)
         t0 = time.perf_counter()
         samples = tokens = 0
-        bar = progress(total=len(problems), initial=len(problems) - len(todo), unit="problem", disable=not progress,
+        bar = progress_bar(total=len(problems), initial=len(problems) - len(todo), unit="problem", disable=not progress,
                    desc=f"{task.name} n={settings.n}")
         for start in range(0, len(todo), size):
             batch = todo[start:start + size]
