@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from scipy.special import betaln, digamma, expit
 
@@ -51,3 +53,38 @@ def accuracy_sse(theta: np.ndarray, L: np.ndarray, k: np.ndarray, acc: np.ndarra
     grad = np.array([(dd * d_mu * t2 * ds * -t1).sum(), (dd * d_mu * t2 * ds * (L - t0)).sum(),
                      (dd * d_mu * s).sum(), (dd * d_nu * nu).sum(), (dd * d_nu * nu * L).sum()])
     return float(r @ r), grad
+
+
+def tiny_causal_lm(out, config, texts: list[str]):
+    """Save into ``out`` a randomly initialised causal LM of ``config`` (weights from seed 0, the
+    global torch RNG left as it was) and a byte-level BPE tokenizer of ``config.vocab_size`` tokens
+    (>= 257) trained on ``texts``, whose "<|endoftext|>" is id 0 (bos, eos, pad); returns ``out``."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=config.vocab_size, min_frequency=2,
+                            special_tokens=["<|endoftext|>"], show_progress=False)
+    eos = "<|endoftext|>"
+    PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=eos, eos_token=eos, unk_token=eos,
+                            pad_token=eos).save_pretrained(out)
+    config.bos_token_id = config.eos_token_id = config.pad_token_id = 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    return out
+
+
+@contextlib.contextmanager
+def attributes(obj, **values):
+    """Set attributes of ``obj`` for the block and restore them after, so that a test leaves a
+    module-scoped fixture as it found it."""
+    before = {name: getattr(obj, name) for name in values}
+    for name, value in values.items():
+        setattr(obj, name, value)
+    try:
+        yield obj
+    finally:
+        for name, value in before.items():
+            setattr(obj, name, value)
