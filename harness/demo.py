@@ -23,6 +23,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -191,31 +192,14 @@ def validation_model(N_target: float, p: Preset, cache: Path, stream: np.ndarray
     return folder, int(min(p.n, max(1, round(p.C_inf / (2 * N)))))
 
 
-def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str = "cpu", seed: int = 0) -> Path:
-    """The whole pipeline; returns the report path (``out``/report.md)."""
-    from harness.dataset import build_dataset, task_columns
-    from harness.fit import FitWarning, fit_columns, validate
+def fit_laws(dataset: pa.Table, p: Preset, out: Path, seed: int
+             ) -> tuple[dict[tuple[str, int], Any], list[dict], list[dict], list[str]]:
+    """Both approaches on the pooled task and on each task: (laws by (task, approach), the forecast
+    rows, the held-out validation rows, the fit warnings); writes the laws and their plots."""
+    from harness.dataset import task_columns
+    from harness.fit import FitWarning, fit_columns, save_laws, validate
     from harness.plots import plot_all
 
-    if preset not in PRESETS:
-        raise ValueError(f"--preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    if device == "cpu":  # micro-models: one thread is as fast, and two spin-wait badly on a busy machine
-        torch.set_num_threads(1)
-    p, out = PRESETS[preset], Path(out)
-    cache = out / "cache"
-    t0 = time.perf_counter()
-    print(f"[1/5] ladder: {len(ladder_rungs(p))} checkpoints ({preset} preset)")
-    folders, tokenizer, stream = build_ladder(p, cache, seed, device)
-    print(f"[2/5] evaluate: {len(folders)} checkpoints × {len(TASKS)} tasks × {p.questions} questions × n={p.n}")
-    runs = [evaluate(f, task, cache / "runs" / f.name / task, p, seed, device)
-            for f in progress(folders, desc="checkpoints") for task in TASKS]
-    dataset = pooled(build_dataset(runs))
-    records.write_table(out / "dataset.parquet", "dataset", dataset)
-
-    print("[3/5] fit: T² Approach 1 (loss) and Approach 2 (Beta accuracy)")
     laws, fits, held_out, fit_warnings = {}, [], [], []
     for task in (POOLED, *TASKS):
         cols = task_columns(dataset, task)
@@ -234,12 +218,15 @@ def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str 
             held_out.append({"task": task, "approach": approach, **validate(cols, approach, starts=p.starts)})
         plot_all(laws[(task, 1)], cols, out / "plots", f"{task}-loss", C_inf=p.C_inf)
         plot_all(laws[(task, 2)], cols, out / "plots", f"{task}-accuracy", C_inf=p.C_inf)
-    from harness.fit import save_laws
-
     save_laws(out / "law-loss.json", {task: law for (task, a), law in laws.items() if a == 1})
     save_laws(out / "law-accuracy.json", {task: law for (task, a), law in laws.items() if a == 2})
+    return laws, fits, held_out, fit_warnings
 
-    print(f"[4/5] validate: train each law's T² optimum and Chinchilla choice at C_train={p.C_train:.3g}")
+
+def validate_forecasts(laws: dict[tuple[str, int], Any], p: Preset, cache: Path, stream: np.ndarray, tokenizer,
+                       seed: int, device: str) -> tuple[list[dict], list[str]]:
+    """Train each pooled law's T² optimum and Chinchilla choice at p.C_train and measure both at
+    p.C_inf: (validation rows, one verdict per approach)."""
     rows, verdicts = [], []
     for approach, metric in ((1, "loss"), (2, "pass@k")):
         law = laws[(POOLED, approach)]
@@ -256,7 +243,42 @@ def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str 
                          "measured pass@k": m["accuracy"]})
         rows += pair
         verdicts.append(forecast_verdict(approach, metric, *pair))
+    return rows, verdicts
 
+
+def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str = "cpu", seed: int = 0) -> Path:
+    """The whole pipeline; returns the report path (``out``/report.md). On CPU torch runs on one
+    thread while it does (micro-models: one thread is as fast, two spin-wait on a busy machine)."""
+    if preset not in PRESETS:
+        raise ValueError(f"--preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _pipeline(PRESETS[preset], preset, Path(out), device, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pipeline(p: Preset, preset: str, out: Path, device: str, seed: int) -> Path:
+    from harness.dataset import build_dataset
+
+    cache = out / "cache"
+    t0 = time.perf_counter()
+    print(f"[1/5] ladder: {len(ladder_rungs(p))} checkpoints ({preset} preset)")
+    folders, tokenizer, stream = build_ladder(p, cache, seed, device)
+    print(f"[2/5] evaluate: {len(folders)} checkpoints × {len(TASKS)} tasks × {p.questions} questions × n={p.n}")
+    runs = [evaluate(f, task, cache / "runs" / f.name / task, p, seed, device)
+            for f in progress(folders, desc="checkpoints") for task in TASKS]
+    dataset = pooled(build_dataset(runs))
+    records.write_table(out / "dataset.parquet", "dataset", dataset)
+    print("[3/5] fit: T² Approach 1 (loss) and Approach 2 (Beta accuracy)")
+    laws, fits, held_out, fit_warnings = fit_laws(dataset, p, out, seed)
+    print(f"[4/5] validate: train each law's T² optimum and Chinchilla choice at C_train={p.C_train:.3g}")
+    rows, verdicts = validate_forecasts(laws, p, cache, stream, tokenizer, seed, device)
     print("[5/5] report")
     report = out / "report.md"
     report.write_text(demo_markdown(p, preset, ladder_rows(folders), evaluation_rows(runs), fits, held_out,
@@ -264,7 +286,6 @@ def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str 
     for line in verdicts:
         print(line)
     return report
-
 
 
 def ladder_rows(folders: list[Path]) -> list[dict]:

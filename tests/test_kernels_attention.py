@@ -3,9 +3,6 @@ expanded KV cache (prefix repeated n times ++ suffix), and the exactness of the 
 
 from __future__ import annotations
 
-import os
-
-
 import pytest
 import torch
 import torch.nn.functional as F
