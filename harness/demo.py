@@ -248,19 +248,22 @@ def validate_forecasts(laws: dict[tuple[str, int], Any], p: Preset, cache: Path,
 
 def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str = "cpu", seed: int = 0) -> Path:
     """The whole pipeline; returns the report path (``out``/report.md). On CPU torch runs on one
-    thread while it does (micro-models: one thread is as fast, two spin-wait on a busy machine)."""
+    thread while it does (micro-models: one thread is as fast, two spin-wait on a busy machine);
+    the thread count and transformers' progress bars are restored after."""
     if preset not in PRESETS:
         raise ValueError(f"--preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
     from transformers.utils import logging as hf_logging
 
+    bars, threads = hf_logging.is_progress_bar_enabled(), torch.get_num_threads()
     hf_logging.disable_progress_bar()
-    threads = torch.get_num_threads()
     if device == "cpu":
         torch.set_num_threads(1)
     try:
         return _pipeline(PRESETS[preset], preset, Path(out), device, seed)
     finally:
         torch.set_num_threads(threads)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _pipeline(p: Preset, preset: str, out: Path, device: str, seed: int) -> Path:
