@@ -170,7 +170,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
 def _cmd_passk(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from harness import passk, records
+    from harness import passk, records, report
     from harness.rundir import PROBLEMS_FILE, RunDir
 
     source = Path(args.source)
@@ -185,14 +185,14 @@ def _cmd_passk(args: argparse.Namespace) -> None:
     table = passk.passk_table(records.read_table(problems_path, "problems"), scores, ks=args.k,
                               n_boot=args.bootstrap, seed=args.seed)
     out = records.write_table(Path(args.out) if args.out else beside.passk_file, "passk", table)
-    print(passk.format_table(table))
+    print(report.passk_text(table))
     print(f"wrote {out}" + ("" if scores is not None else " (no scores.parquet beside it: maj@k not computed)"))
 
 
 def _cmd_cost(args: argparse.Namespace) -> None:
     import json
 
-    from harness import cost
+    from harness import cost, report
 
     for flag, value, least in (("--prompt-tokens", args.prompt_tokens, 0),
                                ("--completion-tokens", args.completion_tokens, 0), ("-n", args.n, 1)):
@@ -203,7 +203,7 @@ def _cmd_cost(args: argparse.Namespace) -> None:
         record = cost.sampling_cost(config, [args.prompt_tokens], [[args.completion_tokens] * args.n])
         print(json.dumps(record, indent=2))
     else:
-        print(cost.cost_table(config, args.prompt_tokens, args.completion_tokens, args.n))
+        print(report.cost_text(cost.cost_summary(config, args.prompt_tokens, args.completion_tokens, args.n)))
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:
@@ -297,7 +297,7 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 def _cmd_reliability(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from harness import reliability
+    from harness import reliability, report
 
     if args.bins < 1:
         raise UsageError(f"--bins: expected a count >= 1, got {args.bins}")
@@ -308,8 +308,8 @@ def _cmd_reliability(args: argparse.Namespace) -> None:
         suite = load_suite(args.suite)
     runs = [reliability.load_run(path, suite) for path in args.runs]
     table, curves = reliability.reliability_table(runs, args.k, n_bins=args.bins)
-    written = reliability.write_report(table, curves, Path(args.out or "results/reliability"))
-    print(reliability.format_table(table))
+    written = report.write_reliability_report(table, curves, Path(args.out or "results/reliability"))
+    print(report.reliability_text(table))
     print(f"wrote {written[0]}, {written[-1].name} and {len(written) - 2} figure(s) in {written[0].parent}")
 
 

@@ -270,30 +270,12 @@ def load_config(spec: str | os.PathLike) -> PretrainedConfig:
         raise DataError(f"{spec}: not a config.json, model folder or loadable HF hub id ({type(e).__name__})") from None
 
 
-def cost_table(config: PretrainedConfig | Mapping[str, Any], prompt_len: int, completion_len: int, n: int) -> str:
-    """A readable table of the cost of n samples of T tokens after one P-token prompt: exact
-    FLOPs with the prompt prefilled once and n times, beside the 2N and 6N conventions."""
-    r = sampling_cost(config, [prompt_len], [[completion_len] * n])
-    P, T = prompt_len, completion_len
-    rows = [
-        f"model_type {r['model_type']}: {r['params_total']:,} parameters, "
-        f"{r['params_non_embedding']:,} non-embedding",
-        f"{n} sample(s) of {T} tokens after a {P}-token prompt",
-        f"per-token forward FLOPs: {forward_flops(config, 0):.4g} at context 0, "
-        f"{forward_flops(config, P + T - 1):.4g} at context {P + T - 1}",
-        "",
-        f"{'FLOPs':<40}{'prompt once':>14}{'prompt n times':>16}",
-    ]
-    table = [
-        ("prefill (exact)", r["prefill_flops"], r["prefill_flops_unshared"]),
-        ("decode (exact)", r["decode_flops"], r["decode_flops"]),
-        ("total (exact)", r["total_flops"], r["total_flops_unshared"]),
-        ("2N·tokens, N = total", r["flops_2N_total"], r["flops_2N_total_unshared"]),
-        ("2N·tokens, N = non-embedding", r["flops_2N_non_embedding"], r["flops_2N_non_embedding_unshared"]),
-        ("6N·tokens (training), N = total", 3 * r["flops_2N_total"], 3 * r["flops_2N_total_unshared"]),
-    ]
-    rows += [f"{name:<40}{a:>14.4g}{b:>16.4g}" for name, a, b in table]
-    for name, key in (("total", "flops_2N_total"), ("non-embedding", "flops_2N_non_embedding")):
-        rows.append(f"{'exact / 2N·tokens, N = ' + name:<40}{r['total_flops'] / r[key]:>14.4f}"
-                    f"{r['total_flops_unshared'] / r[key + '_unshared']:>16.4f}")
-    return "\n".join(rows)
+def cost_summary(config: PretrainedConfig | Mapping[str, Any], prompt_len: int, completion_len: int,
+                 n: int) -> dict[str, Any]:
+    """The cost of n samples of T tokens after one P-token prompt: :func:`sampling_cost`'s record
+    plus prompt_len, completion_len, n and the per-token forward FLOPs at context 0
+    (``forward_flops_first``) and at context P + T − 1 (``forward_flops_last``)."""
+    record = sampling_cost(config, [prompt_len], [[completion_len] * n])
+    return {**record, "prompt_len": prompt_len, "completion_len": completion_len, "n": n,
+            "forward_flops_first": float(forward_flops(config, 0)),
+            "forward_flops_last": float(forward_flops(config, prompt_len + completion_len - 1))}

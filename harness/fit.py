@@ -513,27 +513,6 @@ _MU_FLOOR = 1e-12  # keeps a = μν and b = (1 − μ)ν > 0 where the logistic 
 _THETA_BOUNDS = [(-5.0, 50.0), (1e-3, 100.0), (1e-4, 1.0), (-10.0, 20.0), (-20.0, 20.0)]
 
 
-def _accuracy_sse(theta: np.ndarray, L: np.ndarray, k: np.ndarray, acc: np.ndarray) -> tuple[float, np.ndarray]:
-    """Σ (Acc − acc)² over rows and its gradient in θ (digamma derivatives of the log-Beta ratio)."""
-    t0, t1, t2, t3, t4 = theta
-    s = expit(-t1 * (L - t0))
-    mu, nu = np.clip(t2 * s, _MU_FLOOR, 1 - _MU_FLOOR), np.exp(t3 + t4 * L)
-    a, b = mu * nu, (1 - mu) * nu
-    delta = np.minimum(betaln(a, b + k) - betaln(a, b), 0.0)  # B(a, b + k) <= B(a, b); clip rounding
-    pred = -np.expm1(delta)
-    r = pred - acc
-    dd = -2 * r * np.exp(delta)  # ∂SSE/∂delta
-    psi_ab, psi_abk = digamma(a + b), digamma(a + b + k)
-    d_a = psi_ab - psi_abk  # ∂delta/∂a
-    d_b = digamma(b + k) - psi_abk - digamma(b) + psi_ab
-    d_mu = nu * (d_a - d_b)
-    d_nu = mu * d_a + (1 - mu) * d_b
-    ds = -s * (1 - s)  # ∂s/∂z, z = θ1 (L − θ0)
-    grad = np.array([(dd * d_mu * t2 * ds * -t1).sum(), (dd * d_mu * t2 * ds * (L - t0)).sum(),
-                     (dd * d_mu * s).sum(), (dd * d_nu * nu).sum(), (dd * d_nu * nu * L).sum()])
-    return float(r @ r), grad
-
-
 @dataclass(frozen=True)
 class AccuracyDesign:
     """The Approach 2 stage-2 SSE, batched over θ vectors, with the per-checkpoint work shared.

@@ -462,7 +462,7 @@ def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence
     by_task: dict[str, list[int]] = defaultdict(list)
     for i, task in enumerate(cols["task"]):
         by_task[task].append(i)
-    votes = _votes_by_problem(scores) if scores is not None else {}
+    votes = votes_by_problem(scores) if scores is not None else {}
     rows: dict[str, list] = defaultdict(list)
     for task, idx in by_task.items():
         n = np.array([cols["n"][i] or 0 for i in idx], dtype=np.int64)
@@ -502,7 +502,7 @@ def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence
     return pa.table({col: rows[col] for col in order})
 
 
-def _votes_by_problem(scores: pa.Table) -> dict[tuple[str, str], tuple[list, list]]:
+def votes_by_problem(scores: pa.Table) -> dict[tuple[str, str], tuple[list, list]]:
     """(task, problem_id) -> (answers, correct) in sample_idx order."""
     cols = scores.select(["task", "problem_id", "sample_idx", "answer", "correct"]).to_pydict()
     out: dict[tuple[str, str], list] = defaultdict(list)
@@ -517,18 +517,3 @@ def _votes_for(votes: dict, task: str, pid: str, kmax: int) -> tuple[list, list]
         raise DataError(f"scores table: task {task} problem {pid} has {len(answers)} scored samples, "
                          f"maj@k needs at least k={kmax}")
     return answers, correct
-
-
-def format_table(table: pa.Table) -> str:
-    """The passk table as aligned text: task, k, pass@k [low, high], maj@k, task loss and its
-    source, questions smoothed / questions."""
-    head = ["task", "k", "pass@k", "interval", "maj@k", "task loss", "loss from", "smoothed"]
-    lines = [head]
-    for r in table.to_pylist():
-        lines.append([r["task"], str(r["k"]), f"{r['pass_at_k']:.4f}",
-                      f"[{r['pass_at_k_low']:.4f}, {r['pass_at_k_high']:.4f}]",
-                      "-" if np.isnan(r["maj_at_k"]) else f"{r['maj_at_k']:.4f}",
-                      f"{r['task_loss']:.4f}", r["loss_source"], f"{r['n_smoothed']}/{r['n_problems']}"])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in
-                               enumerate(zip(line, widths))) for line in lines)

@@ -40,7 +40,7 @@ import pyarrow as pa
 from harness import records
 from harness.dataset import run_info
 from harness.errors import DataError, InvalidSetting
-from harness.passk import _votes_by_problem, default_ks, majority_distribution
+from harness.passk import default_ks, majority_distribution, votes_by_problem
 
 COLUMNS = records.COLUMNS["reliability"]
 
@@ -236,7 +236,7 @@ def load_run(path: str | Path, suite: dict | None = None) -> Run:
         raise DataError(f"{path}: no scores.parquet: reliability needs sampled answers "
                          f"(run `t2 sample` and `t2 score {path}` first)")
     votes: dict[str, dict[str, tuple[list, list]]] = defaultdict(dict)
-    for (task, pid), pair in _votes_by_problem(records.read_table(path / "scores.parquet", "scores")).items():
+    for (task, pid), pair in votes_by_problem(records.read_table(path / "scores.parquet", "scores")).items():
         votes[task][pid] = pair
     if not votes:
         raise DataError(f"{path}: scores.parquet has no scored samples")
@@ -305,24 +305,6 @@ def reliability_table(runs: Sequence[Run], ks: Sequence[int] | None = None, n_bi
     return records.to_table("reliability", pa.Table.from_pylist(rows)), curves
 
 
-# ---------------------------------------------------------------- report
-
-
-def _fmt(x: Any) -> str:
-    if isinstance(x, float):
-        return "-" if np.isnan(x) else f"{x:.4g}" if abs(x) >= 1e4 else f"{x:.4f}"
-    return str(x)
-
-
-def format_table(table: pa.Table, columns: Sequence[str] | None = None) -> str:
-    """Aligned text of the report's main columns."""
-    columns = columns or ["task", "checkpoint", "shift", "k", "accuracy", "confidence", "ece", "brier",
-                          "aurc", "aurc_oracle", "aurc_random", "nll_mean", "C_train"]
-    lines = [list(columns)] + [[_fmt(r[c]) for c in columns] for r in table.to_pylist()]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines)
-
-
 def shift_table(table: pa.Table) -> pa.Table | None:
     """In-distribution (shift 0) beside each shifted run of the same checkpoint, task and k: one row
     per (checkpoint, task, shift > 0, k) with each metric as ``<metric>_id`` and ``<metric>_shift``;
@@ -338,99 +320,3 @@ def shift_table(table: pa.Table) -> pa.Table | None:
                 pair[f"{m}_id"], pair[f"{m}_shift"] = ref[m], r[m]
             out.append(pair)
     return pa.Table.from_pylist(out) if out else None
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
-
-
-def plot_curves(curves: Sequence[Curves], path: Path) -> Path:
-    """Reliability diagram (bin confidence vs accuracy, one line per k) and accuracy vs coverage
-    (one line per k; oracle and random baselines of the largest k) for one run and task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-    left.plot([0, 1], [0, 1], color="0.6", ls=":", label="calibrated")
-    for c in curves:
-        _, conf, acc = c.bins
-        left.plot(conf, acc, marker="o", ms=3, label=f"k={c.k}")
-        cov, sel = selective_accuracy(c.atoms.confidence, c.atoms.correct, c.atoms.weight)
-        right.plot(cov, sel, label=f"k={c.k}")
-    last = curves[-1].atoms
-    acc = float(np.sum(last.weight * last.correct))
-    grid = np.linspace(0.01, 1.0, 100)
-    right.plot(grid, np.minimum(1.0, acc / grid), color="k", ls="--", lw=1, label=f"oracle k={curves[-1].k}")
-    right.axhline(acc, color="0.5", ls=":", lw=1, label=f"random k={curves[-1].k}")
-    left.set(xlabel="vote-share confidence (equal-mass bins)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-             title="reliability diagram")
-    right.set(xlabel="coverage", ylabel="selective accuracy", xlim=(0, 1), ylim=(0, 1.02),
-              title="accuracy vs coverage")
-    left.legend(fontsize=7)
-    right.legend(fontsize=7)
-    fig.suptitle(f"{curves[0].task} — {curves[0].run}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def plot_vs_compute(table: pa.Table, task: str, path: Path) -> Path | None:
-    """Each metric against C_train = 6ND (log x), one line per (k, shift); None without C_train."""
-    rows = [r for r in table.to_pylist() if r["task"] == task and np.isfinite(r["C_train"])]
-    if not rows:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from matplotlib.ticker import NullFormatter
-
-    fig, grid = plt.subplots(2, 4, figsize=(13, 6))
-    axes, key = grid.flat[: len(METRICS)], grid.flat[-1]
-    ks = sorted({r["k"] for r in rows})
-    for (k, shift) in sorted({(r["k"], r["shift"]) for r in rows}):
-        line = sorted((r for r in rows if r["k"] == k and r["shift"] == shift), key=lambda r: r["C_train"])
-        for ax, m in zip(axes, METRICS):
-            ax.plot([r["C_train"] for r in line], [r[m] for r in line], marker="o", ms=3,
-                    color=f"C{ks.index(k) % 10}", ls="-" if shift == 0 else "--", label=f"k={k}" + (f" shift={shift}" if shift else ""))
-    for ax, m in zip(axes, METRICS):
-        ax.set(xscale="log", xlabel="C_train = 6ND (FLOPs)", title=m)
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    key.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="center", ncol=2)
-    key.axis("off")
-    fig.suptitle(task, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def write_report(table: pa.Table, curves: Sequence[Curves], out: str | Path) -> list[Path]:
-    """reliability.parquet, reliability.md and the PNGs into ``out``; returns the files written."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [records.write_table(out / "reliability.parquet", "reliability", table)]
-    groups: dict[tuple[str, str], list[Curves]] = defaultdict(list)
-    for c in curves:
-        groups[(c.run, c.task)].append(c)
-    for i, ((run, task), group) in enumerate(groups.items()):
-        written.append(plot_curves(group, out / f"reliability_{i:02d}_{_slug(Path(run).name)}_{_slug(task)}.png"))
-    for task in sorted(set(table.column("task").to_pylist())):
-        png = plot_vs_compute(table, task, out / f"compute_{_slug(task)}.png")
-        written += [png] if png else []
-    shifted = shift_table(table)
-    md = ["# Reliability report", "", __doc__.split("\n\n", 1)[1].strip(), "", "## Metrics", "",
-          "```", format_table(table), "```", ""]
-    if shifted is not None:
-        cols = ["checkpoint", "task", "shift", "k"] + [f"{m}_{s}" for m in ("accuracy", "ece", "aurc", "nll_mean")
-                                                       for s in ("id", "shift")]
-        md += ["## Distribution shift (in-distribution beside shifted)", "", "```",
-               format_table(shifted, cols), "```", ""]
-    md += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in written if p.suffix == ".png"]
-    written.append(out / "reliability.md")
-    written[-1].write_text("\n".join(md) + "\n")
-    return written

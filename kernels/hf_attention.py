@@ -10,10 +10,8 @@ transformers API (5.x):
 - ``shared_prefix_attention_forward``, registered as ``AttentionInterface`` "t2_prefix": on
   ``SharedKV`` it runs ``prefix_attention.shared_prefix_attention`` (Triton on CUDA, the torch
   reference on CPU); on plain tensors (the prompt forward) causal SDPA.
-- ``decode(model, prompt_ids, n, ...)``: prompt forward once, then n samples decode step by step
-  with ``sampling.sample`` keyed by (seed, sample_idx, step); finished samples leave the batch.
-  ``shared_prefix=False`` runs the same loop with the model's own attention over a DynamicCache
-  whose prompt KV is repeated n times (the stock baseline the tests and benchmark compare to).
+
+The decode loop that uses them is the hf backend's (``harness.samplers.hf``, ``attention="prefix"``).
 
 No attention mask is built for "t2_prefix" (it is not in ``AttentionMaskInterface``), so prompts
 must be unpadded: one problem per call, which is how repeated sampling works anyway.
@@ -27,10 +25,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+from transformers.cache_utils import Cache, DynamicLayer
 
 from .prefix_attention import shared_prefix_attention
-from .sampling import sample
 
 ATTN_NAME = "t2_prefix"
 
@@ -155,57 +152,3 @@ def attention_implementation(model, name: str):
         yield model
     finally:
         model.set_attn_implementation(previous)
-
-
-class Decoded(NamedTuple):
-    """One sample: generated token ids (EOS included), Σ log p(token) under the model's raw
-    softmax, and "stop" (EOS) or "length"."""
-
-    tokens: list[int]
-    cumulative_logprob: float
-    finish_reason: str
-
-
-@torch.no_grad()
-def decode(model, prompt_ids: torch.Tensor, n: int, max_new_tokens: int, *, seed: int = 0,
-           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-           eos_token_ids: tuple[int, ...] = (), sample_offset: int = 0,
-           shared_prefix: bool = True) -> list[Decoded]:
-    """Draw n completions of one prompt (1-D token ids). Sample i (0-based) uses the random stream
-    (seed, sample_offset + i, step), so its tokens do not depend on n or on the other samples.
-    ``shared_prefix``: prompt KV once + t2_prefix attention; else the model's own attention over a
-    DynamicCache holding the prompt KV n times."""
-    device = next(model.parameters()).device
-    prompt_ids = prompt_ids.to(device).reshape(1, -1)
-    if shared_prefix:
-        register()
-        context, cache = attention_implementation(model, ATTN_NAME), SharedPrefixCache()
-    else:
-        context, cache = contextlib.nullcontext(), DynamicCache(config=model.config)
-    eos = torch.tensor(list(eos_token_ids), device=device, dtype=torch.int64)
-    tokens: list[list[int]] = [[] for _ in range(n)]
-    logprob = [0.0] * n
-    finish = ["length"] * n
-    live = torch.arange(n, device=device)  # sample index of each batch row
-    with context:
-        logits = model(input_ids=prompt_ids, past_key_values=cache, use_cache=True).logits[:, -1].float()
-        logits = logits.expand(n, -1)
-        if not shared_prefix:
-            cache.batch_repeat_interleave(n)
-        for step in range(max_new_tokens):
-            next_ids = sample(logits, seed, sample_offset + live, step, temperature, top_k, top_p)
-            lp = torch.log_softmax(logits, dim=-1).gather(1, next_ids[:, None])[:, 0]
-            for i, t, l in zip(live.tolist(), next_ids.tolist(), lp.tolist()):
-                tokens[i].append(t)
-                logprob[i] += l
-            done = torch.isin(next_ids, eos)
-            for i in live[done].tolist():
-                finish[i] = "stop"
-            if done.all() or step + 1 == max_new_tokens:
-                break
-            if done.any():
-                keep = (~done).nonzero()[:, 0]
-                live, next_ids = live[keep], next_ids[keep]
-                cache.batch_select_indices(keep)
-            logits = model(input_ids=next_ids[:, None], past_key_values=cache, use_cache=True).logits[:, -1].float()
-    return [Decoded(t, lp, f) for t, lp, f in zip(tokens, logprob, finish)]

@@ -14,11 +14,8 @@ The prefix part is where the speed is: the n·group queries that share a KV head
 Shapes (grouped-query attention, heads = kv_heads × group, query head h reads KV head h // group):
     q            [n, heads, d]                one decode token per sample
     prefix k, v  [P, kv_heads, d]             shared by all samples
-    suffix k, v  [n, S, kv_heads, d]          per sample; ``suffix_lens`` [n] (int) marks the first
-                                              suffix_lens[i] positions of sample i as valid, so
-                                              samples of different lengths share one padded buffer
-                                              (None: all S positions are valid, the common decode
-                                              case where every live sample has the same length)
+    suffix k, v  [n, S, kv_heads, d]          per sample (every live sample has S tokens: the
+                                              cache drops a sample's rows when it finishes)
     o            [n, heads, d] float32,  lse [n, heads] float32 (natural log)
 
 Any strides are accepted (the transformers cache's [n, kv_heads, S, d] tensors are passed as
@@ -53,13 +50,10 @@ def use_triton(t: torch.Tensor) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def _attend_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor | None,
-                scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """q [n, kv_heads, group, d]; k, v [n or 1, kv_heads, L, d]; valid [n, L] bool or None.
+def _attend_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """q [n, kv_heads, group, d]; k, v [n or 1, kv_heads, L, d].
     Returns o [n, kv_heads * group, d] and lse [n, kv_heads * group], float32."""
     s = torch.einsum("nhgd,nhld->nhgl", q.float(), k.float().expand(q.shape[0], -1, -1, -1)) * scale
-    if valid is not None:
-        s = s.masked_fill(~valid[:, None, None, :], float("-inf"))
     lse = torch.logsumexp(s, dim=-1)
     p = torch.exp(s - lse[..., None]).nan_to_num(0.0)  # an empty part: lse = -inf, o = 0
     o = torch.einsum("nhgl,nhld->nhgd", p, v.float().expand(q.shape[0], -1, -1, -1))
@@ -79,19 +73,15 @@ def prefix_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """Attention of q [n, heads, d] over the shared prefix k, v [P, kv_heads, d] -> (o, lse)."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     kv = lambda x: x.permute(1, 0, 2)[None]  # [1, kv_heads, P, d]
-    return _attend_ref(_group_queries(q, k.shape[1]), kv(k), kv(v), None, scale)
+    return _attend_ref(_group_queries(q, k.shape[1]), kv(k), kv(v), scale)
 
 
 def suffix_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                         suffix_lens: torch.Tensor | None = None,
                          scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention of q [n, heads, d] over each sample's own k, v [n, S, kv_heads, d] -> (o, lse)."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    valid = None
-    if suffix_lens is not None:
-        valid = torch.arange(k.shape[1], device=k.device)[None, :] < suffix_lens.to(k.device)[:, None]
     kv = lambda x: x.permute(0, 2, 1, 3)  # [n, kv_heads, S, d]
-    return _attend_ref(_group_queries(q, k.shape[2]), kv(k), kv(v), valid, scale)
+    return _attend_ref(_group_queries(q, k.shape[2]), kv(k), kv(v), scale)
 
 
 def merge_attention(o: torch.Tensor, lse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,14 +108,14 @@ if triton is not None:
 
     @triton.jit
     def _attn_chunk_kernel(
-        Q, K, V, LENS, O, LSE,
+        Q, K, V, O, LSE,
         stride_qn, stride_qh, stride_qd,
         stride_kn, stride_kl, stride_kh, stride_kd,
         stride_vn, stride_vl, stride_vh, stride_vd,
         stride_os, stride_on, stride_oh,
         stride_ls, stride_ln,
         n_rows, kv_len, chunk_len, scale,
-        GROUP: tl.constexpr, ROWS: tl.constexpr, HEAD_DIM: tl.constexpr, HAS_LENS: tl.constexpr,
+        GROUP: tl.constexpr, ROWS: tl.constexpr, HEAD_DIM: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_DTYPE: tl.constexpr,
     ):
         """Grid (row blocks, kv_heads, chunks). Query row r of KV head h is sample r // GROUP,
@@ -145,8 +135,6 @@ if triton is not None:
         q = tl.load(Q + sample[:, None] * stride_qn + head[:, None] * stride_qh + offs_d[None, :] * stride_qd,
                     mask=row_ok[:, None] & d_ok[None, :], other=0.0).to(DOT_DTYPE)
         kv_sample = row0 // GROUP
-        if HAS_LENS:
-            kv_len = tl.load(LENS + kv_sample)
         lo = chunk * chunk_len
         hi = tl.minimum(lo + chunk_len, kv_len)
         K += kv_sample * stride_kn + kv_head * stride_kh
@@ -197,8 +185,7 @@ def _num_chunks(kv_len: int, programs: int, block_n: int, device: torch.device) 
     return min(want, -(-kv_len // (4 * block_n)) or 1)
 
 
-def _attend_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: torch.Tensor | None,
-                   shared: bool, scale: float, num_chunks: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _attend_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared: bool, scale: float, num_chunks: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """k, v [n or 1 (shared), L, kv_heads, d] as strided views; see the module docstring."""
     n, heads, d = q.shape
     kv_len, kv_heads = k.shape[1], k.shape[2]
@@ -220,14 +207,14 @@ def _attend_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: torc
     stride_kn = 0 if shared else k.stride(0)
     stride_vn = 0 if shared else v.stride(0)
     _attn_chunk_kernel[(row_blocks, kv_heads, num_chunks)](
-        q, k, v, lens if lens is not None else q, o, lse,
+        q, k, v, o, lse,
         q.stride(0), q.stride(1), q.stride(2),
         stride_kn, k.stride(1), k.stride(2), k.stride(3),
         stride_vn, v.stride(1), v.stride(2), v.stride(3),
         o.stride(0), o.stride(1), o.stride(2),
         lse.stride(0), lse.stride(1),
         n * group, kv_len, chunk_len, scale,
-        GROUP=group, ROWS=rows, HEAD_DIM=d, HAS_LENS=lens is not None,
+        GROUP=group, ROWS=rows, HEAD_DIM=d,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, DOT_DTYPE=_dot_dtype(q),
     )
     if num_chunks == 1:
@@ -255,30 +242,27 @@ def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     if not use_triton(q):
         return prefix_attention_ref(q, k, v, scale)
-    return _attend_triton(q, k[None], v[None], None, True, scale, num_chunks)
+    return _attend_triton(q, k[None], v[None], True, scale, num_chunks)
 
 
-def suffix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     suffix_lens: torch.Tensor | None = None, scale: float | None = None,
+def suffix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None,
                      num_chunks: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """q [n, heads, d] over each sample's own k, v [n, S, kv_heads, d] (first suffix_lens[i]
-    positions valid) -> (o [n, heads, d], lse [n, heads]), float32."""
+    """q [n, heads, d] over each sample's own k, v [n, S, kv_heads, d] -> (o [n, heads, d],
+    lse [n, heads]), float32."""
     _check(q, k, v, 3)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     if not use_triton(q):
-        return suffix_attention_ref(q, k, v, suffix_lens, scale)
-    lens = None if suffix_lens is None else suffix_lens.to(device=q.device, dtype=torch.int32).contiguous()
-    return _attend_triton(q, k, v, lens, False, scale, num_chunks)
+        return suffix_attention_ref(q, k, v, scale)
+    return _attend_triton(q, k, v, False, scale, num_chunks)
 
 
 def shared_prefix_attention(q: torch.Tensor, prefix_k: torch.Tensor, prefix_v: torch.Tensor,
                             suffix_k: torch.Tensor, suffix_v: torch.Tensor,
-                            suffix_lens: torch.Tensor | None = None,
                             scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode attention of q [n, heads, d] over prefix [P, kv_heads, d] ++ suffix [n, S, kv_heads, d]:
     prefix part + suffix part, merged exactly. Returns o [n, heads, d] in q's dtype and lse float32."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     o1, lse1 = prefix_attention(q, prefix_k, prefix_v, scale)
-    o2, lse2 = suffix_attention(q, suffix_k, suffix_v, suffix_lens, scale)
+    o2, lse2 = suffix_attention(q, suffix_k, suffix_v, scale)
     o, lse = merge_two(o1, lse1, o2, lse2)
     return o.to(q.dtype), lse

@@ -1,46 +1,49 @@
-"""Batch-invariant seeded sampling from logits: temperature, top-k, top-p.
+"""Batch-invariant seeded sampling from logits: temperature, top-k, top-p, by inverse CDF.
 
-Every random number is a pure function of (seed, sample_idx, step, token): the Philox4x32-10
-counter-based generator (Salmon et al. 2011, the generator behind ``tl.rand`` and cuRAND) with
+A sample with seed s draws one uniform per decode step t from the Philox4x32-10 counter-based
+generator (Salmon et al. 2011, the generator behind cuRAND and ``tl.rand``):
 
-    key = (seed mod 2^32, seed >> 32),   counter = (token, step, sample_idx mod 2^32, sample_idx >> 32),
+    key = (s mod 2^32, ⌊s / 2^32⌋ mod 2^32),   counter = (t, 0, 0, 0),   u = (⌊x0 / 2^9⌋ + 1/2) / 2^23,
 
-so a sample's tokens never depend on which other samples share its batch, their order, or how the
-batch is split (given the same logits). The torch reference implements Philox4x32-10 with int64
-tensors (32x32-bit products split into 16-bit limbs so nothing overflows) and reproduces Triton's
-``tl.philox`` bit for bit. A word x becomes u = (⌊x / 2^8⌋ + 1/2) / 2^24, exactly representable in
-float32 and strictly inside (0, 1).
+x0 the first output word; u has 24 significant bits, so it is exact in float32 and lies in
+[2^-24, 1 − 2^-24]. The torch implementation works on int64 tensors (32x32-bit products split
+into 16-bit limbs so nothing overflows), so the uniforms are bit-identical on every device and
+need no generator state.
 
-Sampling is Gumbel-max on the filtered distribution: with z = logits / T,
-
-    token = argmax_{v : z_v ≥ cutoff} z_v − log(−log u_v),
-
-which draws v with probability softmax(z) renormalised over the kept tokens. The per-row cutoff is
-the smallest kept z: top-k keeps the k largest, then top-p keeps the shortest prefix of the
-remaining tokens (renormalised, in decreasing order) whose mass reaches p; tokens tied with the
-cutoff are kept. The cutoff needs a sort, done in torch per row (so batch-invariant) and shared by
-both paths; the Triton kernel fuses the scaling, the cutoff, Philox and the running argmax in one
-pass over the vocabulary without materialising a [batch, vocab] noise tensor. T = 0 is argmax
+The token is the first (in vocabulary order) whose cumulative filtered probability reaches u: with
+z = logits · fl32(1/T), the kept tokens are those with z ≥ the row's cutoff, and token v is drawn
+with probability softmax(z) renormalised over them. The cutoff is the smallest kept z: top-k keeps
+the k largest, then top-p keeps the shortest prefix of the remaining tokens (renormalised, in
+decreasing order) whose mass reaches p; tokens tied with the cutoff are kept. T = 0 is argmax
 (first index on ties) and ignores the filters.
 
-Triton and the reference give the same tokens: bit-identical scores under the interpreter; on a
-GPU ``log`` may differ from torch's in the last ulp, which can only flip a token whose two best
-scores agree to an ulp.
+Every step of a row is a function of that row's logits, seed and step only: a sample's tokens do
+not depend on the other rows of its batch, their order or how the batch is split, given the same
+logits. Batched matmuls do change logits in the last bits (~3e-5 on SmolLM2-135M in float32
+between batch shapes), which flips a token when u falls within the CDF's resulting drift of an
+interval edge: in practice only in the vocabulary's tail at T = 1 untruncated, where intervals are
+~1e-6 wide (measured: 3 of 96 16-token completions differ between a padded batch and one problem
+per batch; 0 of 96 with top-p 0.95).
+
+Why inverse CDF and not Gumbel-max (argmax of z + Gumbel noise, which flips only on near-ties of
+the two best scores): Gumbel-max needs one random number per vocabulary entry per step; measured
+on one CPU core at SmolLM2's 49,152 tokens and 64 rows, Gumbel-max on Philox noise took 1.2-1.5 s
+per step, 17-34x the inverse-CDF draw with its uniforms in two runs on a shared machine, and more
+than the model's forward
+(tests/bench/bench_sampling.py, results/bench/sampling.md). Inverse CDF needs one number per row
+per step.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
-
-from .prefix_attention import triton, use_triton
-
-if triton is not None:
-    import triton.language as tl
 
 _M32 = 0xFFFFFFFF
 _ROUND_A, _ROUND_B = 0xD2511F53, 0xCD9E8D57  # Philox4x32 multipliers
 _KEY_A, _KEY_B = 0x9E3779B9, 0xBB67AE85  # Weyl key increments
-_TWO_M24 = 2.0**-24
+_TWO_M23 = 2.0**-23
 
 
 def _mulhilo(a: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,13 +65,17 @@ def philox4x32(c0, c1, c2, c3, k0, k1, rounds: int = 10) -> tuple[torch.Tensor, 
     return c0, c1, c2, c3
 
 
-def uniforms(seed: torch.Tensor, sample_idx: torch.Tensor, step: torch.Tensor, vocab: int) -> torch.Tensor:
-    """u [B, vocab] float32 in (0, 1) for keys seed, sample_idx, step: int64 [B] (non-negative)."""
-    col = lambda x: x.long()[:, None]
-    seed, sample_idx, step = col(seed), col(sample_idx), col(step)
-    token = torch.arange(vocab, device=seed.device, dtype=torch.int64)[None, :]
-    x, _, _, _ = philox4x32(token, step & _M32, sample_idx & _M32, sample_idx >> 32, seed & _M32, seed >> 32)
-    return ((x >> 8).float() + 0.5) * _TWO_M24
+def uniforms(seeds: Sequence[int], steps: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """u [len(seeds), steps] float32 in (0, 1): row b, column t is the uniform of seed ``seeds[b]``
+    (any non-negative int < 2^64) at step t."""
+    if any(s < 0 or s >> 64 for s in seeds):
+        raise ValueError(f"seeds: expected integers in [0, 2^64), got {min(seeds)}..{max(seeds)}")
+    key = torch.tensor([[s & _M32, (s >> 32) & _M32] for s in seeds], dtype=torch.int64, device=device)
+    key = key.reshape(-1, 2)
+    step = torch.arange(steps, dtype=torch.int64, device=device)[None, :]
+    zero = torch.zeros_like(step)
+    x, _, _, _ = philox4x32(step, zero, zero, zero, key[:, :1], key[:, 1:])
+    return ((x >> 9).float() + 0.5) * _TWO_M23
 
 
 def cutoffs(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -91,75 +98,21 @@ def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return logits.float() * torch.tensor(1.0 / temperature, dtype=torch.float32, device=logits.device)
 
 
-def _keys(logits: torch.Tensor, seed, sample_idx, step) -> tuple[torch.Tensor, ...]:
-    b = logits.shape[0]
-    as_col = lambda x: torch.as_tensor(x, dtype=torch.int64, device=logits.device).expand(b).contiguous()
-    return as_col(seed), as_col(sample_idx), as_col(step)
-
-
-def sample_ref(logits: torch.Tensor, seed, sample_idx, step, temperature: float = 1.0,
-               top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """Torch reference of ``sample``: token ids int64 [B]."""
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    seed, sample_idx, step = _keys(logits, seed, sample_idx, step)
-    z = _scaled(logits, temperature)
-    cut = cutoffs(logits, temperature, top_k, top_p)
-    gumbel = -torch.log(-torch.log(uniforms(seed, sample_idx, step, logits.shape[-1])))
-    return (z + gumbel).masked_fill(z < cut[:, None], float("-inf")).argmax(dim=-1)
-
-
-if triton is not None:
-
-    @triton.jit
-    def _sample_kernel(LOGITS, stride_b, CUT, SEED, IDX, STEP, OUT, vocab, inv_t,
-                       GREEDY: tl.constexpr, BLOCK_V: tl.constexpr):
-        """One program per row: running argmax over vocabulary blocks of z + Gumbel(Philox)."""
-        row = tl.program_id(0)
-        seed = tl.load(SEED + row)
-        idx = tl.load(IDX + row)
-        zero = tl.zeros([BLOCK_V], tl.uint32)
-        c1 = zero + tl.load(STEP + row).to(tl.uint32)
-        c2 = zero + (idx & 0xFFFFFFFF).to(tl.uint32)
-        c3 = zero + (idx >> 32).to(tl.uint32)
-        cut = tl.load(CUT + row)
-        best = tl.full([], float("-inf"), tl.float32)
-        best_idx = tl.full([], 0, tl.int32)
-        for start in range(0, vocab, BLOCK_V):
-            offs = start + tl.arange(0, BLOCK_V)
-            ok = offs < vocab
-            x = tl.load(LOGITS + row * stride_b + offs, mask=ok, other=float("-inf")).to(tl.float32)
-            if GREEDY:
-                score = x
-            else:
-                z = x * inv_t
-                bits, _, _, _ = tl.philox(seed, offs.to(tl.uint32), c1, c2, c3)
-                u = ((bits >> 8).to(tl.float32) + 0.5) * 5.9604644775390625e-08  # 2^-24
-                score = tl.where(ok & (z >= cut), z - tl.log(-tl.log(u)), float("-inf"))
-            block_best = tl.max(score, axis=0)
-            block_idx = start + tl.argmax(score, axis=0)
-            best_idx = tl.where(block_best > best, block_idx, best_idx)
-            best = tl.maximum(best, block_best)
-        tl.store(OUT + row, best_idx.to(tl.int64))
-
-
-def sample(logits: torch.Tensor, seed, sample_idx, step, temperature: float = 1.0,
-           top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """Token ids int64 [B] from logits [B, vocab]; seed, sample_idx, step: int or int64 [B].
-    Triton on CUDA (or under TRITON_INTERPRET=1), else ``sample_ref``; both give the same tokens."""
+def sample(logits: torch.Tensor, u: torch.Tensor | None, temperature: float = 1.0, top_k: int = 0,
+           top_p: float = 1.0) -> torch.Tensor:
+    """Token ids int64 [B] from logits [B, vocab] and one uniform per row ``u`` [B] (from
+    :func:`uniforms`; unused, and may be None, at temperature 0)."""
     if logits.dim() != 2:
         raise ValueError(f"logits must be [batch, vocab], got shape {tuple(logits.shape)}")
     if temperature < 0 or not 0.0 < top_p <= 1.0 or top_k < 0:
         raise ValueError(f"need temperature >= 0, 0 < top_p <= 1, top_k >= 0; got {temperature}, {top_p}, {top_k}")
-    if not use_triton(logits):
-        return sample_ref(logits, seed, sample_idx, step, temperature, top_k, top_p)
-    logits = logits if logits.stride(-1) == 1 else logits.contiguous()
-    seed, sample_idx, step = _keys(logits, seed, sample_idx, step)
-    greedy = temperature == 0
-    cut = torch.zeros(logits.shape[0], device=logits.device) if greedy else cutoffs(logits, temperature, top_k, top_p)
-    inv_t = 1.0 if greedy else torch.tensor(1.0 / temperature, dtype=torch.float32).item()
-    out = torch.empty(logits.shape[0], dtype=torch.int64, device=logits.device)
-    block_v = min(4096, triton.next_power_of_2(logits.shape[-1]))
-    _sample_kernel[(logits.shape[0],)](logits, logits.stride(0), cut, seed, sample_idx, step, out,
-                                       logits.shape[-1], inv_t, GREEDY=greedy, BLOCK_V=block_v)
-    return out
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    if u is None or u.shape != logits.shape[:1]:
+        raise ValueError(f"u: expected one uniform per row ({logits.shape[0]}), got "
+                         f"{None if u is None else tuple(u.shape)}")
+    z = _scaled(logits, temperature)
+    z = z.masked_fill(z < cutoffs(logits, temperature, top_k, top_p)[:, None], float("-inf"))
+    cdf = torch.softmax(z, dim=-1).cumsum(dim=-1)
+    token = torch.searchsorted(cdf, (u.to(cdf.device) * cdf[:, -1])[:, None]).squeeze(1)
+    return token.clamp_(max=logits.shape[-1] - 1)

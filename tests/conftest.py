@@ -35,6 +35,17 @@ def _kernels_use_the_torch_reference_by_default(monkeypatch) -> None:
     monkeypatch.setenv("TRITON_INTERPRET", "0")
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (the 2 cores are shared), the previous count restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=["triton", "ref"])
 def impl(request, monkeypatch) -> str:
     """Run harness.kernels' public functions through Triton (its CPU interpreter, or the GPU when

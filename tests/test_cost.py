@@ -51,8 +51,9 @@ def smollm2_config() -> PretrainedConfig:
 
 @functools.cache
 def tiny_model(name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(tiny_config(name), attn_implementation="eager").eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return AutoModelForCausalLM.from_config(tiny_config(name), attn_implementation="eager").eval()
 
 
 def counted(fn) -> int:

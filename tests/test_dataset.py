@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness import cli, cost, dataset, fit, records
-from test_fit import TRUE1, TRUE2, simulate
+from helpers import TRUE1, TRUE2, simulate
 
 
 def test_pythia_suite_counts_match_the_gpt_neox_architecture():

@@ -6,29 +6,7 @@ import numpy as np
 import pytest
 
 from harness import fit
-
-# Chinchilla's published law plus a k term (Approach 1) / a Beta regression (Approach 2).
-CHIN = [np.log(406.4), np.log(410.7), np.log(1.69), 0.34, 0.28]
-TRUE1 = fit.T2LossLaw(np.r_[CHIN, np.log(2.0), 0.5])
-TRUE2 = fit.T2AccuracyLaw(np.r_[CHIN, 3.2, 4.0, 0.9, 0.5, -0.3])
-
-
-def paper_grid():
-    """16 sizes 5M..901M × 12 compute levels 1.25e16..2.56e19 FLOPs × k = 1, 2, 4, …, 1024."""
-    sizes = np.geomspace(5e6, 901e6, 16)
-    C = 1.25e16 * 2.0 ** np.arange(12)
-    k = 2.0 ** np.arange(11)
-    N, C, k = (v.ravel() for v in np.meshgrid(sizes, C, k, indexing="ij"))
-    return N, C / (6 * N), k
-
-
-def simulate(seed: int = 0):
-    N, D, k = paper_grid()
-    rng = np.random.default_rng(seed)
-    loss = TRUE1.predict(N, D, k) * (1 + 0.01 * rng.standard_normal(N.size))
-    acc = np.clip(TRUE2.predict(N, D, k) + 0.005 * rng.standard_normal(N.size), 0, 1)
-    nll = TRUE2.loss_law.predict(N, D) * (1 + 0.005 * rng.standard_normal(N.size))
-    return N, D, k, loss, acc, nll
+from helpers import CHIN, TRUE1, TRUE2, accuracy_sse, simulate
 
 
 def _numeric_grad(f, x, eps=1e-6):
@@ -50,13 +28,13 @@ def test_analytic_gradients_match_finite_differences():
 
     L = TRUE2.loss_law.predict(N, D)
     theta = TRUE2.x[5:] + np.array([0.1, -0.3, -0.05, 0.2, 0.05])
-    np.testing.assert_allclose(fit._accuracy_sse(theta, L, k, acc)[1],
-                               _numeric_grad(lambda t: fit._accuracy_sse(t, L, k, acc)[0], theta), rtol=1e-5)
+    np.testing.assert_allclose(accuracy_sse(theta, L, k, acc)[1],
+                               _numeric_grad(lambda t: accuracy_sse(t, L, k, acc)[0], theta), rtol=1e-5)
     # the batched stage-2 objective (per-checkpoint a, b shared by that checkpoint's k rows) equals
     # the per-row reference, its gradient matches finite differences, and a batch equals single calls
     design = fit.AccuracyDesign.build(fit._checkpoints(N, D, 5, "t"), L, k, acc)
     f2, g2 = design.sse(theta)
-    ref_f, ref_g = fit._accuracy_sse(theta, L, k, acc)
+    ref_f, ref_g = accuracy_sse(theta, L, k, acc)
     assert f2 == pytest.approx(ref_f, rel=1e-12)
     np.testing.assert_allclose(g2, ref_g, rtol=1e-10)
     np.testing.assert_allclose(g2, _numeric_grad(lambda t: design.sse(t)[0], theta), rtol=1e-5)
@@ -66,7 +44,7 @@ def test_analytic_gradients_match_finite_differences():
     np.testing.assert_allclose(gb, [design.sse(v)[1] for v in batch], rtol=1e-10)
     rows = np.r_[np.arange(N.size), np.flatnonzero(D == D[0])]  # a bootstrap-style repeat of some rows
     dup = fit.AccuracyDesign.build(fit._checkpoints(N, D, 5, "t")[rows], L[rows], k[rows], acc[rows])
-    np.testing.assert_allclose(dup.sse(theta)[1], fit._accuracy_sse(theta, L[rows], k[rows], acc[rows])[1], rtol=1e-10)
+    np.testing.assert_allclose(dup.sse(theta)[1], accuracy_sse(theta, L[rows], k[rows], acc[rows])[1], rtol=1e-10)
 
     m = k == 1
     args = (np.log(N[m]), np.log(D[m]), np.log(nll[m]))

@@ -1,17 +1,19 @@
 """The transformers integration: small randomly initialised Llama / Qwen2 / Mistral models decode
 with the prompt's KV stored once ("t2_prefix" attention) and match stock attention over a
-DynamicCache that holds the prompt n times."""
+DynamicCache that holds the prompt n times; the hf backend's decode loop over it."""
 
 from __future__ import annotations
 
-import os
-
+import json
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache, LlamaConfig, MistralConfig, Qwen2Config
 
 from harness.kernels import hf_attention as H
+from harness.samplers import SamplingSettings
+from harness.samplers.hf import HFBackend
+from helpers import attributes, tiny_causal_lm
 
 SIZES = dict(vocab_size=101, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
 CONFIGS = {
@@ -22,8 +24,9 @@ CONFIGS = {
 
 
 def tiny_model(family: str, attn: str = "sdpa"):
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(CONFIGS[family](), attn_implementation=attn).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return AutoModelForCausalLM.from_config(CONFIGS[family](), attn_implementation=attn).eval()
 
 
 def prompt(length: int = 13) -> torch.Tensor:
@@ -56,34 +59,53 @@ def test_logits_match_stock_attention_with_expanded_cache(family, stock, monkeyp
     assert layer.keys.shape[0] == 1 and layer.suffix_keys.shape[0] == n  # the prompt is stored once
 
 
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory, gsm8k_file) -> dict[str, HFBackend]:
+    """The hf backend on tiny Llama and Qwen2 models (vocab 384, a BPE tokenizer of GSM8K questions)."""
+    texts = [json.loads(line)["question"] for line in gsm8k_file.read_text().splitlines()[:200]]
+    out = {}
+    for family in ("llama", "qwen2"):
+        config = CONFIGS[family]()
+        config.vocab_size = 384
+        folder = tiny_causal_lm(tmp_path_factory.mktemp(family), config, texts)
+        out[family] = HFBackend(str(folder), device="cpu")
+    return out
+
+
+PROMPT = "Q: Natalia sold clips to 48 of her friends in April. How many clips did she sell?\nA:"
+
+
 @pytest.mark.parametrize("family, impl", [("llama", "ref"), ("qwen2", "ref"), ("llama", "triton")])
-def test_decode_tokens_match_stock(family, impl, monkeypatch):
-    """Sampled and greedy decoding, with samples leaving the batch at EOS, give the same tokens as
-    stock attention over the expanded cache."""
+def test_backend_prefix_decode_matches_stock(backends, family, impl, monkeypatch):
+    """Sampled and greedy decoding through the hf backend, with samples leaving the batch at stop
+    strings, give the same tokens with the prompt KV stored once as with stock attention over the
+    expanded cache."""
     monkeypatch.setenv("TRITON_INTERPRET", "1" if impl == "triton" else "0")
-    model = tiny_model(family)
+    backend = backends[family]
     steps = 6 if impl == "triton" else 10
-    for settings in (dict(temperature=1.0, top_p=0.9, eos_token_ids=(3, 7, 11, 19)), dict(temperature=0.0)):
-        shared = H.decode(model, prompt(), 5, steps, seed=11, **settings)
-        stock = H.decode(model, prompt(), 5, steps, seed=11, shared_prefix=False, **settings)
-        assert [s.tokens for s in shared] == [s.tokens for s in stock]
-        assert [s.finish_reason for s in shared] == [s.finish_reason for s in stock]
-        assert [s.cumulative_logprob for s in shared] == pytest.approx([s.cumulative_logprob for s in stock], abs=1e-4)
-    assert model.config._attn_implementation == "sdpa"
+    for settings in (SamplingSettings(n=5, max_tokens=steps, seed=11, top_p=0.9, stop=("e", "a", "o")),
+                     SamplingSettings(n=5, max_tokens=steps, temperature=0.0)):
+        stock = backend.sample([PROMPT], settings)[0]
+        if settings.temperature:  # samples leave the batch at different steps
+            assert len({c.completion_tokens for c in stock}) > 1 and "stop" in {c.finish_reason for c in stock}
+        with attributes(backend, attention="prefix"):
+            shared = backend.sample([PROMPT], settings)[0]
+        assert [(c.text, c.completion_tokens, c.finish_reason) for c in shared] == \
+            [(c.text, c.completion_tokens, c.finish_reason) for c in stock]
+        assert [c.cumulative_logprob for c in shared] == pytest.approx([c.cumulative_logprob for c in stock], abs=1e-4)
+    assert backend.model.config._attn_implementation == "sdpa"
 
 
-def test_decode_samples_do_not_depend_on_n(monkeypatch):
-    """Sample i's tokens depend on (seed, i), not on how many samples decode beside it."""
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
-    model = tiny_model("llama")
-    eight = H.decode(model, prompt(), 8, 8, seed=5, eos_token_ids=(3, 7))
-    three = H.decode(model, prompt(), 3, 8, seed=5, eos_token_ids=(3, 7))
-    later = H.decode(model, prompt(), 2, 8, seed=5, eos_token_ids=(3, 7), sample_offset=6)
-    assert [s.tokens for s in eight[:3]] == [s.tokens for s in three]
-    assert [s.tokens for s in eight[6:]] == [s.tokens for s in later]
-    stopped = [s for s in eight if s.finish_reason == "stop"]
-    assert all(s.tokens[-1] in (3, 7) for s in stopped)
-    assert all(len(s.tokens) == 8 for s in eight if s.finish_reason == "length")
+def test_backend_samples_do_not_depend_on_n(backends):
+    """Sample i's tokens depend on its seed (base + i), not on how many samples decode beside it."""
+    backend = backends["llama"]
+    with attributes(backend, attention="prefix"):
+        eight, three, later = (backend.sample([PROMPT], SamplingSettings(n=n, max_tokens=8, seed=seed, stop=("e", "a")))[0]
+                               for n, seed in ((8, 5), (3, 5), (2, 11)))
+    assert [c.text for c in eight[:3]] == [c.text for c in three]
+    assert [c.text for c in eight[6:]] == [c.text for c in later]
+    assert {c.finish_reason for c in eight} == {"stop", "length"}  # samples left the batch early
+    assert len({c.text for c in eight}) > 1
 
 
 def test_prompt_forward_must_be_one_sequence():

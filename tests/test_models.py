@@ -9,14 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from harness.models import cache_root, load_hf, resolve_model, training_metadata
 from harness.store import SampleStore
 
 
 @pytest.mark.slow
-def test_smollm2_resolves_to_a_plain_loadable_folder():
+def test_smollm2_resolves_to_a_plain_loadable_folder(one_torch_thread):
     path = Path(resolve_model("smollm2-135m"))
     assert resolve_model("SmolLM2-135M") == str(path)  # converted once, then cached
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
@@ -24,7 +23,6 @@ def test_smollm2_resolves_to_a_plain_loadable_folder():
     config = json.loads((path / "config.json").read_text())
     assert "quantization_config" not in config  # vLLM would try to load it as GGUF
     assert config["torch_dtype"] == "float32" and config["model_type"] == "llama"
-    torch.set_num_threads(1)
     model, tokenizer = load_hf(str(path), "cpu")
     assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template
     ids = tokenizer("The capital of France is", return_tensors="pt").input_ids

@@ -339,8 +339,8 @@ def test_beta_pass_at_k_agrees_with_monte_carlo(a, b):
 def test_task_loss_from_likelihoods_matches_direct_formula_and_stays_finite():
     nll = np.array([0.05, 0.7, 2.0, 6.0])
     ks = np.array([1, 3, 50])
-    mpmath.mp.dps = 120  # −log(1 − (1 − e^{−NLL})^k) in 120-digit arithmetic
-    direct = np.array([[float(-mpmath.log(1 - (1 - mpmath.exp(-x)) ** k)) for k in ks] for x in nll])
+    with mpmath.workdps(120):  # −log(1 − (1 − e^{−NLL})^k) in 120-digit arithmetic
+        direct = np.array([[float(-mpmath.log(1 - (1 - mpmath.exp(-x)) ** k)) for k in ks] for x in nll])
     assert np.allclose(-log_pass_at_k_from_nll(nll, ks), direct, rtol=1e-12, atol=0)
     assert np.allclose(task_loss_from_nll(nll, ks), direct.mean(axis=0), rtol=1e-12, atol=0)
     # tiny p: 1 − p rounds to 1 in the naive formula, which gives inf; the loss is NLL − log k

@@ -201,18 +201,19 @@ def test_shards_merge_idempotently_into_the_unsharded_run(tmp_path, gsm8k_file, 
 
 @pytest.mark.slow
 def test_score_and_likelihood_fill_problems_table(tmp_path, clean_run, gsm8k_file):
-    t2("score", str(clean_run))
-    scores = records.read_table(clean_run / "scores.parquet", "scores")
+    run = shutil.copytree(clean_run, tmp_path / "run")  # the module's clean run stays as sampled
+    t2("score", str(run))
+    scores = records.read_table(run / "scores.parquet", "scores")
     assert scores.num_rows == 9
     assert all(m for m in scores["verifier_message"].to_pylist())
     # on an existing run, likelihood takes the task, --limit and --data-files from run.json
-    t2("likelihood", "--model", "smollm2-135m", "--device", "cpu", "--out", str(clean_run))
-    problems = records.read_table(clean_run / "problems.parquet", "problems").to_pylist()
-    before = (clean_run / "problems.parquet").read_bytes()
+    t2("likelihood", "--model", "smollm2-135m", "--device", "cpu", "--out", str(run))
+    problems = records.read_table(run / "problems.parquet", "problems").to_pylist()
+    before = (run / "problems.parquet").read_bytes()
     refused = t2("likelihood", "--model", "smollm2-135m", "--device", "cpu", "--limit", "2",
-                 "--out", str(clean_run), check=False)
+                 "--out", str(run), check=False)
     assert refused.returncode == 2 and "task.options.limit" in refused.stderr and "--limit" in refused.stderr
-    assert (clean_run / "problems.parquet").read_bytes() == before
+    assert (run / "problems.parquet").read_bytes() == before
     assert [p["problem_id"] for p in problems] == ["gsm8k/0", "gsm8k/1", "gsm8k/2"]
     assert all(p["n"] == 3 and 0 <= p["c"] <= 3 and p["nll"] > 0 and p["answer_tokens"] > 10 for p in problems)
     assert sum(p["c"] for p in problems) == sum(scores["correct"].to_pylist())

@@ -17,10 +17,10 @@ ROOT = os.geteuid() == 0
 
 @pytest.fixture(scope="module")
 def box():
-    os.environ["T2_SECRET"] = "hunter2"  # set before the servers start: it must not reach programs
-    with Sandbox(workers=2, limits=Limits(timeout=1.5)) as b:
-        yield b
-    del os.environ["T2_SECRET"]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("T2_SECRET", "hunter2")  # set before the servers start: it must not reach programs
+        with Sandbox(workers=2, limits=Limits(timeout=1.5)) as b:
+            yield b
 
 
 def descendants(box: Sandbox) -> list[int]:

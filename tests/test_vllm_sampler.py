@@ -37,11 +37,12 @@ def engine_processes(exclude: set[int]) -> list[psutil.Process]:
 
 @pytest.fixture(scope="module")
 def backend():
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache on CPU
     from harness.samplers.vllm import VLLMBackend
 
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    b = VLLMBackend("smollm2-135m", dtype="float32", max_model_len=2048)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("VLLM_CPU_KVCACHE_SPACE", os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"))  # GiB of KV cache on CPU
+        b = VLLMBackend("smollm2-135m", dtype="float32", max_model_len=2048)
     engine = engine_processes(before)
     assert engine, "expected the vLLM engine-core process"
     yield b

