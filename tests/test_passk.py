@@ -17,7 +17,7 @@ from scipy.integrate import quad
 from scipy.stats import beta as beta_dist
 from scipy.stats import betabinom
 
-from harness import cli, records
+from harness import cli, passk, records
 from harness.passk import (beta_pass_at_k, bootstrap_mean, default_ks, fit_beta, fit_beta_binomial,
                            log_pass_at_k_from_nll, maj_at_k, majority_distribution, pass_at_k,
                            passk_table, task_loss_from_nll, task_loss_from_samples)
@@ -112,6 +112,14 @@ def brute_maj(answers, flags, k) -> Fraction:
     return total / len(subsets)
 
 
+def _fast_maj(answers, flags, ks):
+    """maj@k and P(v) by the Fourier path alone (harness.passk._majority_fast_k), at any n."""
+    n, ks, sizes, scores, abstain = passk._vote_groups(answers, flags, ks, "test")
+    weights = np.stack([scores, np.ones_like(scores)])
+    rows = [passk._majority_fast_k(n, int(k), sizes, weights, abstain) for k in ks]
+    return np.array([r[0].sum() for r in rows]), [r[1] for r in rows]
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.sampled_from(["1", "2", "3", "4", None]), min_size=1, max_size=9), st.data())
 def test_maj_at_k_matches_subset_enumeration(answers, data):
@@ -121,6 +129,10 @@ def test_maj_at_k_matches_subset_enumeration(answers, data):
     got = maj_at_k(answers, flags, ks)
     want = [float(brute_maj(answers, flags, k)) for k in ks]
     assert np.max(np.abs(got - want)) <= 1e-12
+    fast, p_v = _fast_maj(answers, flags, ks)  # the path taken at large n, here at small n
+    assert np.max(np.abs(fast - want)) <= 1e-12
+    voting = [1 - comb(answers.count(None), k) / comb(len(answers), k) for k in ks]  # P(v >= 1)
+    assert np.allclose([row[1:].sum() for row in p_v], voting, rtol=0, atol=1e-12)
 
 
 @settings(max_examples=50, deadline=None)
@@ -280,6 +292,46 @@ def test_majority_distribution_at_n_1000():
     winners = [a for a, c in votes.items() if c == max(votes.values())]
     assert maj[-1] == pytest.approx(np.mean([a == "0" for a in winners]), abs=1e-12)
     assert p_v[-1, max(votes.values())] == pytest.approx(1.0, abs=1e-12)
+
+
+
+@pytest.mark.parametrize("seed, n, n_groups, concentration, inconsistent", [
+    (10, 600, 5, 5.0, False),     # a few large groups
+    (11, 800, 2, 200.0, False),   # two near-equal groups: ties at large v
+    (12, 500, 40, 30.0, False),   # 40 near-equal groups: many-way ties at small k
+    (13, 700, 12, 1.0, True),     # inconsistent verdicts: every answer scored
+])
+def test_fast_majority_equals_exact_path_at_medium_n(seed, n, n_groups, concentration, inconsistent):
+    """The Fourier path against exact subset counting, every entry of (P(v), P(v, correct)) and every
+    k in 1..n (a sample of them), within 1e-11 absolute."""
+    rng = np.random.default_rng(seed)
+    answers, flags = _random_votes(rng, n, n_groups, concentration, inconsistent)
+    ks = np.array(sorted({1, 2, 5, 33, 64, n // 2, n - 3, n} | set(rng.integers(1, n + 1, 5).tolist())))
+    n, ks, sizes, scores, abstain = passk._vote_groups(answers, flags, ks, "test")
+    weights = np.stack([scores, np.ones_like(scores)])
+    exact = passk._majority_counts(n, ks, sizes, weights)
+    for i, k in enumerate(ks.tolist()):
+        fast = passk._majority_fast_k(n, k, sizes, weights, abstain)
+        np.testing.assert_allclose(fast[:, 1:], exact[:, i, 1:k + 1], rtol=0, atol=1e-11)
+
+
+def test_maj_at_k_at_n_10000_uses_the_fast_path_and_agrees_with_simulation():
+    """n = 10^4 with 60 answers, every default k: the public function takes the Fourier path (k > 32)
+    and agrees with 4,000 random subsets per k; P(v) rows sum to 1."""
+    rng = np.random.default_rng(21)
+    labels = np.array([str(i) for i in range(60)] + [None], dtype=object)
+    answers = rng.choice(labels, size=10_000, p=rng.dirichlet(np.full(61, 3.0)))
+    flags = answers == "1"
+    ks = [64, 1024, 8192]
+    p_v, p_ok = majority_distribution(list(answers), list(flags), ks)
+    np.testing.assert_allclose(p_v.sum(axis=1), 1.0, rtol=0, atol=1e-10)
+    names, sizes = np.unique(answers.astype(str), return_counts=True)  # None -> "None"
+    voting, right = names != "None", names == "1"
+    for i, k in enumerate(ks):  # vote counts of 4,000 random size-k subsets (numpy's exact sampler)
+        counts = rng.multivariate_hypergeometric(sizes, k, size=4_000)[:, voting]
+        top = counts == counts.max(axis=1, keepdims=True)
+        hits = (top / top.sum(axis=1, keepdims=True))[:, right[voting]].sum(axis=1)
+        assert abs(hits.mean() - p_ok[i].sum()) < 5 * hits.std() / np.sqrt(4_000) + 1e-3
 
 
 # ---- Beta model -----------------------------------------------------------------------------------
