@@ -13,6 +13,7 @@ Per problem i with n_i samples of which c_i are correct:
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
@@ -20,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 from scipy.optimize import minimize
-from scipy.special import betaln, digamma, gammaln, polygamma
+from scipy.special import betaln, digamma, expit, gammaln, logsumexp, polygamma
 from scipy.stats import binom, norm
 
 _BLOCK = 1 << 20  # float64 entries per [problems, k] block in pass_at_k (8 MiB)
@@ -246,6 +247,203 @@ def fit_beta(n, c) -> tuple[float, float]:
     """Maximum-likelihood Beta-binomial (a, b) over problems; see :func:`fit_beta_binomial`."""
     fit = fit_beta_binomial(n, c)
     return fit.a, fit.b
+
+
+# ---- extrapolation past n -------------------------------------------------------------------------
+
+_MODELS = {  # name: (point mass at p = 0, point mass at p = 1)
+    "beta-binomial": (False, False),
+    "zero-inflated beta-binomial": (True, False),
+    "zero-one-inflated beta-binomial": (True, True),
+}
+_PLAUSIBLE = 0.05  # BIC weight from which a model's interval joins the reported one
+
+
+@dataclass(frozen=True)
+class SuccessFit:
+    """p ~ zero·δ_0 + one·δ_1 + (1 − zero − one)·Beta(a, b) over problems, fitted by maximum likelihood.
+
+    theta: (log a, log b[, η_0][, η_1]) with (Beta, zero, one) weights = softmax(0, η_0, η_1); cov:
+    its covariance, the inverse observed information (pseudo-inverse when singular, e.g. a point
+    mass at its bound); loglik in nats (with the binomial coefficients).
+    """
+
+    model: str
+    theta: np.ndarray
+    cov: np.ndarray
+    loglik: float
+    n_problems: int
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion, #parameters · log #problems − 2 log L."""
+        return self.theta.size * np.log(self.n_problems) - 2 * self.loglik
+
+    @property
+    def params(self) -> dict[str, float]:
+        """a, b, zero, one."""
+        a, b = np.exp(self.theta[:2])
+        weights = _mixture_weights(self.theta, *_MODELS[self.model])
+        return {"a": float(a), "b": float(b), "zero": float(weights[1]), "one": float(weights[2])}
+
+    def pass_at_k(self, k) -> np.ndarray:
+        """Population E[pass@k] = one + (1 − zero − one)(1 − B(a, b+k)/B(a, b)), any k >= 0."""
+        p = self.params
+        return p["one"] + (1 - p["zero"] - p["one"]) * beta_pass_at_k(p["a"], p["b"], k)
+
+
+def _mixture_weights(theta: np.ndarray, zero: bool, one: bool) -> np.ndarray:
+    """(Beta, zero, one) weights = softmax(0, η_0, η_1), absent masses at 0."""
+    eta = np.array([0.0, theta[2] if zero else -np.inf, theta[-1] if one else -np.inf])
+    w = np.exp(eta - eta.max())
+    return w / w.sum()
+
+
+def _log_joint(theta: np.ndarray, model: str, n: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """log P(component, c | n) per problem for the (Beta, zero, one) components: float64 [3, P]."""
+    a, b = np.exp(theta[:2])
+    with np.errstate(divide="ignore"):
+        log_w = np.log(_mixture_weights(theta, *_MODELS[model]))
+        beta_binomial = (gammaln(n + 1) - gammaln(c + 1) - gammaln(n - c + 1)
+                         + betaln(c + a, n - c + b) - betaln(a, b))
+        return np.stack([log_w[0] + beta_binomial, log_w[1] + np.log(c == 0), log_w[2] + np.log(c == n)])
+
+
+def _loglik(theta, model: str, n, c, weight) -> float:
+    return float(weight @ logsumexp(_log_joint(np.asarray(theta), model, n, c), axis=0))
+
+
+def _hessian(f, x: np.ndarray, h: float = 1e-4) -> np.ndarray:
+    """Central-difference Hessian of a scalar function of a few parameters."""
+    steps = np.eye(x.size) * h
+    out = np.empty((x.size, x.size))
+    for i, j in itertools.combinations_with_replacement(range(x.size), 2):
+        out[i, j] = out[j, i] = (f(x + steps[i] + steps[j]) - f(x + steps[i] - steps[j])
+                                 - f(x - steps[i] + steps[j]) + f(x - steps[i] - steps[j])) / (4 * h * h)
+    return out
+
+
+def fit_success_model(n, c, model: str = "zero-inflated beta-binomial") -> SuccessFit:
+    """Maximum-likelihood :class:`SuccessFit` of c_i ~ Binomial(n_i, p_i), p_i ~ the ``model``.
+
+    log L = Σ_i log(w_B BetaBinomial(c_i; n_i, a, b) + w_0 [c_i = 0] + w_1 [c_i = n_i]), over the
+    distinct (n, c) pairs (counted), by L-BFGS-B within |log a|, |log b| <= 12, η in [−25, 10].
+    """
+    if model not in _MODELS:
+        raise ValueError(f"model: expected one of {', '.join(_MODELS)}, got {model!r}")
+    n, c = _sample_counts(n, c)
+    pairs, weight = np.unique(np.stack([n, c]), axis=1, return_counts=True)
+    n, c = pairs.astype(np.float64)
+    zero, one = _MODELS[model]
+    mean = np.clip(c @ weight / max(n @ weight, 1), 1e-3, 1 - 1e-3)
+    start = [np.log(mean), np.log1p(-mean)]
+    start += [np.log(max(weight[c == 0].sum() / weight.sum(), 1e-3) / 2)] if zero else []
+    start += [np.log(max(weight[c == n].sum() / weight.sum(), 1e-3) / 2)] if one else []
+
+    def neg(theta):
+        return -_loglik(theta, model, n, c, weight)
+
+    res = minimize(neg, start, method="L-BFGS-B", bounds=[(-12, 12)] * 2 + [(-25, 10)] * (zero + one))
+    cov = np.linalg.pinv(_hessian(neg, res.x), hermitian=True)
+    return SuccessFit(model, res.x, cov, float(-res.fun), int(weight.sum()))
+
+
+def _posterior_pass(fit: SuccessFit, theta: np.ndarray, n: np.ndarray, c: np.ndarray, ks: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(E, Var) of pass@k_i = 1 − (1 − p_i)^k given (n_i, c_i) under ``fit``'s model at ``theta``:
+    float64 [P, K] each. Components weigh by their posterior; the Beta one is Beta(a + c, b + n − c),
+    with E[(1 − p)^j] = B(a + c, b + n − c + j)/B(a + c, b + n − c) for j = k, 2k."""
+    joint = _log_joint(theta, fit.model, n, c)
+    w = np.exp(joint - logsumexp(joint, axis=0))[:, :, None]
+    a, b = np.exp(theta[0]) + c[:, None], np.exp(theta[1]) + (n - c)[:, None]
+    fail, fail2 = (np.exp(betaln(a, b + j * ks[None, :]) - betaln(a, b)) for j in (1, 2))
+    mean = w[2] + w[0] * (1 - fail)
+    return mean, w[2] + w[0] * (1 - 2 * fail + fail2) - mean ** 2
+
+
+@dataclass(frozen=True)
+class Extrapolation:
+    """pass@k over problems for any k (:func:`extrapolate_pass_at_k`): float64 [K] each.
+
+    per_problem [P, K]: the unbiased estimate where k <= n_i, the posterior mean beyond;
+    posterior [P, K]: the posterior mean E[pass@k_i | n_i, c_i] under the chosen model everywhere.
+    fits: every candidate model; weights: their BIC weights exp(−BIC/2), normalised; model: the
+    chosen one's name (least BIC).
+    """
+
+    k: np.ndarray
+    pass_at_k: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    model: str
+    per_problem: np.ndarray
+    posterior: np.ndarray
+    fits: tuple[SuccessFit, ...]
+    weights: np.ndarray
+
+
+def _sampled_pass(n: np.ndarray, c: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """Unbiased pass@k per problem where k <= n_i, NaN elsewhere: float64 [P, K]."""
+    out = np.full((n.size, ks.size), np.nan)
+    for i, k in enumerate(ks.tolist()):
+        enough = n >= k
+        if enough.any():
+            out[enough, i] = pass_at_k(n[enough], c[enough], k)[:, 0]
+    return out
+
+
+def _model_interval(fit: SuccessFit, n, c, ks, sampled: np.ndarray, level: float
+                    ) -> tuple[np.ndarray, ...]:
+    """(estimate, low, high, per problem, posterior means) under one fitted model. Estimate = mean_i of the sampled
+    pass@k_i, or the posterior mean where k > n_i. Its variance: the delta method over θ (central
+    differences, the fit's covariance) plus Σ_i Var(pass@k_i | data)/P² (the problems' own
+    randomness: the target is this benchmark's pass@k). The interval is normal on the logit scale."""
+    def per_problem(theta):
+        return np.where(np.isnan(sampled), _posterior_pass(fit, theta, n, c, ks)[0], sampled)
+
+    posterior, var = _posterior_pass(fit, fit.theta, n, c, ks)
+    values, h = np.where(np.isnan(sampled), posterior, sampled), 1e-5
+    estimate = values.mean(axis=0)
+    grad = np.stack([(per_problem(fit.theta + h * e) - per_problem(fit.theta - h * e)).mean(axis=0) / (2 * h)
+                     for e in np.eye(fit.theta.size)])
+    se = np.sqrt(np.maximum(np.einsum("ik,ij,jk->k", grad, fit.cov, grad), 0) + var.sum(axis=0) / n.size ** 2)
+    p = np.clip(estimate, 1e-12, 1 - 1e-12)
+    logit, z = np.log(p) - np.log1p(-p), norm.ppf(0.5 + level / 2) * se / (p * (1 - p))
+    return estimate, expit(logit - z), expit(logit + z), values, posterior
+
+
+def extrapolate_pass_at_k(n, c, k, level: float = 0.95) -> Extrapolation:
+    """pass@k of a set of problems at any k >= 1, also past the samples (k > n_i).
+
+    Fits p ~ Beta (beta-binomial), Beta + a point mass of never-solvable problems (zero-inflated),
+    and + a point mass of always-solved ones (zero-one-inflated) by maximum likelihood, and picks
+    the least BIC (AIC picked the zero-inflated form for some all-Beta populations, off by 0.1). pass@k = mean_i of the unbiased estimate where k <= n_i and of the posterior
+    mean E[1 − (1 − p_i)^k | n_i, c_i] under the chosen model where k > n_i (n_i may differ). The
+    interval spans the intervals of every model with BIC weight >= 0.05 (model uncertainty);
+    each covers parameter uncertainty and the problems' own randomness (:func:`_model_interval`).
+    What n samples per problem cannot see, they cannot tell: mass at p << 1/n_max is told apart
+    from p = 0 only by the family's shape (``results/bench/extrapolate.md`` measures where it fails).
+    """
+    n, c = _sample_counts(n, c)
+    ks = _counts("k", k)
+    if ks.min() < 1:
+        raise ValueError(f"k={ks.min()}: expected k >= 1")
+    if not 0 < level < 1:
+        raise ValueError(f"level={level}: expected 0 < level < 1")
+    if not np.any(n > 0):
+        raise ValueError("extrapolate_pass_at_k: no problem has samples (all n = 0)")
+    fits = tuple(fit_success_model(n, c, model) for model in _MODELS)
+    bic = np.array([f.bic for f in fits])
+    weights = np.exp(-(bic - bic.min()) / 2)
+    weights /= weights.sum()
+    sampled = _sampled_pass(n, c, ks)
+    nf, cf = n.astype(np.float64), c.astype(np.float64)
+    results = [_model_interval(f, nf, cf, ks, sampled, level) for f in fits]
+    best = int(np.argmin(bic))
+    plausible = [r for r, w in zip(results, weights) if w >= _PLAUSIBLE]
+    return Extrapolation(ks, results[best][0], np.min([r[1] for r in plausible], axis=0),
+                         np.max([r[2] for r in plausible], axis=0), fits[best].model, *results[best][3:],
+                         fits, weights)
 
 
 class _LogComb:
@@ -608,23 +806,31 @@ def default_ks(n_min: int | None) -> list[int]:
     return ks + ([top] if ks[-1] != top else [])
 
 
+_PASS_COLUMNS = ("pass_at_k", "pass_at_k_low", "pass_at_k_high")
+
+
 def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence[int] | None = None,
                 n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pa.Table:
     """The passk table: one row per task and k (columns of records.COLUMNS["passk"] plus the sources).
 
     problems: a records "problems" table (task, problem_id, n, c, nll, answer_tokens).
     scores: optionally a records "scores" table (task, problem_id, sample_idx, answer, correct),
-    used for maj@k (NaN without it).
-    Sources, per task: pass@k comes from samples when every problem has n > 0, else from the
-    likelihoods; the task loss comes from the likelihoods when every problem has an NLL (exact,
-    what T² measures), else from samples with Beta smoothing of c = 0 questions (n_smoothed).
-    Default k: :func:`default_ks` of the task's smallest n.
+    used for maj@k (NaN without it, and at k above some problem's scored samples), read by arrow
+    group-bys into per-answer vote counts (no per-sample Python objects).
+    Column ``source`` names where pass@k comes from, per task and k: ``samples`` (unbiased, every
+    problem has k <= n_i; bootstrap interval), ``extrapolated:<model>`` (some problem has
+    k > n_i: :func:`extrapolate_pass_at_k`, which keeps the unbiased estimate where k <= n_i), or
+    ``likelihood`` (a problem has no samples: p_i = exp(−NLL_i)). The task loss comes from the
+    likelihoods when every problem has an NLL (exact, what T² measures), else from samples with
+    Beta smoothing of c = 0 questions (n_smoothed); in extrapolated rows, questions with k > n_i
+    or c_i = 0 take the extrapolation's posterior mean (n_smoothed counts them). Default k: :func:`default_ks` of the
+    task's largest n.
     """
-    cols = problems.to_pydict()
+    cols = problems.select(["task", "problem_id", "n", "c", "nll"]).to_pydict()
     by_task: dict[str, list[int]] = defaultdict(list)
     for i, task in enumerate(cols["task"]):
         by_task[task].append(i)
-    votes = _votes_by_problem(scores) if scores is not None else {}
+    groups = _answer_groups(scores) if scores is not None else {}
     rows: dict[str, list] = defaultdict(list)
     for task, idx in by_task.items():
         n = np.array([cols["n"][i] or 0 for i in idx], dtype=np.int64)
@@ -635,33 +841,88 @@ def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence
         if not (sampled or has_nll):
             i = int(np.argmax((n == 0) & np.isnan(nll)))
             raise ValueError(f"problems table: task {task} problem {ids[i]} has neither samples (n = 0) nor an nll")
-        task_ks = np.array(ks if ks is not None else default_ks(int(n.min()) if sampled else None), dtype=np.int64)
-        if sampled and task_ks.max() > n.min():
-            i = int(np.argmin(n))
-            raise ValueError(f"task {task}: k={task_ks.max()} > n={n[i]} samples of problem {ids[i]}; "
-                             "pass@k from samples needs k <= n")
-        per_problem = pass_at_k(n, c, task_ks) if sampled else np.exp(log_pass_at_k_from_nll(nll, task_ks))
-        mean, low, high = bootstrap_mean(per_problem, n_boot, level, seed)
-        if has_nll:
-            loss, n_smoothed = task_loss_from_nll(nll, task_ks), 0
+        task_ks = np.array(ks if ks is not None else default_ks(int(n.max()) if sampled else None), dtype=np.int64)
+        if sampled:
+            table = _sampled_rows(n, c, task_ks, n_boot, level, seed)
         else:
-            loss, n_smoothed = task_loss_from_samples(n, c, task_ks)
-        maj = np.full(task_ks.size, np.nan)
-        if any((task, pid) in votes for pid in ids):
-            maj = np.mean([maj_at_k(*_votes_for(votes, task, pid, task_ks.max()), task_ks) for pid in ids],
-                          axis=0)
-        for col, value in (("pass_at_k", mean), ("pass_at_k_low", low), ("pass_at_k_high", high),
-                           ("maj_at_k", maj), ("task_loss", loss)):
-            rows[col] += value.tolist()
+            stats = bootstrap_mean(np.exp(log_pass_at_k_from_nll(nll, task_ks)), n_boot, level, seed)
+            table = {**dict(zip(_PASS_COLUMNS, stats)), "source": ["likelihood"] * task_ks.size}
+        if has_nll:
+            table["task_loss"], table["n_smoothed"] = task_loss_from_nll(nll, task_ks), [0] * task_ks.size
+        table["maj_at_k"] = _task_maj_at_k(groups, task, ids, task_ks)
+        for col in ("pass_at_k", "pass_at_k_low", "pass_at_k_high", "maj_at_k", "task_loss", "n_smoothed", "source"):
+            rows[col] += list(np.asarray(table[col]).tolist())
         rows["task"] += [task] * task_ks.size
         rows["k"] += task_ks.tolist()
         rows["n_problems"] += [len(idx)] * task_ks.size
-        rows["n_smoothed"] += [n_smoothed] * task_ks.size
-        rows["pass_source"] += ["samples" if sampled else "likelihood"] * task_ks.size
         rows["loss_source"] += ["likelihood" if has_nll else "samples"] * task_ks.size
     order = ["task", "k", "pass_at_k", "pass_at_k_low", "pass_at_k_high", "maj_at_k", "task_loss",
-             "n_problems", "n_smoothed", "pass_source", "loss_source"]
+             "n_problems", "n_smoothed", "source", "loss_source"]
     return pa.table({col: rows[col] for col in order})
+
+
+def _sampled_rows(n: np.ndarray, c: np.ndarray, ks: np.ndarray, n_boot: int, level: float, seed: int) -> dict:
+    """pass@k [low, high], source, task loss and n_smoothed per k of a sampled task: the unbiased
+    estimate with a bootstrap interval for k <= min n, :func:`extrapolate_pass_at_k` above it."""
+    inside = ks <= n.min()
+    out = {col: np.full(ks.size, np.nan) for col in _PASS_COLUMNS + ("task_loss",)}
+    out["n_smoothed"], out["source"] = np.zeros(ks.size, dtype=np.int64), np.full(ks.size, "samples", dtype=object)
+    if inside.any():
+        stats = bootstrap_mean(pass_at_k(n, c, ks[inside]), n_boot, level, seed)
+        for col, value in zip(_PASS_COLUMNS, stats):
+            out[col][inside] = value
+        out["task_loss"][inside], out["n_smoothed"][inside] = task_loss_from_samples(n, c, ks[inside])
+    if not inside.all():
+        ex = extrapolate_pass_at_k(n, c, ks[~inside], level)
+        for col, value in zip(_PASS_COLUMNS, (ex.pass_at_k, ex.low, ex.high)):
+            out[col][~inside] = value
+        smoothed = (ks[~inside][None, :] > n[:, None]) | (c[:, None] == 0)  # posterior mean, not 0
+        out["task_loss"][~inside] = -np.log(np.where(smoothed, ex.posterior, ex.per_problem)).mean(axis=0)
+        out["n_smoothed"][~inside] = smoothed.sum(axis=0)
+        out["source"][~inside] = f"extrapolated:{ex.model}"
+    return out
+
+
+def _answer_groups(scores: pa.Table) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, int]]:
+    """(task, problem_id) -> (answer-group sizes largest first, their scores = mean verdict,
+    abstentions = samples with no answer), by one arrow group-by over (task, problem_id, answer)."""
+    table = scores.select(["task", "problem_id", "answer", "correct"])
+    table = table.set_column(3, "correct", table.column("correct").cast(pa.int64()))
+    grouped = table.group_by(["task", "problem_id", "answer"]).aggregate([("correct", "sum"), ([], "count_all")])
+    cols = grouped.to_pydict()  # one row per (problem, distinct answer)
+    found: dict[tuple[str, str], list] = defaultdict(lambda: [[], [], 0])
+    for task, pid, answer, right, size in zip(cols["task"], cols["problem_id"], cols["answer"],
+                                              cols["correct_sum"], cols["count_all"]):
+        entry = found[(task, pid)]
+        if answer is None:
+            entry[2] += size
+        else:
+            entry[0].append(size)
+            entry[1].append((right or 0) / size)
+    out = {}
+    for key, (sizes, right, abstain) in found.items():
+        order = np.argsort(-np.array(sizes, dtype=np.int64), kind="stable")
+        out[key] = (np.array(sizes, dtype=np.int64)[order], np.array(right, dtype=np.float64)[order], abstain)
+    return out
+
+
+def _task_maj_at_k(groups: dict, task: str, ids: list, ks: np.ndarray) -> np.ndarray:
+    """mean over the task's problems of maj@k (:func:`_majority`): float64 [K]; NaN for every k
+    when the task has no scores, and for k above some problem's scored samples (maj@k is not
+    extrapolated)."""
+    found = [groups.get((task, pid)) for pid in ids]
+    maj = np.full(ks.size, np.nan)
+    if all(g is None for g in found):
+        return maj
+    if any(g is None for g in found):
+        pid = ids[[g is None for g in found].index(True)]
+        raise ValueError(f"scores table: task {task} problem {pid} has no scored samples (others have)")
+    scored = np.array([sizes.sum() + abstain for sizes, _, abstain in found])
+    ok = ks <= scored.min()
+    if ok.any():
+        maj[ok] = np.mean([_majority(int(m), ks[ok], sizes, right[None, :], abstain)[0].sum(axis=1)
+                           for m, (sizes, right, abstain) in zip(scored, found)], axis=0)
+    return maj
 
 
 def _votes_by_problem(scores: pa.Table) -> dict[tuple[str, str], tuple[list, list]]:
@@ -671,14 +932,6 @@ def _votes_by_problem(scores: pa.Table) -> dict[tuple[str, str], tuple[list, lis
     for task, pid, idx, answer, ok in zip(*cols.values()):
         out[(task, pid)].append((idx, answer, bool(ok)))
     return {key: ([a for _, a, _ in sorted(v)], [o for _, _, o in sorted(v)]) for key, v in out.items()}
-
-
-def _votes_for(votes: dict, task: str, pid: str, kmax: int) -> tuple[list, list]:
-    answers, correct = votes.get((task, pid), ([], []))
-    if len(answers) < kmax:
-        raise ValueError(f"scores table: task {task} problem {pid} has {len(answers)} scored samples, "
-                         f"maj@k needs at least k={kmax}")
-    return answers, correct
 
 
 def format_table(table: pa.Table) -> str:
