@@ -8,6 +8,8 @@ Per problem i with n_i samples of which c_i are correct:
 - likelihood mode: p_i = exp(−NLL_i) of the gold answer, pass@k_i = 1 − (1 − p_i)^k for every k.
 - task loss (T² Approach 1) = mean_i −log pass@k_i.
 - Beta model: p_i ~ Beta(a, b) gives E[pass@k] = 1 − B(a, b+k)/B(a, b), for any k (also k > n).
+- Past n: :func:`extrapolate_pass_at_k` also fits point masses of never- and always-solved
+  problems, picks a model by BIC and widens its interval over the plausible ones.
 """
 
 from __future__ import annotations
@@ -700,9 +702,9 @@ def _majority_fast_k(n: int, k: int, sizes: np.ndarray, weights: np.ndarray, abs
     rest = abstain + int(sizes[~rival].sum())
     rest_lo, rest_hi = (int(x[0]) for x in _binomial_support([rest], theta))
     points = _fourier_points(n, k, rest_hi - rest_lo + int((hi - lo)[rival].sum()))
-    weighted_last = np.flatnonzero(rival)[np.argsort(np.any(weights[:, rival] > 0, axis=0), kind="stable")]
     constant = np.all(weights == weights[:, :1], axis=1)
     split = weights[~constant]  # weight rows that need the tie split
+    weighted_last = np.flatnonzero(rival)[np.argsort(np.any(split[:, rival] > 0, axis=0), kind="stable")]
     groups = [(_Spectrum(int(sizes[g]), theta, int(lo[g]), int(hi[g]), points), split[:, g])
               for g in weighted_last]
     rest_all = _Spectrum(rest, theta, rest_lo, rest_hi, points).below[:, -1]
