@@ -143,6 +143,7 @@ def test_maj_at_k_inconsistent_verdicts_use_group_fraction(pairs):
     ks = list(range(1, len(answers) + 1))
     want = [float(brute_maj(answers, flags, k)) for k in ks]
     assert np.max(np.abs(maj_at_k(answers, flags, ks) - want)) <= 1e-12
+    assert np.max(np.abs(_fast_maj(answers, flags, ks)[0] - want)) <= 1e-12
 
 
 def test_maj_at_k_large_n_against_random_subsets():
