@@ -8,10 +8,14 @@ Per problem i with n_i samples of which c_i are correct:
 - likelihood mode: p_i = exp(−NLL_i) of the gold answer, pass@k_i = 1 − (1 − p_i)^k for every k.
 - task loss (T² Approach 1) = mean_i −log pass@k_i.
 - Beta model: p_i ~ Beta(a, b) gives E[pass@k] = 1 − B(a, b+k)/B(a, b), for any k (also k > n).
+- Past n: :func:`extrapolate_pass_at_k` also fits point masses of never- and always-solved
+  problems, picks a model by BIC and widens its interval over the plausible ones.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
@@ -19,8 +23,8 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 from scipy.optimize import minimize
-from scipy.special import betaln, digamma, gammaln, polygamma
-from scipy.stats import norm
+from scipy.special import betaln, digamma, expit, gammaln, logsumexp, polygamma
+from scipy.stats import binom, norm
 
 from harness.errors import DataError
 
@@ -249,6 +253,203 @@ def fit_beta(n, c) -> tuple[float, float]:
     return fit.a, fit.b
 
 
+# ---- extrapolation past n -------------------------------------------------------------------------
+
+_MODELS = {  # name: (point mass at p = 0, point mass at p = 1)
+    "beta-binomial": (False, False),
+    "zero-inflated beta-binomial": (True, False),
+    "zero-one-inflated beta-binomial": (True, True),
+}
+_PLAUSIBLE = 0.05  # BIC weight from which a model's interval joins the reported one
+
+
+@dataclass(frozen=True)
+class SuccessFit:
+    """p ~ zero·δ_0 + one·δ_1 + (1 − zero − one)·Beta(a, b) over problems, fitted by maximum likelihood.
+
+    theta: (log a, log b[, η_0][, η_1]) with (Beta, zero, one) weights = softmax(0, η_0, η_1); cov:
+    its covariance, the inverse observed information (pseudo-inverse when singular, e.g. a point
+    mass at its bound); loglik in nats (with the binomial coefficients).
+    """
+
+    model: str
+    theta: np.ndarray
+    cov: np.ndarray
+    loglik: float
+    n_problems: int
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion, #parameters · log #problems − 2 log L."""
+        return self.theta.size * np.log(self.n_problems) - 2 * self.loglik
+
+    @property
+    def params(self) -> dict[str, float]:
+        """a, b, zero, one."""
+        a, b = np.exp(self.theta[:2])
+        weights = _mixture_weights(self.theta, *_MODELS[self.model])
+        return {"a": float(a), "b": float(b), "zero": float(weights[1]), "one": float(weights[2])}
+
+    def pass_at_k(self, k) -> np.ndarray:
+        """Population E[pass@k] = one + (1 − zero − one)(1 − B(a, b+k)/B(a, b)), any k >= 0."""
+        p = self.params
+        return p["one"] + (1 - p["zero"] - p["one"]) * beta_pass_at_k(p["a"], p["b"], k)
+
+
+def _mixture_weights(theta: np.ndarray, zero: bool, one: bool) -> np.ndarray:
+    """(Beta, zero, one) weights = softmax(0, η_0, η_1), absent masses at 0."""
+    eta = np.array([0.0, theta[2] if zero else -np.inf, theta[-1] if one else -np.inf])
+    w = np.exp(eta - eta.max())
+    return w / w.sum()
+
+
+def _log_joint(theta: np.ndarray, model: str, n: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """log P(component, c | n) per problem for the (Beta, zero, one) components: float64 [3, P]."""
+    a, b = np.exp(theta[:2])
+    with np.errstate(divide="ignore"):
+        log_w = np.log(_mixture_weights(theta, *_MODELS[model]))
+        beta_binomial = (gammaln(n + 1) - gammaln(c + 1) - gammaln(n - c + 1)
+                         + betaln(c + a, n - c + b) - betaln(a, b))
+        return np.stack([log_w[0] + beta_binomial, log_w[1] + np.log(c == 0), log_w[2] + np.log(c == n)])
+
+
+def _loglik(theta, model: str, n, c, weight) -> float:
+    return float(weight @ logsumexp(_log_joint(np.asarray(theta), model, n, c), axis=0))
+
+
+def _hessian(f, x: np.ndarray, h: float = 1e-4) -> np.ndarray:
+    """Central-difference Hessian of a scalar function of a few parameters."""
+    steps = np.eye(x.size) * h
+    out = np.empty((x.size, x.size))
+    for i, j in itertools.combinations_with_replacement(range(x.size), 2):
+        out[i, j] = out[j, i] = (f(x + steps[i] + steps[j]) - f(x + steps[i] - steps[j])
+                                 - f(x - steps[i] + steps[j]) + f(x - steps[i] - steps[j])) / (4 * h * h)
+    return out
+
+
+def fit_success_model(n, c, model: str = "zero-inflated beta-binomial") -> SuccessFit:
+    """Maximum-likelihood :class:`SuccessFit` of c_i ~ Binomial(n_i, p_i), p_i ~ the ``model``.
+
+    log L = Σ_i log(w_B BetaBinomial(c_i; n_i, a, b) + w_0 [c_i = 0] + w_1 [c_i = n_i]), over the
+    distinct (n, c) pairs (counted), by L-BFGS-B within |log a|, |log b| <= 12, η in [−25, 10].
+    """
+    if model not in _MODELS:
+        raise ValueError(f"model: expected one of {', '.join(_MODELS)}, got {model!r}")
+    n, c = _sample_counts(n, c)
+    pairs, weight = np.unique(np.stack([n, c]), axis=1, return_counts=True)
+    n, c = pairs.astype(np.float64)
+    zero, one = _MODELS[model]
+    mean = np.clip(c @ weight / max(n @ weight, 1), 1e-3, 1 - 1e-3)
+    start = [np.log(mean), np.log1p(-mean)]
+    start += [np.log(max(weight[c == 0].sum() / weight.sum(), 1e-3) / 2)] if zero else []
+    start += [np.log(max(weight[c == n].sum() / weight.sum(), 1e-3) / 2)] if one else []
+
+    def neg(theta):
+        return -_loglik(theta, model, n, c, weight)
+
+    res = minimize(neg, start, method="L-BFGS-B", bounds=[(-12, 12)] * 2 + [(-25, 10)] * (zero + one))
+    cov = np.linalg.pinv(_hessian(neg, res.x), hermitian=True)
+    return SuccessFit(model, res.x, cov, float(-res.fun), int(weight.sum()))
+
+
+def _posterior_pass(fit: SuccessFit, theta: np.ndarray, n: np.ndarray, c: np.ndarray, ks: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(E, Var) of pass@k_i = 1 − (1 − p_i)^k given (n_i, c_i) under ``fit``'s model at ``theta``:
+    float64 [P, K] each. Components weigh by their posterior; the Beta one is Beta(a + c, b + n − c),
+    with E[(1 − p)^j] = B(a + c, b + n − c + j)/B(a + c, b + n − c) for j = k, 2k."""
+    joint = _log_joint(theta, fit.model, n, c)
+    w = np.exp(joint - logsumexp(joint, axis=0))[:, :, None]
+    a, b = np.exp(theta[0]) + c[:, None], np.exp(theta[1]) + (n - c)[:, None]
+    fail, fail2 = (np.exp(betaln(a, b + j * ks[None, :]) - betaln(a, b)) for j in (1, 2))
+    mean = w[2] + w[0] * (1 - fail)
+    return mean, w[2] + w[0] * (1 - 2 * fail + fail2) - mean ** 2
+
+
+@dataclass(frozen=True)
+class Extrapolation:
+    """pass@k over problems for any k (:func:`extrapolate_pass_at_k`): float64 [K] each.
+
+    per_problem [P, K]: the unbiased estimate where k <= n_i, the posterior mean beyond;
+    posterior [P, K]: the posterior mean E[pass@k_i | n_i, c_i] under the chosen model everywhere.
+    fits: every candidate model; weights: their BIC weights exp(−BIC/2), normalised; model: the
+    chosen one's name (least BIC).
+    """
+
+    k: np.ndarray
+    pass_at_k: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    model: str
+    per_problem: np.ndarray
+    posterior: np.ndarray
+    fits: tuple[SuccessFit, ...]
+    weights: np.ndarray
+
+
+def _sampled_pass(n: np.ndarray, c: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """Unbiased pass@k per problem where k <= n_i, NaN elsewhere: float64 [P, K]."""
+    out = np.full((n.size, ks.size), np.nan)
+    for i, k in enumerate(ks.tolist()):
+        enough = n >= k
+        if enough.any():
+            out[enough, i] = pass_at_k(n[enough], c[enough], k)[:, 0]
+    return out
+
+
+def _model_interval(fit: SuccessFit, n, c, ks, sampled: np.ndarray, level: float
+                    ) -> tuple[np.ndarray, ...]:
+    """(estimate, low, high, per problem, posterior means) under one fitted model. Estimate = mean_i of the sampled
+    pass@k_i, or the posterior mean where k > n_i. Its variance: the delta method over θ (central
+    differences, the fit's covariance) plus Σ_i Var(pass@k_i | data)/P² (the problems' own
+    randomness: the target is this benchmark's pass@k). The interval is normal on the logit scale."""
+    def per_problem(theta):
+        return np.where(np.isnan(sampled), _posterior_pass(fit, theta, n, c, ks)[0], sampled)
+
+    posterior, var = _posterior_pass(fit, fit.theta, n, c, ks)
+    values, h = np.where(np.isnan(sampled), posterior, sampled), 1e-5
+    estimate = values.mean(axis=0)
+    grad = np.stack([(per_problem(fit.theta + h * e) - per_problem(fit.theta - h * e)).mean(axis=0) / (2 * h)
+                     for e in np.eye(fit.theta.size)])
+    se = np.sqrt(np.maximum(np.einsum("ik,ij,jk->k", grad, fit.cov, grad), 0) + var.sum(axis=0) / n.size ** 2)
+    p = np.clip(estimate, 1e-12, 1 - 1e-12)
+    logit, z = np.log(p) - np.log1p(-p), norm.ppf(0.5 + level / 2) * se / (p * (1 - p))
+    return estimate, expit(logit - z), expit(logit + z), values, posterior
+
+
+def extrapolate_pass_at_k(n, c, k, level: float = 0.95) -> Extrapolation:
+    """pass@k of a set of problems at any k >= 1, also past the samples (k > n_i).
+
+    Fits p ~ Beta (beta-binomial), Beta + a point mass of never-solvable problems (zero-inflated),
+    and + a point mass of always-solved ones (zero-one-inflated) by maximum likelihood, and picks
+    the least BIC (AIC picked the zero-inflated form for some all-Beta populations, off by 0.1). pass@k = mean_i of the unbiased estimate where k <= n_i and of the posterior
+    mean E[1 − (1 − p_i)^k | n_i, c_i] under the chosen model where k > n_i (n_i may differ). The
+    interval spans the intervals of every model with BIC weight >= 0.05 (model uncertainty);
+    each covers parameter uncertainty and the problems' own randomness (:func:`_model_interval`).
+    What n samples per problem cannot see, they cannot tell: mass at p << 1/n_max is told apart
+    from p = 0 only by the family's shape (``results/bench/extrapolate.md`` measures where it fails).
+    """
+    n, c = _sample_counts(n, c)
+    ks = _counts("k", k)
+    if ks.min() < 1:
+        raise ValueError(f"k={ks.min()}: expected k >= 1")
+    if not 0 < level < 1:
+        raise ValueError(f"level={level}: expected 0 < level < 1")
+    if not np.any(n > 0):
+        raise ValueError("extrapolate_pass_at_k: no problem has samples (all n = 0)")
+    fits = tuple(fit_success_model(n, c, model) for model in _MODELS)
+    bic = np.array([f.bic for f in fits])
+    weights = np.exp(-(bic - bic.min()) / 2)
+    weights /= weights.sum()
+    sampled = _sampled_pass(n, c, ks)
+    nf, cf = n.astype(np.float64), c.astype(np.float64)
+    results = [_model_interval(f, nf, cf, ks, sampled, level) for f in fits]
+    best = int(np.argmin(bic))
+    plausible = [r for r, w in zip(results, weights) if w >= _PLAUSIBLE]
+    return Extrapolation(ks, results[best][0], np.min([r[1] for r in plausible], axis=0),
+                         np.max([r[2] for r in plausible], axis=0), fits[best].model, *results[best][3:],
+                         fits, weights)
+
+
 class _LogComb:
     """log C(a, b) for integers 0 <= a <= n from one table of log-factorials (scipy's gammaln);
     −inf outside 0 <= b <= a. Each value carries an absolute error of a few ulp of log n!
@@ -378,6 +579,168 @@ def _majority_counts(n: int, ks: np.ndarray, sizes: np.ndarray, weights: np.ndar
     return out
 
 
+_TAIL = 1e-17  # mass left out on each side of each binomial in the fast maj@k
+_TIE_TOL = 1e-13  # largest mass of the ties left out of the fast maj@k (more answers tied than kept)
+
+
+def _binomial_support(m, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi] per Binomial(m, θ) with P(X < lo), P(X > hi) < _TAIL (both from the lower quantile,
+    of X and of m − X: scipy's upper quantile is unreliable this far out)."""
+    m = np.asarray(m, dtype=np.int64)
+    lo = binom.ppf(_TAIL, m, theta).astype(np.int64)
+    return lo, m - binom.ppf(_TAIL, m, 1.0 - theta).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _roots_of_unity(points: int) -> np.ndarray:
+    """e^{2πi r/L} for r = 0..L − 1 (complex128 [L])."""
+    return np.exp(2j * np.pi * np.arange(points) / points)
+
+
+class _Spectrum:
+    """Terms pmf(x) z^x of Binomial(m, θ) for x in [lo, hi] at z = e^{2πij/L}, j = 0..(L − 1)/2:
+    ``terms`` [J, hi − lo + 1] and their prefix sums ``below`` [J, hi − lo + 2] (x < lo + i).
+    Phases use (j·x) mod L in integers, so no rounding grows with x."""
+
+    def __init__(self, m: int, theta: float, lo: int, hi: int, points: int):
+        x = np.arange(lo, hi + 1)
+        j = np.arange(points // 2 + 1)[:, None]
+        self.lo, self.hi = lo, hi
+        self.terms = binom.pmf(x, m, theta) * _roots_of_unity(points)[(j * x) % points]
+        self.below = np.concatenate([np.zeros((j.size, 1)), np.cumsum(self.terms, axis=1)], axis=1)
+
+    def at(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Σ_{x < v} terms, the x = v term) for each v: two [J, V] arrays."""
+        i = v - self.lo
+        inside = (i >= 0) & (v <= self.hi)
+        return (self.below[:, np.clip(i, 0, self.below.shape[1] - 1)],
+                np.where(inside, self.terms[:, np.clip(i, 0, self.terms.shape[1] - 1)], 0))
+
+
+def _fourier_points(n: int, k: int, span: int) -> int:
+    """Odd L such that L roots of unity recover the coefficient of z^k: L > span (no aliasing), or
+    L > |j − k| wherever Binomial(n, k/n), which bounds every coefficient, has mass >= _TAIL."""
+    lo, hi = _binomial_support([n], k / n)
+    points = min(span, max(int(hi[0]) - k, k - int(lo[0]))) + 1
+    return points + 1 - points % 2
+
+
+def _coefficient(values: np.ndarray, k: int, points: int) -> np.ndarray:
+    """Coefficient of z^k of real polynomials from their values F_j at z = e^{2πij/L} (axis −2,
+    j <= (L − 1)/2): (F_0 + 2 Re Σ_{j>=1} F_j e^{−2πijk/L}) / L."""
+    j = np.arange(values.shape[-2])
+    twiddle = np.conj(_roots_of_unity(points)[(j * k) % points]) * np.where(j > 0, 2.0, 1.0)
+    return np.real(np.einsum("j,...jv->...v", twiddle, values)) / points
+
+
+def _top_vote_spectra(groups: list, v: np.ndarray, rest: np.ndarray, degree: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spectra over the answers ``groups`` ((_Spectrum, weights [S]) pairs) and the ``rest`` [J]:
+    full [J, V] = rest · Π_h (below_h + at_h) (every count <= v); q [degree + 1, J, V]: coefficients
+    of x^t in rest · Q(x), Q(x) = Π_h (below_h + x·at_h) (t answers at v, the others below); and
+    d [S, degree, J, V]: of rest · Σ_g w_g at_g Π_{h≠g} (below_h + x·at_h) (answer g at v, t others
+    tied). Both truncated at their degree."""
+    full = np.repeat(rest[:, None].astype(complex), v.size, axis=1)
+    q = np.zeros((degree + 1,) + full.shape, dtype=complex)
+    q[0] = full
+    d = np.zeros((groups[0][1].size, degree) + full.shape, dtype=complex)
+    carrying = False  # d stays 0 until the first weighted answer (they come last)
+    for spec, w in groups:
+        below, at = spec.at(v)
+        carrying = carrying or bool(np.any(w > 0))
+        if degree and carrying:
+            d_new = d * below + w[:, None, None, None] * at * q[None, :degree]
+            d_new[:, 1:] += d[:, :-1] * at
+            d = d_new
+        if degree:
+            q_new = q * below
+            q_new[1:] += q[:-1] * at
+            q = q_new
+        else:
+            q[0] *= below
+        full *= below + at
+    return full, q, d
+
+
+def _tie_degree(sizes: np.ndarray, theta: float, v: np.ndarray) -> int:
+    """The number of answers tied at the top to keep in :func:`_majority_fast_k`: the least T with
+    P(> T answers at v, the rest below) < _TIE_TOL / 100 for every v when the counts are independent
+    Binomial(m, θ), not yet conditioned on their sum (a first guess, checked after conditioning)."""
+    at = binom.pmf(v[None, :], sizes[:, None], theta)
+    below = binom.cdf(v[None, :] - 1, sizes[:, None], theta)
+    ties = np.zeros((sizes.size + 1, v.size))
+    ties[0] = 1.0
+    for f, b in zip(at, below):
+        ties[1:] = ties[1:] * b + ties[:-1] * f
+        ties[0] *= b
+    beyond = np.cumsum(ties[::-1], axis=0)[::-1].max(axis=1)  # [T] mass of >= T answers tied
+    return max(1, int(np.argmax(beyond < _TIE_TOL / 100)) - 1) if beyond[-1] < _TIE_TOL / 100 else sizes.size
+
+
+def _majority_fast_k(n: int, k: int, sizes: np.ndarray, weights: np.ndarray, abstain: int) -> np.ndarray:
+    """Σ_g weights[s, g] P(answer g wins a random size-k subset with v votes): float64 [S, k + 1].
+
+    The vote counts of a uniformly random size-k subset are multivariate hypergeometric: the law of
+    independent X_g ~ Binomial(m_g, θ) given Σ X = k, for any θ (θ = k/n). So P(event, Σ X = k) is
+    the coefficient of z^k of a product of per-answer generating functions, read off at L roots of
+    unity, over P(Σ X = k) got the same way; every v at once, "X_h < v" being a prefix sum of
+    answer h's terms. A tie of t + 1 answers at v splits the win: Σ_t d_t/(t + 1) (see
+    :func:`_top_vote_spectra`), with d kept to degree T, T doubled until the mass of larger ties
+    (Π (below + at) − Σ_t q_t) is < _TIE_TOL; constant weights need no split. Answers that cannot
+    reach the top count (mass < _TAIL) join the abstentions as one binomial. Absolute error <~
+    2 G·_TAIL / P(Σ X = k) + _TIE_TOL + rounding of the L-term sums (<~1e-12 at n = 10^4).
+    """
+    out = np.zeros((weights.shape[0], k + 1))
+    if sizes.size == 0:  # nobody votes
+        return out
+    theta = k / n
+    lo, hi = _binomial_support(sizes, theta)
+    v_lo = max(int(lo.max()), 1)  # P(top count < v_lo) < _TAIL
+    rival = hi >= v_lo
+    scored = rival & np.any(weights > 0, axis=0)
+    if not scored.any() or v_lo > k:
+        return out
+    v = np.arange(v_lo, min(int(hi[scored].max()), k) + 1)
+    rest = abstain + int(sizes[~rival].sum())
+    rest_lo, rest_hi = (int(x[0]) for x in _binomial_support([rest], theta))
+    points = _fourier_points(n, k, rest_hi - rest_lo + int((hi - lo)[rival].sum()))
+    constant = np.all(weights == weights[:, :1], axis=1)
+    split = weights[~constant]  # weight rows that need the tie split
+    weighted_last = np.flatnonzero(rival)[np.argsort(np.any(split[:, rival] > 0, axis=0), kind="stable")]
+    groups = [(_Spectrum(int(sizes[g]), theta, int(lo[g]), int(hi[g]), points), split[:, g])
+              for g in weighted_last]
+    rest_all = _Spectrum(rest, theta, rest_lo, rest_hi, points).below[:, -1]
+    norm = _coefficient((rest_all * np.prod([s.below[:, -1] for s, _ in groups], axis=0))[:, None], k, points)
+    degree = 0 if constant.all() else _tie_degree(sizes[weighted_last], theta, v)
+    while True:
+        full, q, d = _top_vote_spectra(groups, v, rest_all, degree)
+        left_out = _coefficient(full - q.sum(axis=0), k, points) / norm  # ties of > degree answers
+        if constant.all() or left_out.max() <= _TIE_TOL or degree >= len(groups):
+            break
+        degree = min(2 * degree, len(groups))
+    out[np.flatnonzero(constant)[:, None], v] = weights[constant, :1] * (_coefficient(full - q[0], k, points) / norm)
+    if split.shape[0]:
+        per_tie = _coefficient(d, k, points) / norm  # [S', T, V]
+        out[np.flatnonzero(~constant)[:, None], v] = (per_tie / np.arange(1, degree + 1)[:, None]).sum(axis=1)
+    return out
+
+
+_EXACT_MAX_N, _EXACT_MAX_K = 200, 32  # maj@k by exact subset counting for n or k up to these
+
+
+def _majority(n: int, ks: np.ndarray, sizes: np.ndarray, weights: np.ndarray, abstain: int) -> np.ndarray:
+    """:func:`_majority_counts` (exact) for n <= _EXACT_MAX_N or k <= _EXACT_MAX_K, where it is cheap,
+    else :func:`_majority_fast_k` per k: float64 [S, K, max k + 1]."""
+    small = ks <= (n if n <= _EXACT_MAX_N else _EXACT_MAX_K)
+    out = np.zeros((weights.shape[0], ks.size, int(ks.max()) + 1))
+    if small.any():
+        exact = _majority_counts(n, ks[small], sizes, weights)
+        out[:, small, : exact.shape[2]] = exact
+    for i in np.flatnonzero(~small):
+        out[:, i, : ks[i] + 1] = _majority_fast_k(n, int(ks[i]), sizes, weights, abstain)
+    return out
+
+
 def majority_distribution(answers: Sequence[str | None], correct: Sequence[float], k
                           ) -> tuple[np.ndarray, np.ndarray]:
     """(P(v), P(v, correct)) of one problem: float64 [K, max k + 1], row per k, column v = votes of
@@ -385,23 +748,24 @@ def majority_distribution(answers: Sequence[str | None], correct: Sequence[float
     entries v > k are 0). Rows of P(v) sum to 1; Σ_v P(v, correct) is :func:`maj_at_k`.
 
     Same rule as :func:`maj_at_k` (ties split evenly, None abstains, an answer's correctness is
-    the mean verdict of its samples), exact over all C(n, k) subsets in float64 (no sampling, no
-    big integers): every entry is a sum of non-negative terms (no cancellation), ties are
-    integrated by a Gauss–Legendre rule that is exact for their polynomial, and the only rounding
-    of note is the log-binomial table: relative error <~ 1e-12 per entry at n ~ 1000, rows of P(v)
-    summing to 1 within ~1e-12. P(0) is the exact C(abstentions, k)/C(n, k). Time ~0.1–0.4 s at
-    n = 1000 with every k up to n (``tests/test_passk.py`` checks enumeration for small n and the
-    previous per-answer DP to 1e-12 for n ~ 100).
+    the mean verdict of its samples), over all C(n, k) subsets in float64, by :func:`_majority`:
+    exact subset counting for n <= 200 or k <= 32 (relative error <~ 1e-12 per entry at n ~ 1000;
+    ties by a Gauss–Legendre rule exact for their polynomial), else the hypergeometric law as
+    independent binomials given their sum, read off at roots of unity (:func:`_majority_fast_k`:
+    absolute error <~ 1e-12 per entry, tails and ties left out with a computed bound). P(0) is the
+    exact C(abstentions, k)/C(n, k). Time ~0.1 s at n = 1000 and ~0.3–0.7 s at n = 10^4 with 60
+    answers, every default k (``tests/test_passk.py`` checks enumeration for small n, the previous
+    per-answer DP to 1e-12 for n ~ 100, and the two paths against each other).
     """
     n, ks, sizes, scores, abstain = _vote_groups(answers, correct, k, "majority_distribution")
-    p_ok, p_v = _majority_counts(n, ks, sizes, np.stack([scores, np.ones_like(scores)]))
+    p_ok, p_v = _majority(n, ks, sizes, np.stack([scores, np.ones_like(scores)]), abstain)
     log_comb = _LogComb(n)
     p_v[:, 0] = np.exp(log_comb(abstain, ks) - log_comb(n, ks))  # C(abstentions, k) / C(n, k)
     return p_v, p_ok
 
 
 def maj_at_k(answers: Sequence[str | None], correct: Sequence[float], k) -> np.ndarray:
-    """Unbiased maj@k of one problem from its n samples: float64 [K], exact over all C(n, k) subsets.
+    """Unbiased maj@k of one problem from its n samples: float64 [K], the mean over all C(n, k) subsets.
 
     answers: the extracted answer of each sample (None: nothing extracted; it does not vote).
     correct: per-sample verdicts; an answer's correctness is the fraction of its samples judged
@@ -409,11 +773,11 @@ def maj_at_k(answers: Sequence[str | None], correct: Sequence[float], k) -> np.n
     the most votes wins; a tie among t + 1 answers is broken uniformly at random (the correct one
     wins with probability 1/(t + 1)); a subset with no votes scores 0.
 
-    Σ_v P(v, correct) of :func:`majority_distribution`, by the same exact DP with the P(v) channel
-    left out and v capped at the largest answer with a non-zero score.
+    Σ_v P(v, correct) of :func:`majority_distribution`, by the same computation with the P(v)
+    channel left out and v capped at the largest answer with a non-zero score.
     """
-    n, ks, sizes, scores, _ = _vote_groups(answers, correct, k, "maj_at_k")
-    return _majority_counts(n, ks, sizes, scores[None, :])[0].sum(axis=1)
+    n, ks, sizes, scores, abstain = _vote_groups(answers, correct, k, "maj_at_k")
+    return _majority(n, ks, sizes, scores[None, :], abstain)[0].sum(axis=1)
 
 
 def bootstrap_mean(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0
@@ -446,23 +810,31 @@ def default_ks(n_min: int | None) -> list[int]:
     return ks + ([top] if ks[-1] != top else [])
 
 
+_PASS_COLUMNS = ("pass_at_k", "pass_at_k_low", "pass_at_k_high")
+
+
 def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence[int] | None = None,
                 n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pa.Table:
     """The passk table: one row per task and k (columns of records.COLUMNS["passk"] plus the sources).
 
     problems: a records "problems" table (task, problem_id, n, c, nll, answer_tokens).
     scores: optionally a records "scores" table (task, problem_id, sample_idx, answer, correct),
-    used for maj@k (NaN without it).
-    Sources, per task: pass@k comes from samples when every problem has n > 0, else from the
-    likelihoods; the task loss comes from the likelihoods when every problem has an NLL (exact,
-    what T² measures), else from samples with Beta smoothing of c = 0 questions (n_smoothed).
-    Default k: :func:`default_ks` of the task's smallest n.
+    used for maj@k (NaN without it, and at k above some problem's scored samples), read by arrow
+    group-bys into per-answer vote counts (no per-sample Python objects).
+    Column ``source`` names where pass@k comes from, per task and k: ``samples`` (unbiased, every
+    problem has k <= n_i; bootstrap interval), ``extrapolated:<model>`` (some problem has
+    k > n_i: :func:`extrapolate_pass_at_k`, which keeps the unbiased estimate where k <= n_i), or
+    ``likelihood`` (a problem has no samples: p_i = exp(−NLL_i)). The task loss comes from the
+    likelihoods when every problem has an NLL (exact, what T² measures), else from samples with
+    Beta smoothing of c = 0 questions (n_smoothed); in extrapolated rows, questions with k > n_i
+    or c_i = 0 take the extrapolation's posterior mean (n_smoothed counts them). Default k: :func:`default_ks` of the
+    task's largest n.
     """
-    cols = problems.to_pydict()
+    cols = problems.select(["task", "problem_id", "n", "c", "nll"]).to_pydict()
     by_task: dict[str, list[int]] = defaultdict(list)
     for i, task in enumerate(cols["task"]):
         by_task[task].append(i)
-    votes = votes_by_problem(scores) if scores is not None else {}
+    groups = _answer_groups(scores) if scores is not None else {}
     rows: dict[str, list] = defaultdict(list)
     for task, idx in by_task.items():
         n = np.array([cols["n"][i] or 0 for i in idx], dtype=np.int64)
@@ -473,33 +845,88 @@ def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence
         if not (sampled or has_nll):
             i = int(np.argmax((n == 0) & np.isnan(nll)))
             raise DataError(f"problems table: task {task} problem {ids[i]} has neither samples (n = 0) nor an nll")
-        task_ks = np.array(ks if ks is not None else default_ks(int(n.min()) if sampled else None), dtype=np.int64)
-        if sampled and task_ks.max() > n.min():
-            i = int(np.argmin(n))
-            raise DataError(f"task {task}: k={task_ks.max()} > n={n[i]} samples of problem {ids[i]}; "
-                             "pass@k from samples needs k <= n")
-        per_problem = pass_at_k(n, c, task_ks) if sampled else np.exp(log_pass_at_k_from_nll(nll, task_ks))
-        mean, low, high = bootstrap_mean(per_problem, n_boot, level, seed)
-        if has_nll:
-            loss, n_smoothed = task_loss_from_nll(nll, task_ks), 0
+        task_ks = np.array(ks if ks is not None else default_ks(int(n.max()) if sampled else None), dtype=np.int64)
+        if sampled:
+            table = _sampled_rows(n, c, task_ks, n_boot, level, seed)
         else:
-            loss, n_smoothed = task_loss_from_samples(n, c, task_ks)
-        maj = np.full(task_ks.size, np.nan)
-        if any((task, pid) in votes for pid in ids):
-            maj = np.mean([maj_at_k(*_votes_for(votes, task, pid, task_ks.max()), task_ks) for pid in ids],
-                          axis=0)
-        for col, value in (("pass_at_k", mean), ("pass_at_k_low", low), ("pass_at_k_high", high),
-                           ("maj_at_k", maj), ("task_loss", loss)):
-            rows[col] += value.tolist()
+            stats = bootstrap_mean(np.exp(log_pass_at_k_from_nll(nll, task_ks)), n_boot, level, seed)
+            table = {**dict(zip(_PASS_COLUMNS, stats)), "source": ["likelihood"] * task_ks.size}
+        if has_nll:
+            table["task_loss"], table["n_smoothed"] = task_loss_from_nll(nll, task_ks), [0] * task_ks.size
+        table["maj_at_k"] = _task_maj_at_k(groups, task, ids, task_ks)
+        for col in ("pass_at_k", "pass_at_k_low", "pass_at_k_high", "maj_at_k", "task_loss", "n_smoothed", "source"):
+            rows[col] += list(np.asarray(table[col]).tolist())
         rows["task"] += [task] * task_ks.size
         rows["k"] += task_ks.tolist()
         rows["n_problems"] += [len(idx)] * task_ks.size
-        rows["n_smoothed"] += [n_smoothed] * task_ks.size
-        rows["pass_source"] += ["samples" if sampled else "likelihood"] * task_ks.size
         rows["loss_source"] += ["likelihood" if has_nll else "samples"] * task_ks.size
     order = ["task", "k", "pass_at_k", "pass_at_k_low", "pass_at_k_high", "maj_at_k", "task_loss",
-             "n_problems", "n_smoothed", "pass_source", "loss_source"]
+             "n_problems", "n_smoothed", "source", "loss_source"]
     return pa.table({col: rows[col] for col in order})
+
+
+def _sampled_rows(n: np.ndarray, c: np.ndarray, ks: np.ndarray, n_boot: int, level: float, seed: int) -> dict:
+    """pass@k [low, high], source, task loss and n_smoothed per k of a sampled task: the unbiased
+    estimate with a bootstrap interval for k <= min n, :func:`extrapolate_pass_at_k` above it."""
+    inside = ks <= n.min()
+    out = {col: np.full(ks.size, np.nan) for col in _PASS_COLUMNS + ("task_loss",)}
+    out["n_smoothed"], out["source"] = np.zeros(ks.size, dtype=np.int64), np.full(ks.size, "samples", dtype=object)
+    if inside.any():
+        stats = bootstrap_mean(pass_at_k(n, c, ks[inside]), n_boot, level, seed)
+        for col, value in zip(_PASS_COLUMNS, stats):
+            out[col][inside] = value
+        out["task_loss"][inside], out["n_smoothed"][inside] = task_loss_from_samples(n, c, ks[inside])
+    if not inside.all():
+        ex = extrapolate_pass_at_k(n, c, ks[~inside], level)
+        for col, value in zip(_PASS_COLUMNS, (ex.pass_at_k, ex.low, ex.high)):
+            out[col][~inside] = value
+        smoothed = (ks[~inside][None, :] > n[:, None]) | (c[:, None] == 0)  # posterior mean, not 0
+        out["task_loss"][~inside] = -np.log(np.where(smoothed, ex.posterior, ex.per_problem)).mean(axis=0)
+        out["n_smoothed"][~inside] = smoothed.sum(axis=0)
+        out["source"][~inside] = f"extrapolated:{ex.model}"
+    return out
+
+
+def _answer_groups(scores: pa.Table) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, int]]:
+    """(task, problem_id) -> (answer-group sizes largest first, their scores = mean verdict,
+    abstentions = samples with no answer), by one arrow group-by over (task, problem_id, answer)."""
+    table = scores.select(["task", "problem_id", "answer", "correct"])
+    table = table.set_column(3, "correct", table.column("correct").cast(pa.int64()))
+    grouped = table.group_by(["task", "problem_id", "answer"]).aggregate([("correct", "sum"), ([], "count_all")])
+    cols = grouped.to_pydict()  # one row per (problem, distinct answer)
+    found: dict[tuple[str, str], list] = defaultdict(lambda: [[], [], 0])
+    for task, pid, answer, right, size in zip(cols["task"], cols["problem_id"], cols["answer"],
+                                              cols["correct_sum"], cols["count_all"]):
+        entry = found[(task, pid)]
+        if answer is None:
+            entry[2] += size
+        else:
+            entry[0].append(size)
+            entry[1].append((right or 0) / size)
+    out = {}
+    for key, (sizes, right, abstain) in found.items():
+        order = np.argsort(-np.array(sizes, dtype=np.int64), kind="stable")
+        out[key] = (np.array(sizes, dtype=np.int64)[order], np.array(right, dtype=np.float64)[order], abstain)
+    return out
+
+
+def _task_maj_at_k(groups: dict, task: str, ids: list, ks: np.ndarray) -> np.ndarray:
+    """mean over the task's problems of maj@k (:func:`_majority`): float64 [K]; NaN for every k
+    when the task has no scores, and for k above some problem's scored samples (maj@k is not
+    extrapolated)."""
+    found = [groups.get((task, pid)) for pid in ids]
+    maj = np.full(ks.size, np.nan)
+    if all(g is None for g in found):
+        return maj
+    if any(g is None for g in found):
+        pid = ids[[g is None for g in found].index(True)]
+        raise DataError(f"scores table: task {task} problem {pid} has no scored samples (others have)")
+    scored = np.array([sizes.sum() + abstain for sizes, _, abstain in found])
+    ok = ks <= scored.min()
+    if ok.any():
+        maj[ok] = np.mean([_majority(int(m), ks[ok], sizes, right[None, :], abstain)[0].sum(axis=1)
+                           for m, (sizes, right, abstain) in zip(scored, found)], axis=0)
+    return maj
 
 
 def votes_by_problem(scores: pa.Table) -> dict[tuple[str, str], tuple[list, list]]:
@@ -511,9 +938,4 @@ def votes_by_problem(scores: pa.Table) -> dict[tuple[str, str], tuple[list, list
     return {key: ([a for _, a, _ in sorted(v)], [o for _, _, o in sorted(v)]) for key, v in out.items()}
 
 
-def _votes_for(votes: dict, task: str, pid: str, kmax: int) -> tuple[list, list]:
-    answers, correct = votes.get((task, pid), ([], []))
-    if len(answers) < kmax:
-        raise DataError(f"scores table: task {task} problem {pid} has {len(answers)} scored samples, "
-                         f"maj@k needs at least k={kmax}")
-    return answers, correct
+

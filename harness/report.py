@@ -64,7 +64,7 @@ def passk_text(table: pa.Table, level: float = 0.95) -> str:
     rows = [{**r, "interval": f"[{r['pass_at_k_low']:.4g}, {r['pass_at_k_high']:.4g}]",
              "smoothed": f"{r['n_smoothed']}/{r['n_problems']}"} for r in table.to_pylist()]
     return text_table(rows, {"task": "task", "k": "k", "pass_at_k": "pass@k",
-                             "interval": f"pass@k {level:.0%} interval", "maj_at_k": "maj@k",
+                             "interval": f"pass@k {level:.0%} interval", "source": "pass@k from", "maj_at_k": "maj@k",
                              "task_loss": "task loss (nats)", "loss_source": "loss from",
                              "smoothed": "smoothed/questions"})
 
