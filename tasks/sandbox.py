@@ -221,6 +221,14 @@ def _report(fd: int, e: BaseException) -> None:
         pass
 
 
+def _oom_score_adj(value: str) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(value)
+    except OSError:
+        pass  # lowering it needs CAP_SYS_RESOURCE
+
+
 class _Cgroup:
     """A memory cgroup (v2, else v1) for one slot's programs: the limit holds for all their
     processes together. ``create`` returns None where no memory cgroup is writable."""
@@ -249,7 +257,9 @@ class _Cgroup:
         """Writable places for a memory cgroup: (version, directory), best first."""
         try:
             mounts = [line.split() for line in open("/proc/self/mounts")]
-            own = dict(line.strip().split(":", 2)[1:] for line in open("/proc/self/cgroup"))
+            own = {ctrl: path for _, ctrls, path in (line.rstrip("\n").split(":", 2)
+                                                     for line in open("/proc/self/cgroup"))
+                   for ctrl in ctrls.split(",")}
         except (OSError, ValueError):
             return []
         out = []
@@ -290,8 +300,11 @@ class _Cgroup:
         return int(stats.get("oom_kill", 0))
 
     def join(self) -> None:
-        """Move the calling process into this cgroup (in the forked child, while still root)."""
+        """Move the calling process (the server, once: programs inherit it, which is cheaper
+        than moving each) into this cgroup; where allowed, the OOM killer never picks it (it
+        is -1000; programs reset themselves to 0)."""
         self._write("cgroup.procs", "0")
+        _oom_score_adj("-1000")
 
     def remove(self) -> None:
         try:
@@ -367,6 +380,8 @@ def _setup(uid: int, oracle_fd: int) -> tuple[_Context, dict]:
     """Enter the namespaces and make the mounts that root allows; what holds, as a dict."""
     libc, root = _libc(), os.geteuid() == 0
     cgroup = _Cgroup.create(f"t2-sandbox-{os.getpid()}-{uid}") if root else None
+    if cgroup is not None:
+        cgroup.join()
     netns = root and libc.unshare(CLONE_NEWNET) == 0
     mountns = root and libc.unshare(CLONE_NEWNS | CLONE_NEWIPC) == 0
     private = mountns and _private_dirs()
@@ -405,7 +420,7 @@ def _enter_candidate(ctx: _Context, workdir: str, limits: dict, fds: Sequence[in
     working directory, limits, uid, guard."""
     os.setsid()
     if ctx.cgroup is not None:
-        ctx.cgroup.join()
+        _oom_score_adj("0")  # the OOM killer's choice within the cgroup
     _only_fds(fds)
     os.chdir(workdir)
     os.environ.update(HOME=workdir, TMPDIR="/tmp")
