@@ -51,7 +51,9 @@ def verdict(result: Result) -> Verdict:
 
 class _CodeTask:
     """Shared machinery: a lazily started sandbox pool, the oracle mode per problem, single and
-    batched checks."""
+    batched checks. Options: timeout: CPU seconds per program, a whole number (default 3; the
+    verdict's time limit, independent of machine load); wall: the wall-clock backstop in seconds
+    (default: :meth:`Sandbox.backstop`); workers: the pool's young slots (default 4 per CPU)."""
 
     name: str
     stop: Sequence[str]
