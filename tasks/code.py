@@ -11,12 +11,21 @@ code, test_list, and optional test_setup_code). Prompt = the description and the
 docstring (the bigcode-evaluation-harness format); a completion is the whole function.
 Program run = prompt + completion + test_setup_code + the asserts of test_list.
 
-A completion is cut at the first stop sequence before it runs (samplers already stop there), and
-passes when the program runs to its end: no exception, no failed assertion, within the limits.
+A completion is cut at the first stop sequence before it runs (samplers already stop there).
+
+Out-of-process oracle (see :mod:`harness.tasks.sandbox`): the completion runs with the prompt and
+only defines functions; the problem's tests run in a trusted judge process against proxies of
+those functions, whose arguments and return values cross as plain data, and the judge compares.
+A problem is judged this way when its canonical solution passes this way (tested once per problem,
+so the mode never depends on the candidate); otherwise its whole program runs in the sandbox as
+one (prompt + completion + tests) and passes when it runs to its end, and the verdict's message
+says ``(tests ran in process)``. ``oracle_modes`` tells which problems go which way.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
 import re
 from typing import Any, Sequence
 
@@ -24,7 +33,7 @@ from harness.errors import DataError, InvalidSetting
 
 from .answers import DataFiles, load_rows
 from .base import Problem, Task, Verdict
-from .sandbox import Limits, Result, Sandbox
+from .sandbox import Limits, Oracle, Result, Sandbox
 
 
 def truncate(completion: str, stop: Sequence[str]) -> str:
@@ -34,30 +43,49 @@ def truncate(completion: str, stop: Sequence[str]) -> str:
 
 
 def verdict(result: Result) -> Verdict:
-    """A sandbox result as a verdict: the answer is the run's status; the message says why."""
+    """A sandbox result as a verdict: the answer is the run's status; the message says why (and
+    whether the tests ran in process, the fallback a program can fool)."""
     message = result.status if not result.reason else f"{result.status}: {result.reason}"
+    if result.oracle == "in-process":
+        message += " (tests ran in process)"
     return Verdict(answer=result.status, correct=result.passed, message=message)
 
 
 class _CodeTask(Task):
-    """Shared machinery: a lazily started sandbox pool, single and batched checks."""
+    """Shared machinery: a lazily started sandbox pool, the oracle mode per problem, single and
+    batched checks. Options: timeout: CPU seconds per program, a whole number (default 3; the
+    verdict's time limit, independent of machine load); wall: the wall-clock backstop in seconds
+    (default: :meth:`Sandbox.backstop`); workers: the pool's young slots (default 4 per CPU)."""
 
     name: str
     stop: Sequence[str]
 
-    def __init__(self, data_files: DataFiles = None, limit: int | None = None, timeout: float = 3.0,
-                 workers: int | None = None, **_: Any) -> None:
+    def __init__(self, data_files: DataFiles = None, limit: int | None = None, timeout: int = 3,
+                 wall: float | None = None, workers: int | None = None, **_: Any) -> None:
         if limit is not None and limit < 1:
             raise InvalidSetting("limit", limit, f"a positive integer ({self.name})")
-        if timeout <= 0:
-            raise InvalidSetting("timeout", timeout, f"> 0 seconds ({self.name})")
-        self.limit, self.limits, self.workers = limit, Limits(timeout=timeout), workers
+        if not (isinstance(timeout, (int, float)) and timeout >= 1 and timeout == int(timeout)):
+            raise InvalidSetting("timeout", timeout, f"a whole number of CPU seconds >= 1 ({self.name})")
+        if wall is not None and not wall > 0:
+            raise InvalidSetting("wall", wall, f"> 0 seconds ({self.name})")
+        self.limit, self.limits, self.workers = limit, Limits(cpu=int(timeout), wall=wall), workers
         self.data_files = data_files
         if data_files is not None:
             self.source = f"local files {data_files}"
         self._sandbox: Sandbox | None = None
+        self._out_of_process: dict[str, bool] = {}  # problem id -> its gold passes out of process
 
     def program(self, problem: Problem, completion: str) -> str:
+        """The whole program, tests included (the in-process path)."""
+        raise NotImplementedError
+
+    def definitions(self, problem: Problem, completion: str) -> str:
+        """What the candidate's process runs on the out-of-process path: prompt + completion."""
+        return problem.prompt + truncate(completion, self.stop)
+
+    def oracle(self, problem: Problem) -> Oracle | None:
+        """The problem's tests as an out-of-process oracle, or None when their shape does not
+        allow it."""
         raise NotImplementedError
 
     @property
@@ -66,14 +94,34 @@ class _CodeTask(Task):
             self._sandbox = Sandbox(self.workers, self.limits)
         return self._sandbox
 
+    def oracle_modes(self, problems: Sequence[Problem]) -> dict[str, str]:
+        """``out-of-process`` or ``in-process`` per problem id: out of process when the problem's
+        tests fit an oracle and its gold solution passes through it."""
+        todo = {p.id: p for p in problems if p.id not in self._out_of_process}
+        fit = [p for p in todo.values() if self.oracle(p) is not None]
+        results = self.sandbox.run_many([self.definitions(p, p.answer) for p in fit],
+                                        oracles=[self.oracle(p) for p in fit])
+        self._out_of_process.update({p: False for p in todo})
+        self._out_of_process.update({p.id: r.passed for p, r in zip(fit, results)})
+        return {p.id: "out-of-process" if self._out_of_process[p.id] else "in-process"
+                for p in problems}
+
+    def _run_many(self, items: Sequence[tuple[Problem, str]]) -> list[Result]:
+        modes = self.oracle_modes([p for p, _ in items])
+        programs, oracles = [], []
+        for p, c in items:
+            out = modes[p.id] == "out-of-process"
+            programs.append(self.definitions(p, c) if out else self.program(p, c))
+            oracles.append(self.oracle(p) if out else None)
+        return self.sandbox.run_many(programs, oracles=oracles)
+
     def check(self, problem: Problem, completion: str) -> Verdict:
         """Run the problem's tests on one completion in the sandbox."""
-        return verdict(self.sandbox.run(self.program(problem, completion)))
+        return verdict(self._run_many([(problem, completion)])[0])
 
     def check_many(self, items: Sequence[tuple[Problem, str]]) -> list[Verdict]:
         """:meth:`check` for many (problem, completion) pairs, run in parallel by the pool."""
-        results = self.sandbox.run_many(self.program(p, c) for p, c in items)
-        return [verdict(r) for r in results]
+        return [verdict(r) for r in self._run_many(items)]
 
     def close(self) -> None:
         """Stop the sandbox pool (it is also stopped when the task is garbage-collected)."""
@@ -107,6 +155,11 @@ class HumanEval(_CodeTask):
         return (problem.prompt + truncate(completion, self.stop) + "\n" + problem.meta["test"]
                 + "\n" + f"check({problem.meta['entry_point']})")
 
+    def oracle(self, problem: Problem) -> Oracle:
+        """The prompt (helpers, imports) as prelude; ``check(entry_point)`` against a proxy."""
+        entry = problem.meta["entry_point"]
+        return Oracle((entry,), problem.prompt, f"{problem.meta['test']}\ncheck({entry})\n")
+
 
 _CALL = re.compile(r"assert\s+(?:not\s+)?\(?\s*(?:math\.isclose\(|set\()?\s*([A-Za-z_]\w*)\s*\(")
 
@@ -137,7 +190,27 @@ class MBPP(_CodeTask):
                       "setup": r.get("test_setup_code") or ""}))
         return out
 
+    def definitions(self, problem: Problem, completion: str) -> str:
+        """prompt + completion + setup (the solution may use what the setup imports)."""
+        return super().definitions(problem, completion) + "\n" + problem.meta["setup"] + "\n"
+
     def program(self, problem: Problem, completion: str) -> str:
         """prompt + completion + setup + the asserts."""
         return (problem.prompt + truncate(completion, self.stop) + "\n" + problem.meta["setup"]
                 + "\n" + problem.meta["test"] + "\n")
+
+    def oracle(self, problem: Problem) -> Oracle | None:
+        """The setup code as prelude; a proxy for every name the asserts call that neither the
+        setup nor the builtins define."""
+        try:
+            setup, test = ast.parse(problem.meta["setup"]), ast.parse(problem.meta["test"])
+        except SyntaxError:
+            return None
+        defined = {n.id for n in ast.walk(setup) if isinstance(n, ast.Name)}
+        defined |= {n.name for n in ast.walk(setup) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        defined |= {(a.asname or a.name).split(".")[0] for n in ast.walk(setup)
+                    if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+        called = {n.func.id for n in ast.walk(test)
+                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        names = sorted(called - defined - set(dir(builtins)))
+        return Oracle(tuple(names), problem.meta["setup"], problem.meta["test"]) if names else None

@@ -1,15 +1,24 @@
-"""HumanEval and MBPP: real data, judged in the sandbox."""
+"""HumanEval and MBPP: real data, judged in the sandbox (real sandbox processes), out of process
+where the tests allow it; the attacks of issue 14 contained, also end to end through `t2 score`."""
 
 from __future__ import annotations
 
 import ast
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from harness import records
+from harness.store import SampleStore
 from harness.tasks import get_task
 from harness.tasks.base import Problem
 from harness.tasks.code import HumanEval, truncate
+from test_sandbox import FORGE_NONCE_BODY  # tests/ is on sys.path (pytest's prepend mode)
 
 
 def without_returns(problem: Problem) -> str:
@@ -37,7 +46,7 @@ def without_returns(problem: Problem) -> str:
 
 @pytest.fixture(scope="module")
 def humaneval():
-    task = get_task("humaneval", timeout=3.0)
+    task = get_task("humaneval")  # the defaults: 3 CPU s per program, the default pool
     yield task
     task.close()
 
@@ -53,6 +62,7 @@ def test_humaneval_data(humaneval):
 
 def test_all_canonical_solutions_pass_and_fail_without_their_returns(humaneval):
     problems = humaneval.problems()
+    assert set(humaneval.oracle_modes(problems).values()) == {"out-of-process"}  # all 164
     items = [(p, p.answer) for p in problems] + [(p, without_returns(p)) for p in problems]
     verdicts = humaneval.check_many(items)
     good, broken = verdicts[:164], verdicts[164:]
@@ -63,16 +73,18 @@ def test_all_canonical_solutions_pass_and_fail_without_their_returns(humaneval):
 
 
 def test_check_cuts_at_stop_and_reports_reasons():
-    task = HumanEval(limit=2, timeout=1.0, workers=1)
+    task = HumanEval(limit=2, timeout=1, workers=1)
     try:
         first = task.problems()[0]
         assert len(task.problems()) == 2
         ok = task.check(first, first.answer + "\ndef trailing_garbage(:\n")
         assert ok.correct and ok.answer == "passed"
         hang = task.check(first, "    while True:\n        pass\n")
-        assert (hang.correct, hang.answer) == (False, "timeout") and "time limit" in hang.message
+        assert (hang.correct, hang.message) == (False, "timeout: CPU time limit of 1 s exceeded")
         crash = task.check(first, "    return 1 / 0\n")
-        assert (crash.correct, crash.message) == (False, "failed: ZeroDivisionError: division by zero")
+        line = (first.prompt + "    return 1 / 0\n").count("\n")
+        assert (crash.correct, crash.message) == (
+            False, f"failed: ZeroDivisionError at program line {line}: return 1 / 0")
     finally:
         task.close()
 
@@ -103,7 +115,7 @@ MBPP_ROWS = [
 def mbpp(tmp_path_factory):
     path = tmp_path_factory.mktemp("mbpp") / "mbpp.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in MBPP_ROWS))
-    task = get_task("mbpp", data_files=str(path), timeout=2.0, workers=2)
+    task = get_task("mbpp", data_files=str(path), timeout=2, workers=2)
     yield task
     task.close()
 
@@ -120,6 +132,9 @@ def test_mbpp_problems_and_prompt(mbpp):
 
 def test_mbpp_gold_passes_and_wrong_code_fails(mbpp):
     problems = mbpp.problems()
+    # 9001's asserts call isclose (from the setup) on circle_area: only circle_area is proxied
+    assert mbpp.oracle(problems[3]).names == ("circle_area",)
+    assert set(mbpp.oracle_modes(problems).values()) == {"out-of-process"}
     wrong = {"mbpp/11": "def remove_Occ(s, ch):\n    return s[1:-1]",
              "mbpp/12": "def sort_matrix(M):\n    return sorted(M)",
              "mbpp/17": "def square_perimeter(a):\n    return a * a",
@@ -142,5 +157,97 @@ def test_mbpp_malformed_file_names_line_and_field(tmp_path):
 def test_bad_options_are_one_line_errors():
     with pytest.raises(ValueError, match="limit"):
         HumanEval(limit=0)
-    with pytest.raises(ValueError, match="timeout"):
-        HumanEval(timeout=-1)
+    for bad in (-1, 0, 1.5):
+        with pytest.raises(ValueError, match="timeout"):
+            HumanEval(timeout=bad)
+    with pytest.raises(ValueError, match="wall"):
+        HumanEval(wall=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 14's attacks as HumanEval completions (function bodies), and a solution as a control
+
+ALWAYS_EQUAL = """    class Anything:
+        def __eq__(self, other):
+            return True
+        def __ne__(self, other):
+            return False
+        __hash__ = None
+    return Anything()
+"""
+LEAK_AND_LITTER = """    import os, sys
+    data = open("/etc/passwd").read()
+    print(data)
+    sys.stderr.write(data)
+    for place in ("/run/lock", "/dev/shm", "/var/tmp", "/tmp", os.path.expanduser("~")):
+        open(os.path.join(place, "t2-e2e-pwned"), "w").write(data)
+    raise ValueError(data)
+"""
+EARLY_EXIT = """    import sys
+    sys.exit(0)
+"""
+ATTACKS = [FORGE_NONCE_BODY, ALWAYS_EQUAL, LEAK_AND_LITTER, EARLY_EXIT]
+
+
+def assert_no_host_data(message: str) -> None:
+    passwd = [line for line in Path("/etc/passwd").read_text().splitlines() if line.strip()]
+    assert "root:" not in message and not any(line in message for line in passwd), message
+
+
+def test_attacks_fail_and_solutions_pass_under_check_many(humaneval):
+    problems = humaneval.problems()[:4]
+    items = [(p, a) for p in problems for a in ATTACKS] + [(p, p.answer) for p in problems]
+    verdicts = humaneval.check_many(items)
+    assert [v.correct for v in verdicts] == [False] * 16 + [True] * 4, [v.message for v in verdicts]
+    for v in verdicts:
+        assert_no_host_data(v.message)
+        assert "(tests ran in process)" not in v.message
+    assert verdicts[1].message.startswith("failed: the candidate returned a value that is not plain data")
+    assert not any(os.path.exists(os.path.join(d, "t2-e2e-pwned"))
+                   for d in ("/run/lock", "/dev/shm", "/var/tmp", "/tmp", os.path.expanduser("~")))
+
+
+def burn(seconds: float) -> str:
+    """Module-level code after the function that uses ``seconds`` of CPU once, when defined."""
+    return ("\nimport time\n_start = time.process_time()\n"
+            f"while time.process_time() - _start < {seconds}:\n    pass\n")
+
+
+def test_verdicts_do_not_depend_on_load(humaneval):
+    """16 correct programs of 0.6 CPU s each at once on this machine's cores (default pool: 8
+    young + 8 long slots), and one of 2 CPU s under the default limit of 3 CPU s: all pass."""
+    first = humaneval.problems()[0]
+    assert humaneval.limits.cpu == 3
+    verdicts = humaneval.check_many([(first, first.answer + burn(0.6))] * 16
+                                    + [(first, first.answer + burn(2.0))])
+    assert [v.message for v in verdicts] == ["passed"] * 17
+
+
+@pytest.mark.slow
+def test_attacks_are_contained_through_t2_score(tmp_path):
+    """A real sampled run (SmolLM2, 3 HumanEval problems), its texts replaced by the attacks and
+    a canonical solution; `t2 score` judges only the solutions correct and records no host data."""
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    t2 = [sys.executable, "-m", "harness.cli"]
+    sample = subprocess.run([*t2, "sample", "--task", "humaneval", "--model", "smollm2-135m", "--backend", "hf",
+                             "--device", "cpu", "--limit", "3", "-n", str(len(ATTACKS) + 1),
+                             "--max-tokens", "8", "--out", str(run)], env=env, capture_output=True, text=True)
+    assert sample.returncode == 0, sample.stderr[-2000:]
+    store = SampleStore(run)
+    table = store.read().drop_columns(["_shard"]) if "_shard" in store.read().column_names else store.read()
+    gold = {p.id: p.answer for p in HumanEval(limit=3).problems()}
+    texts = [(ATTACKS + [gold[pid]])[i] for pid, i in zip(table["problem_id"].to_pylist(),
+                                                            table["sample_idx"].to_pylist())]
+    for shard in store.shards():
+        shard.unlink()
+    store.append(table.set_column(table.column_names.index("text"), "text", pa.array(texts)))
+    score = subprocess.run([*t2, "score", str(run)], env=env, capture_output=True, text=True)
+    assert score.returncode == 0, score.stderr[-2000:]
+    scores = records.read_table(run / "scores.parquet", "scores").to_pylist()
+    assert len(scores) == 3 * (len(ATTACKS) + 1)
+    assert [s["correct"] for s in scores] == [s["sample_idx"] == len(ATTACKS) for s in scores]
+    for s in scores:
+        assert_no_host_data(s["verifier_message"])
+    problems = records.read_table(run / "problems.parquet", "problems").to_pylist()
+    assert [(p["n"], p["c"]) for p in problems] == [(len(ATTACKS) + 1, 1)] * 3

