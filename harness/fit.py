@@ -295,7 +295,10 @@ class Law:
             cands = np.unique(np.r_[1, np.arange(max(1, np.floor(k) - 3), np.ceil(k) + 4)])
             best = None
             for kk in cands[(C_inf / (2 * cands) >= 1) & (cands <= box.k_hi)]:
-                lo_k, hi_k = self._n_limits(C_train, C_inf, box, float(kk))
+                try:
+                    lo_k, hi_k = self._n_limits(C_train, C_inf, box, float(kk))
+                except ValueError:  # no N in the box spends C_train with this k
+                    continue
                 n = _argmin_log(lambda n: self._value(n, C_train / (6 * n), kk), hi_k[0], lo_k[0])
                 v = float(self._value(n, C_train / (6 * n), kk))
                 if best is None or v < best[0]:
