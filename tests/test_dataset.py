@@ -108,3 +108,18 @@ def test_cli_fit_optimize_validate_plot(tmp_path, capsys):
     assert cli.main(["optimize", str(law1), "--c-train", "-1", "--c-inf", "2e9"]) == 2
     assert cli.main(["fit", str(ds), "--out", str(law1), "--task", "nope"]) == 2
     assert "--task nope: not in the dataset" in capsys.readouterr().err
+
+
+def test_cli_fit_from_runs_records_the_parameter_count(tmp_path):
+    ks = [1, 2, 4, 8, 16]
+    runs = []
+    for i, (n, d) in enumerate([(n, d) for n in (2e7, 8e7, 3e8) for d in (4e8, 2e9, 1e10)]):
+        loss = TRUE1.predict(n, d, np.array(ks, dtype=float))  # N here is the non-embedding count
+        runs.append(_write_run(tmp_path, f"r{i}", {"id": f"m{i}", "params_total": 3 * n, "params_non_embedding": n,
+                                                   "tokens_trained": d}, "arith", ks, loss.tolist(), [0.5] * len(ks)))
+    for flag, kind, scale in (("non-embedding", "non_embedding", 1), ("total", "total", 3)):
+        out = tmp_path / f"law-{kind}.json"
+        assert cli.main(["fit", *map(str, runs), "--params", flag, "--starts", "30", "--out", str(out)]) == 0
+        law = fit.load_laws(out)["arith"]
+        assert law.N_kind == kind and law.ranges["N"] == [scale * 2e7, scale * 3e8]
+    assert abs(fit.load_laws(tmp_path / "law-non_embedding.json")["arith"].params["alpha"] - 0.34) < 0.02
