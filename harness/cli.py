@@ -31,7 +31,7 @@ FLAGS = {
     "model": "--model", "model.id": "--model", "revision": "--revision", "dtype": "--dtype",
     "backend": "--backend", "device": "--device", "attention": "--attention", "out": "--out",
     "approach": "--approach", "holdout_ratio": "--holdout-ratio", "params": "--params", "suite": "--suite",
-    "preset": "--preset", "c_train": "--c-train", "c_inf": "--c-inf",
+    "preset": "--preset", "c_train": "--c-train", "c_inf": "--c-inf", "n_factor": "--n-factor", "k_factor": "--k-factor",
 }
 
 
@@ -252,16 +252,19 @@ def _cmd_optimize(args: argparse.Namespace) -> None:
 
     laws = fit.load_laws(args.law)
     for task, law in laws.items() if args.task is None else [(args.task, _pick(laws, args.task, args.law))]:
-        rows = [("T² optimum (continuous k)", law.optimum(args.c_train, args.c_inf)),
-                ("T² optimum (integer k)", law.optimum(args.c_train, args.c_inf, integer_k=True)),
-                ("Chinchilla-only choice", law.chinchilla_choice(args.c_train, args.c_inf))]
+        box = law.search_box(args.n_factor, args.k_factor)
+        rows = [("T² optimum (continuous k)", law.optimum(args.c_train, args.c_inf, box=box)),
+                ("T² optimum (integer k)", law.optimum(args.c_train, args.c_inf, integer_k=True, box=box)),
+                ("Chinchilla-only choice", law.chinchilla_choice(args.c_train, args.c_inf, box=box))]
         print(f"{task} ({law.KIND}), C_train={args.c_train:.3g} FLOPs, C_inf={args.c_inf:.3g} FLOPs/token")
         print(f"  {'':28s} {'N':>10s} {'D':>10s} {'k':>9s} {'D/N':>9s} {law.METRIC:>9s}")
         for name, o in rows:
+            flag = f"  on the search bound of {', '.join(o['at_bound'])}" if o["at_bound"] else ""
             print(f"  {name:28s} {o['N']:10.3g} {o['D']:10.3g} {o['k']:9.3g} {o['tokens_per_param']:9.3g} "
-                  f"{o['value']:9.4g}")
+                  f"{o['value']:9.4g}{flag}")
+        print(f"  search box: N in [{box.n_lo:.3g}, {box.n_hi:.3g}], k <= {box.k_hi:.3g}")
         if law.samples is not None:
-            iv = law.optimum_interval(args.c_train, args.c_inf)
+            iv = law.optimum_interval(args.c_train, args.c_inf, box=box)
             print(f"  90% bootstrap interval ({len(law.samples)} refits): " +
                   ", ".join(f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in iv.items()))
 
@@ -429,8 +432,9 @@ def _stage_commands(sub) -> None:
                    help="random starts (default: 500 for approach 1, 8 for approach 2)")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap refits for intervals")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--params", choices=["non_embedding", "total"], default="non_embedding",
-                   help="which parameter count is N when building from runs (default non_embedding)")
+    p.add_argument("--params", choices=["total", "non-embedding", "non_embedding"], default="non-embedding",
+                   help="which parameter count is N when building from runs (default non-embedding; "
+                        "recorded in the law JSON as N_kind)")
 
 
 def _law_commands(sub) -> None:
@@ -441,6 +445,10 @@ def _law_commands(sub) -> None:
     p.add_argument("--c-train", type=finite_float, required=True, help="training budget C_train = 6ND (FLOPs)")
     p.add_argument("--c-inf", type=finite_float, required=True, help="inference budget C_inf = 2Nk (FLOPs per token)")
     p.add_argument("--task", default=None, help="only this task's law (default: every law in the file)")
+    p.add_argument("--n-factor", type=finite_float, default=4.0,
+                   help="search N in [N_min/F, F·N_max] of the law's fitted data (default 4)")
+    p.add_argument("--k-factor", type=finite_float, default=16.0,
+                   help="search k <= F·k_max of the law's fitted data (default 16)")
 
     p = _add(sub, "validate", _cmd_validate, "held-out relative error: fit on some checkpoints, test on others",
              "t2 validate results/dataset.parquet --approach 1")

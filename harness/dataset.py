@@ -3,7 +3,8 @@ and C_inf = 2Nk (records kind "dataset"), built from run directories and suite f
 
 N convention: the T² fits use the **non-embedding** parameter count by default (as Kaplan et al. and
 the ladder's 6ND do; for small models the embedding matrices would dominate N); pass
-``params="total"`` for the Chinchilla convention. The choice is stored in each row's ``N_kind``.
+``params="total"`` for the Chinchilla convention ("non-embedding" is accepted for "non_embedding").
+The choice is stored in each row's ``N_kind`` and carried into the law JSON (``Law.N_kind``).
 
 run.json keys read (by :func:`run_info`; the first one present wins):
 
@@ -37,6 +38,14 @@ from harness.models import TRAINING_FILE
 from harness.rundir import RunDir
 
 PARAM_KINDS = ("non_embedding", "total")
+
+
+def param_kind(params: str) -> str:
+    """"total" | "non_embedding" (also spelled "non-embedding")."""
+    kind = params.replace("-", "_")
+    if kind not in PARAM_KINDS:
+        raise InvalidSetting("params", params, "total or non-embedding")
+    return kind
 
 
 def load_suite(path: str | Path) -> dict[tuple[str, str], dict[str, float]]:
@@ -125,9 +134,8 @@ def _passk(run_dir: Path) -> pa.Table:
 def build_dataset(run_dirs: Iterable[str | Path], suite: dict | None = None,
                   params: str = "non_embedding") -> pa.Table:
     """One "dataset" table from run directories; checkpoints with D = 0 (untrained) are dropped with
-    a warning. ``params`` picks N: "non_embedding" (default) or "total"."""
-    if params not in PARAM_KINDS:
-        raise InvalidSetting("params", params, f"one of {PARAM_KINDS}")
+    a warning. ``params`` picks N: "non_embedding" (default) or "total" (:func:`param_kind`)."""
+    params = param_kind(params)
     cols: dict[str, list] = {name: [] for name in [*records.COLUMNS["dataset"], "N_kind"]}
     for run_dir in map(Path, run_dirs):
         info = run_info(run_dir, suite)
@@ -149,7 +157,8 @@ def build_dataset(run_dirs: Iterable[str | Path], suite: dict | None = None,
 
 
 def task_columns(table: pa.Table, task: str | None = None) -> dict[str, np.ndarray]:
-    """The rows of one task as numpy columns (N, D, k, task_loss, accuracy, C_train, C_inf, checkpoint).
+    """The rows of one task as numpy columns (N, D, k, task_loss, accuracy, C_train, C_inf, checkpoint,
+    and N_kind when the table has it).
     ``task`` may be None when the table holds a single task."""
     tasks = sorted(set(table.column("task").to_pylist()))
     if task is None:
@@ -161,7 +170,8 @@ def task_columns(table: pa.Table, task: str | None = None) -> dict[str, np.ndarr
     mask = np.array(table.column("task").to_pylist()) == task
     out = {name: table.column(name).to_numpy(zero_copy_only=False)[mask]
            for name in ("N", "D", "k", "task_loss", "accuracy", "C_train", "C_inf")}
-    out["checkpoint"] = np.array(table.column("checkpoint").to_pylist(), dtype=object)[mask]
+    for name in [n for n in ("checkpoint", "N_kind") if n in table.column_names]:
+        out[name] = np.array(table.column(name).to_pylist(), dtype=object)[mask]
     return out
 
 

@@ -29,7 +29,7 @@ from scipy.special import betaln, digamma, expit
 from threadpoolctl import threadpool_limits
 
 from harness import records
-from harness.errors import DataError, InvalidSetting
+from harness.errors import DataError, InvalidSetting, RecordError
 
 
 class FitWarning(UserWarning):
@@ -95,12 +95,12 @@ def _checkpoints(N: np.ndarray, D: np.ndarray, need: int, law: str) -> np.ndarra
 
 
 def _best_of(objective: Callable, starts: np.ndarray, bounds: list[tuple[float, float]], law: str,
-             polish: int = 0) -> tuple[np.ndarray, float, bool]:
+             polish: int = 0, names: tuple[str, ...] = ()) -> tuple[np.ndarray, float, bool]:
     """Minimise ``objective`` (returns (f, grad), analytic) from every start, keep the best.
 
     polish = 0: scipy L-BFGS-B from each start. polish > 0: ``objective`` must accept a batch
     [S, P]; all starts run at once through :func:`batched_lbfgs`, then scipy L-BFGS-B polishes the
-    ``polish`` best end points.
+    ``polish`` best end points. A FitWarning names the parameters (``names``) that end on a bound.
     """
     if polish:
         x, f = batched_lbfgs(objective, starts, bounds)
@@ -111,15 +111,21 @@ def _best_of(objective: Callable, starts: np.ndarray, bounds: list[tuple[float, 
                        options={"maxiter": 5000, "ftol": 1e-13, "gtol": 1e-9})
         if best is None or res.fun < best.fun:
             best = res
-    at_bound = [i for i, (lo, hi) in enumerate(bounds) if np.isclose(best.x[i], lo) or np.isclose(best.x[i], hi)]
-    free = [i for i in range(len(bounds)) if i not in at_bound]
+    on_bound = at_bounds(best.x, bounds, names)
+    free = [i for i, n in enumerate(names or range(len(bounds))) if n not in on_bound]
     # an "abnormal" line-search stop at a point already stationary to machine precision is a success
     converged = bool(best.success) or float(np.abs(best.jac[free]).max(initial=0.0)) <= 1e-4 * max(abs(best.fun), 1.0)
     if not converged:
         warnings.warn(f"{law}: best of {len(starts)} starts did not converge ({best.message})", FitWarning)
-    if at_bound:
-        warnings.warn(f"{law}: parameter(s) {at_bound} at a search bound", FitWarning)
+    if on_bound:
+        warnings.warn(f"{law}: parameter(s) {', '.join(map(str, on_bound))} at a search bound", FitWarning)
     return best.x, float(best.fun), converged
+
+
+def at_bounds(x: np.ndarray, bounds: list[tuple[float, float]], names: tuple[str, ...] = ()) -> list:
+    """Names (or indices, without ``names``) of the coordinates of ``x`` that sit on a bound of the box."""
+    return [names[i] if names else i for i, (lo, hi) in enumerate(bounds)
+            if np.isclose(x[i], lo) or np.isclose(x[i], hi)]
 
 
 def batched_lbfgs(objective: Callable, x0: np.ndarray, bounds: list[tuple[float, float]], iters: int = 400,
@@ -184,13 +190,36 @@ def batched_lbfgs(objective: Callable, x0: np.ndarray, bounds: list[tuple[float,
 # ---------------------------------------------------------------- law objects
 
 
+N_KINDS = ("total", "non_embedding")  # which parameter count N is (dataset.PARAM_KINDS)
+N_FACTOR, K_FACTOR = 4.0, 16.0  # default search box: N in [N_min/4, 4·N_max], k <= 16·k_max of the fitted data
+
+
+@dataclass(frozen=True)
+class SearchBox:
+    """Where the optimizer may put N and k (besides the budgets' own limits k >= 1 and D >= 1)."""
+
+    n_lo: float = 1.0
+    n_hi: float = np.inf
+    k_hi: float = np.inf
+
+
+def data_ranges(N: np.ndarray, D: np.ndarray, k: np.ndarray | None = None) -> dict[str, list[float]]:
+    """[min, max] over the fitted rows of N, D, k, tokens per parameter D/N and C_train = 6ND."""
+    cols = {"N": N, "D": D, "tokens_per_param": D / N, "C_train": 6 * N * D} | ({} if k is None else {"k": k})
+    return {name: [float(v.min()), float(v.max())] for name, v in cols.items()}
+
+
 @dataclass
 class Law:
-    """A fitted law: ``x`` its fitting vector (names in ``NAMES``), ``samples`` bootstrap refits [B, P]."""
+    """A fitted law: ``x`` its fitting vector (names in ``NAMES``), ``samples`` bootstrap refits [B, P],
+    ``ranges`` the [min, max] of the data it was fitted on (:func:`data_ranges`; None when unknown),
+    ``N_kind`` which parameter count N is ("total" | "non_embedding"; None when not stated)."""
 
     x: np.ndarray
     samples: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    ranges: dict[str, list[float]] | None = None
+    N_kind: str | None = None
 
     KIND: ClassVar[str]
     METRIC: ClassVar[str]  # "loss" (lower is better) or "accuracy" (higher is better)
@@ -204,11 +233,14 @@ class Law:
 
     def intervals(self, level: float = 0.9) -> dict[str, tuple[float, float]]:
         """Percentile bootstrap interval of every readable parameter (needs ``samples``)."""
-        if self.samples is None or len(self.samples) == 0:
-            raise DataError(f"{self.KIND} law: no bootstrap samples; fit with bootstrap > 0")
-        draws = [type(self)(s).params for s in self.samples]
+        draws = [type(self)(s).params for s in self._bootstrap_samples()]
         q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
         return {n: tuple(np.percentile([d[n] for d in draws], q)) for n in self.params}
+
+    def _bootstrap_samples(self) -> np.ndarray:
+        if self.samples is None or len(self.samples) == 0:
+            raise DataError(f"{self.KIND} law: no bootstrap samples; fit with bootstrap > 0")
+        return self.samples
 
     def predict(self, N, D, k=1) -> np.ndarray:
         raise NotImplementedError
@@ -222,57 +254,109 @@ class Law:
         """Compute-optimal N of the law's (N, D) part alone (ignores inference)."""
         raise NotImplementedError
 
-    def optimum(self, C_train: float, C_inf: float, integer_k: bool = False) -> dict[str, float]:
-        """Best (N, D, k) with D = C_train/(6N), k = C_inf/(2N) >= 1 (continuous k); with ``integer_k``
-        the best integer k >= 1 and N <= C_inf/(2k) (candidates: k = 1 and integers within 3 of the
-        continuous k*). Keys: N, D, k, value, the metric name, tokens_per_param."""
-        C_train, C_inf = float(C_train), float(C_inf)
+    def search_box(self, n_factor: float = N_FACTOR, k_factor: float = K_FACTOR) -> SearchBox:
+        """N in [N_min/n_factor, N_max·n_factor] and k <= k_max·k_factor of the fitted data; a law
+        without ``ranges`` (built by hand, or read from a file written before ranges were stored)
+        is bounded by the budgets alone."""
+        if n_factor < 1 or k_factor < 1:
+            raise InvalidSetting("n_factor" if n_factor < 1 else "k_factor", min(n_factor, k_factor), "a factor >= 1")
+        if not self.ranges:
+            return SearchBox()
+        (n_lo, n_hi), k_hi = self.ranges["N"], self.ranges.get("k", [1.0, np.inf])[1]
+        return SearchBox(max(1.0, n_lo / n_factor), n_hi * n_factor, k_hi * k_factor)
+
+    def _n_limits(self, C_train: float, C_inf: float, box: SearchBox, k: float | None = None):
+        """((lo, name), (hi, name)): the feasible N on the budget line and the limit that binds at each
+        end: "N" (the box), "k" (k = 1 or k = box.k_hi), "D" (D = 1). ``k`` given: k is fixed and
+        C_inf only caps N <= C_inf/(2k)."""
         if not 6 <= C_train < np.inf:
             raise InvalidSetting("c_train", C_train, "a finite training budget >= 6 FLOPs (N >= 1, D >= 1)")
         if not 2 <= C_inf < np.inf:
             raise InvalidSetting("c_inf", C_inf, "a finite inference budget >= 2 FLOPs per token (N >= 1, k >= 1)")
-        n_hi = min(C_inf / 2, C_train / 6)
-        N = _argmin_log(lambda n: self._value(n, C_train / (6 * n), C_inf / (2 * n)), n_hi)
+        lows = [(box.n_lo, "N")] + ([(C_inf / (2 * box.k_hi), "k")] if k is None else [])
+        # with k fixed, N = C_inf/(2k) is the inference budget binding, not a bound ("")
+        lo, hi = max(lows), min((box.n_hi, "N"), (C_train / 6, "D"), (C_inf / (2 * (k or 1.0)), "" if k else "k"))
+        if lo[0] > hi[0] or (k is not None and k > box.k_hi):
+            raise DataError(f"C_train={C_train:g}, C_inf={C_inf:g}: no (N, k) inside the search box N in "
+                             f"[{box.n_lo:.3g}, {box.n_hi:.3g}], k <= {box.k_hi:.3g} spends these budgets; "
+                             "widen it (n_factor, k_factor)")
+        return lo, hi
+
+    def optimum(self, C_train: float, C_inf: float, integer_k: bool = False,
+                box: SearchBox | None = None) -> dict[str, Any]:
+        """Best (N, D, k) with D = C_train/(6N), k = C_inf/(2N) >= 1 (continuous k), N and k inside
+        ``box`` (default :meth:`search_box`); with ``integer_k`` the best integer k >= 1 and
+        N <= C_inf/(2k) (candidates: k = 1 and integers within 3 of the continuous k*). Keys: N, D, k,
+        value, the metric name, tokens_per_param, at_bound (names of the limits the optimum sits on;
+        non-empty also issues a FitWarning)."""
+        C_train, C_inf, box = float(C_train), float(C_inf), box or self.search_box()
+        lo, hi = self._n_limits(C_train, C_inf, box)
+        N = _argmin_log(lambda n: self._value(n, C_train / (6 * n), C_inf / (2 * n)), hi[0], lo[0])
+        limits, k = (lo, hi), C_inf / (2 * N)
         if integer_k:
-            k_star = C_inf / (2 * N)
-            cands = np.unique(np.r_[1, np.arange(max(1, np.floor(k_star) - 3), np.ceil(k_star) + 4)])
-            cands = cands[C_inf / (2 * cands) >= 1]
+            cands = np.unique(np.r_[1, np.arange(max(1, np.floor(k) - 3), np.ceil(k) + 4)])
             best = None
-            for kk in cands:
-                n = _argmin_log(lambda n: self._value(n, C_train / (6 * n), kk), min(C_inf / (2 * kk), C_train / 6))
+            for kk in cands[(C_inf / (2 * cands) >= 1) & (cands <= box.k_hi)]:
+                try:
+                    lo_k, hi_k = self._n_limits(C_train, C_inf, box, float(kk))
+                except ValueError:  # no N in the box spends C_train with this k
+                    continue
+                n = _argmin_log(lambda n: self._value(n, C_train / (6 * n), kk), hi_k[0], lo_k[0])
                 v = float(self._value(n, C_train / (6 * n), kk))
                 if best is None or v < best[0]:
-                    best = (v, n, float(kk))
-            _, N, k = best
-        else:
-            k = C_inf / (2 * N)
-        return self._point(N, C_train / (6 * N), k)
+                    best = (v, n, float(kk), (lo_k, hi_k))
+            _, N, k, limits = best
+        return self._point(N, C_train / (6 * N), k, limits, f"optimum at C_train={C_train:.3g}, C_inf={C_inf:.3g}")
 
-    def _point(self, N: float, D: float, k: float) -> dict[str, float]:
+    def _point(self, N: float, D: float, k: float, limits=(), what: str = "") -> dict[str, Any]:
+        """The result dict; ``limits`` ((value, name) pairs): those N sits on (0.1% in log N) go in at_bound."""
         value = float(self.predict(N, D, k))
+        at_bound = sorted({name for v, name in limits if name and abs(np.log(N / v)) < 1e-3})
+        if at_bound and what:
+            warnings.warn(f"{self.KIND} {what}: on the search bound of {', '.join(at_bound)} "
+                          f"(N = {N:.3g}, k = {k:.3g})", FitWarning)
         return {"N": float(N), "D": float(D), "k": float(k), "value": value, self.METRIC: value,
-                "tokens_per_param": float(D / N)}
+                "tokens_per_param": float(D / N), "at_bound": at_bound}
 
-    def chinchilla_choice(self, C_train: float, C_inf: float) -> dict[str, float]:
-        """The Chinchilla-only choice: N minimising the (N, D) part under C_train alone, then
-        k = C_inf/(2N) (k >= 1 enforced by N <= C_inf/2), scored by this law."""
-        N = min(self.chinchilla_n(C_train), C_inf / 2)
-        return self._point(N, C_train / (6 * N), C_inf / (2 * N))
+    def chinchilla_choice(self, C_train: float, C_inf: float, box: SearchBox | None = None) -> dict[str, Any]:
+        """The Chinchilla-only choice: N minimising the (N, D) part under C_train alone, kept inside
+        the search box and k = C_inf/(2N) >= 1, then k = C_inf/(2N), scored by this law."""
+        lo, hi = self._n_limits(float(C_train), float(C_inf), box or self.search_box())
+        N = float(np.clip(self.chinchilla_n(C_train), lo[0], hi[0]))
+        return self._point(N, C_train / (6 * N), C_inf / (2 * N), (lo, hi),
+                           f"Chinchilla choice at C_train={C_train:.3g}, C_inf={C_inf:.3g}")
 
-    def optimum_interval(self, C_train: float, C_inf: float, level: float = 0.9) -> dict[str, tuple[float, float]]:
-        """Percentile bootstrap interval of the optimum's N, D, k, value and tokens_per_param."""
-        if self.samples is None or len(self.samples) == 0:
-            raise DataError(f"{self.KIND} law: no bootstrap samples; fit with bootstrap > 0")
-        opts = [type(self)(s).optimum(C_train, C_inf) for s in self.samples]
+    def optimum_interval(self, C_train: float, C_inf: float, level: float = 0.9,
+                         box: SearchBox | None = None) -> dict[str, tuple[float, float]]:
+        """Percentile bootstrap interval of the optimum's N, D, k, value and tokens_per_param; every
+        refit searches the same box as :meth:`optimum`. A FitWarning gives the share of refits whose
+        optimum sits on a bound."""
+        box = box or self.search_box()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)
+            opts = [type(self)(s).optimum(C_train, C_inf, box=box) for s in self._bootstrap_samples()]
+        share = np.mean([bool(o["at_bound"]) for o in opts])
+        if share:
+            warnings.warn(f"{self.KIND} optimum at C_train={C_train:.3g}, C_inf={C_inf:.3g}: {share:.0%} of "
+                          f"{len(opts)} bootstrap refits end on a search bound", FitWarning)
         q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
         keys = ("N", "D", "k", "value", "tokens_per_param")
         return {key: tuple(np.percentile([o[key] for o in opts], q)) for key in keys}
 
-    def frontier(self, C_train, C_inf: float) -> dict[str, np.ndarray]:
+    def frontier(self, C_train, C_inf: float, box: SearchBox | None = None) -> dict[str, np.ndarray]:
         """Optimum and Chinchilla-only choice for each training budget: arrays N, D, k, value,
-        tokens_per_param and chinchilla_N, chinchilla_value."""
-        rows = [(self.optimum(c, C_inf), self.chinchilla_choice(c, C_inf)) for c in np.atleast_1d(C_train)]
+        tokens_per_param, at_bound (bool), chinchilla_N, chinchilla_value, C_train. One FitWarning
+        counts the budgets whose optimum sits on a bound."""
+        box = box or self.search_box()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)
+            rows = [(self.optimum(c, C_inf, box=box), self.chinchilla_choice(c, C_inf, box=box))
+                    for c in np.atleast_1d(C_train)]
         out = {key: np.array([o[key] for o, _ in rows]) for key in ("N", "D", "k", "value", "tokens_per_param")}
+        out["at_bound"] = np.array([bool(o["at_bound"]) for o, _ in rows])
+        if out["at_bound"].any():
+            warnings.warn(f"{self.KIND} frontier: the optimum sits on a search bound at {out['at_bound'].sum()} "
+                          f"of {len(rows)} training budgets", FitWarning)
         out["chinchilla_N"] = np.array([c["N"] for _, c in rows])
         out["chinchilla_value"] = np.array([c["value"] for _, c in rows])
         out["C_train"] = np.atleast_1d(np.asarray(C_train, dtype=np.float64))
@@ -280,16 +364,17 @@ class Law:
 
     def to_dict(self) -> dict[str, Any]:
         out = {"law": self.KIND, "metric": self.METRIC, "params": self.params,
-               "x": dict(zip(self.NAMES, self.x.tolist())), "info": self.info}
+               "x": dict(zip(self.NAMES, self.x.tolist())), "info": self.info,
+               "ranges": self.ranges, "N_kind": self.N_kind}
         if self.samples is not None:
             out["bootstrap_x"] = self.samples.tolist()
         return out
 
 
-def _argmin_log(value: Callable[[np.ndarray], np.ndarray], n_hi: float) -> float:
-    """argmin of value(N) over N in [1, n_hi]: a 2,001-point grid in log N, then bounded Brent
+def _argmin_log(value: Callable[[np.ndarray], np.ndarray], n_hi: float, n_lo: float = 1.0) -> float:
+    """argmin of value(N) over N in [n_lo, n_hi]: a 2,001-point grid in log N, then bounded Brent
     on the bracket around the best grid point."""
-    t = np.linspace(0.0, np.log(n_hi), 2001)
+    t = np.linspace(np.log(n_lo), np.log(n_hi), 2001)
     v = value(np.exp(t))
     i = int(np.nanargmin(v))
     lo, hi = t[max(i - 1, 0)], t[min(i + 1, t.size - 1)]
@@ -356,14 +441,26 @@ def fit_chinchilla(N, D, loss, starts: int = 64, bootstrap: int = 0, seed: int =
     if np.any(c["loss"] <= 0):
         raise DataError(f"loss: expected values > 0 for a log-space fit, row(s) {_list(np.flatnonzero(c['loss'] <= 0))}")
     ckpt = _checkpoints(c["N"], c["D"], 5, "chinchilla")
-    logN, logD, logL = np.log(c["N"]), np.log(c["D"]), np.log(c["loss"])
-    grid_f, _ = _huber_objective(_CHIN_GRID, logN, logD, logL)
-    x0 = _CHIN_GRID[np.argsort(grid_f)[:starts]]
-    x, f, ok = _best_of(lambda v: _huber_objective(v, logN, logD, logL), x0, _CHIN_BOUNDS, "chinchilla", polish=2)
-    samples = _bootstrap(ckpt, bootstrap, seed, lambda rows: _best_of(
-        lambda v: _huber_objective(v, logN[rows], logD[rows], logL[rows]), x[None], _CHIN_BOUNDS, "chinchilla")[0])
-    return ChinchillaLaw(x, samples, {"objective": f, "converged": ok, "rows": int(logN.size),
-                                      "checkpoints": int(ckpt.max() + 1)})
+    logs = np.log(c["N"]), np.log(c["D"]), np.log(c["loss"])
+    x, f, ok = _huber_fit(*logs, starts=starts)
+    samples = _bootstrap(ckpt, bootstrap, seed, lambda rows: _huber_fit(*(v[rows] for v in logs), x0=x)[0])
+    return ChinchillaLaw(x, samples, {"objective": f, "converged": ok, "rows": int(ckpt.size),
+                                      "checkpoints": int(ckpt.max() + 1),
+                                      "at_bound": at_bounds(x, _CHIN_BOUNDS, ChinchillaLaw.NAMES)},
+                         data_ranges(c["N"], c["D"]))
+
+
+def _huber_fit(logN, logD, logL, starts: int = 64, x0: np.ndarray | None = None,
+               law: str = "chinchilla") -> tuple[np.ndarray, float, bool]:
+    """The robust fit's optimum: from the ``starts`` best points of the Hoffmann grid (batched, 2
+    polished), or from ``x0`` alone (bootstrap refits)."""
+    def objective(v):
+        return _huber_objective(v, logN, logD, logL)
+    if x0 is not None:
+        return _best_of(objective, np.asarray(x0)[None], _CHIN_BOUNDS, law, names=ChinchillaLaw.NAMES)
+    grid_f, _ = objective(_CHIN_GRID)
+    return _best_of(objective, _CHIN_GRID[np.argsort(grid_f)[:starts]], _CHIN_BOUNDS, law, polish=2,
+                    names=ChinchillaLaw.NAMES)
 
 
 def _bootstrap(ckpt: np.ndarray, n: int, seed: int, refit: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
@@ -466,7 +563,7 @@ def fit_t2_loss(N, D, k, loss, starts: int = 500, bootstrap: int = 0, seed: int 
     design = LossDesign.build(ckpt, c["N"], c["D"], c["k"], c["loss"])
     lo, hi = _T2_STARTS.T
     x0 = np.random.default_rng(seed).uniform(lo, hi, size=(starts, 7))
-    x, f, ok = _best_of(design.sse, x0, _T2_BOUNDS, "t2 approach 1", polish=polish)
+    x, f, ok = _best_of(design.sse, x0, _T2_BOUNDS, "t2 approach 1", polish=polish, names=T2LossLaw.NAMES)
 
     def refit(rows: np.ndarray) -> np.ndarray:
         sub = LossDesign.build(ckpt[rows], c["N"][rows], c["D"][rows], c["k"][rows], c["loss"][rows])
@@ -474,7 +571,8 @@ def fit_t2_loss(N, D, k, loss, starts: int = 500, bootstrap: int = 0, seed: int 
 
     return T2LossLaw(x, _bootstrap(ckpt, bootstrap, seed + 1, refit),
                      {"sse": f, "converged": ok, "starts": starts, "rows": int(ckpt.size),
-                      "checkpoints": int(ckpt.max() + 1)})
+                      "checkpoints": int(ckpt.max() + 1), "at_bound": at_bounds(x, _T2_BOUNDS, T2LossLaw.NAMES)},
+                     data_ranges(c["N"], c["D"], c["k"]))
 
 
 # ---------------------------------------------------------------- Approach 2: Beta accuracy law
@@ -482,9 +580,16 @@ def fit_t2_loss(N, D, k, loss, starts: int = 500, bootstrap: int = 0, seed: int 
 
 class T2AccuracyLaw(Law):
     """Acc(N, D, k) = 1 − B(a, b + k)/B(a, b) over L̂(N, D) = Chinchilla (E, A, α, B, β);
-    stored as (log A, log B, log E, α, β, θ0, θ1, θ2, θ3, θ4)."""
+    stored as (log A, log B, log E, α, β, θ0, θ1, θ2, θ3, θ4).
+
+    μ = θ2/(1 + exp(θ1 (L̂ − θ0))) must lie in (0, 1) for a, b > 0. On the law's whole domain L̂ > E
+    that holds iff θ2 > 0, θ1 >= 0 and ρ = μ(E) = θ2/(1 + exp(θ1 (E − θ0))) <= 1 (μ falls with L̂, so
+    its supremum is ρ, the k = 1 accuracy in the infinite-compute limit). The fit searches ρ ∈ (0, 1]
+    (:func:`theta_from_rho`), so θ2 itself may exceed 1; μ is never clipped.
+    """
 
     KIND, METRIC = "t2_accuracy", "accuracy"
+    FORM: ClassVar[str] = "beta"
     NAMES = ChinchillaLaw.NAMES + ("theta0", "theta1", "theta2", "theta3", "theta4")
 
     @property
@@ -493,8 +598,8 @@ class T2AccuracyLaw(Law):
 
     def beta_ab(self, L) -> tuple[np.ndarray, np.ndarray]:
         """(a, b) of the Beta distribution of per-question success at task NLL L̂."""
-        t0, t1, t2, t3, t4 = self.x[5:]
-        mu = np.clip(t2 * expit(-t1 * (L - t0)), _MU_FLOOR, 1 - _MU_FLOOR)
+        t0, t1, t2, t3, t4 = self.x[5:10]
+        mu = t2 * expit(-t1 * (L - t0))
         nu = np.exp(t3 + t4 * L)
         return mu * nu, (1 - mu) * nu
 
@@ -503,14 +608,58 @@ class T2AccuracyLaw(Law):
         optimizer's search grid, which skips NaN)."""
         with np.errstate(over="ignore", invalid="ignore"):
             a, b = self.beta_ab(self.loss_law.predict(N, D))
-            return -np.expm1(np.minimum(betaln(a, b + np.asarray(k, dtype=np.float64)) - betaln(a, b), 0.0))
+            return beta_pass_at_k(a, b, np.asarray(k, dtype=np.float64))
 
     def chinchilla_n(self, C_train: float) -> float:
         return self.loss_law.chinchilla_n(C_train)
 
 
-_MU_FLOOR = 1e-12  # keeps a = μν and b = (1 − μ)ν > 0 where the logistic saturates
-_THETA_BOUNDS = [(-5.0, 50.0), (1e-3, 100.0), (1e-4, 1.0), (-10.0, 20.0), (-20.0, 20.0)]
+class T2ZeroInflatedAccuracyLaw(T2AccuracyLaw):
+    """Acc(N, D, k) = (1 − π)(1 − B(a, b + k)/B(a, b)): a share π of questions that no draw solves
+    (a point mass at p = 0 beside the Beta). Stored as :class:`T2AccuracyLaw`'s vector, then π."""
+
+    KIND, FORM = "t2_accuracy_zi", "zero_inflated_beta"
+    NAMES = T2AccuracyLaw.NAMES + ("pi",)
+
+    def predict(self, N, D, k=1) -> np.ndarray:
+        return (1 - self.x[10]) * super().predict(N, D, k)
+
+
+def beta_pass_at_k(a: np.ndarray, b: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """1 − B(a, b + k)/B(a, b), with its limits where floating point leaves (0, ∞): 0 where a = μν
+    underflows to 0, 1 where b = (1 − μ)ν rounds to 0 (μ within an ulp of 1)."""
+    ok = (a > 0) & (b > 0)
+    a1, b1 = np.where(ok, a, 1.0), np.where(ok, b, 1.0)
+    delta = np.minimum(betaln(a1, b1 + k) - betaln(a1, b1), 0.0)  # B(a, b + k) <= B(a, b); clip rounding
+    return np.where(ok, -np.expm1(delta), np.where(b > 0, 0.0, 1.0))
+
+
+def theta_from_rho(y: np.ndarray, E: float) -> tuple[np.ndarray, np.ndarray]:
+    """Stage-2 search vector (θ0, θ1, ρ, θ3, θ4[, π]) [..., P] -> the law's (θ0, θ1, θ2, θ3, θ4[, π])
+    with θ2 = ρ (1 + exp(θ1 (E − θ0))), and ∂θ2/∂(θ0, θ1, ρ) [..., 3] for the chain rule."""
+    y = np.asarray(y, dtype=np.float64)
+    t0, t1, rho = y[..., 0], y[..., 1], y[..., 2]
+    eu = np.exp(t1 * (E - t0))
+    theta = y.copy()
+    theta[..., 2] = rho * (1 + eu)
+    return theta, np.stack([-rho * eu * t1, rho * eu * (E - t0), 1 + eu], -1)
+
+
+def rho_from_theta(theta: np.ndarray, E: float) -> np.ndarray:
+    """Inverse of :func:`theta_from_rho`: ρ = θ2/(1 + exp(θ1 (E − θ0)))."""
+    y = np.array(theta, dtype=np.float64)
+    y[..., 2] = y[..., 2] / (1 + np.exp(y[..., 1] * (E - y[..., 0])))
+    return y
+
+
+def _stage2_bounds(E: float, zero_inflated: bool) -> list[tuple[float, float]]:
+    """Search box of (θ0, θ1, ρ, θ3, θ4[, π]): ρ ∈ (0, 1], θ1 >= 0 and π ∈ [0, 1) are the formula's own
+    limits; the others only keep exp(θ1 (E − θ0)) and ν = exp(θ3 + θ4 L̂) finite."""
+    box = [(E - 10.0, E + 50.0), (0.0, 50.0), (1e-12, 1.0), (-20.0, 20.0), (-20.0, 20.0)]
+    return box + [(0.0, 1 - 1e-9)] * zero_inflated
+
+
+_MU_FLOOR = 1e-12  # used by _accuracy_sse (the per-row reference of AccuracyDesign.sse) only
 
 
 @dataclass(frozen=True)
@@ -541,27 +690,40 @@ class AccuracyDesign:
                    np.asarray(acc, dtype=np.float64), onehot)
 
     def sse(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Σ (Acc − acc)² over rows and its analytic gradient, for θ of shape [..., 5].
+        """Σ (Acc − acc)² over rows and its analytic gradient, for θ of shape [..., 5] (Beta) or
+        [..., 6] (zero-inflated: θ then π, Acc scaled by 1 − π).
 
         At the corner of the θ box (ν = exp(θ3 + θ4 L̂) near overflow) log B is ±inf and the SSE
         NaN; the line searches reject such steps, so that is returned quietly."""
         with np.errstate(invalid="ignore", over="ignore"):
             return self._sse(np.asarray(theta, dtype=np.float64))
 
+    def sse_rho(self, y: np.ndarray, E: float) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sse` over the search vector (θ0, θ1, ρ, θ3, θ4[, π]) of :func:`theta_from_rho`."""
+        theta, d2 = theta_from_rho(y, E)
+        f, g = self.sse(theta)
+        g2 = g[..., 2:3].copy()
+        g[..., :3] = g[..., :3] * (np.arange(3) < 2) + g2 * d2
+        return f, g
+
     def _sse(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        t0, t1, t2, t3, t4 = (v[..., None] for v in np.moveaxis(theta, -1, 0))
+        t0, t1, t2, t3, t4 = (v[..., None] for v in np.moveaxis(theta[..., :5], -1, 0))
+        keep = 1 - theta[..., 5:6] if theta.shape[-1] == 6 else 1.0  # 1 − π
         L = self.L
         s = expit(-t1 * (L - t0))  # [..., C]
-        mu, nu = np.clip(t2 * s, _MU_FLOOR, 1 - _MU_FLOOR), np.exp(t3 + t4 * L)
+        mu, nu = t2 * s, np.exp(t3 + t4 * L)
         a, b = mu * nu, (1 - mu) * nu
+        ok = (a > 0) & (b > 0)  # else the limits of beta_pass_at_k: constant in θ
+        limit = np.where(b > 0, 0.0, 1.0)[..., self.row]
+        a, b = np.where(ok, a, 1.0), np.where(ok, b, 1.0)
         ab = a + b
         lb_c, psi_ab, psi_b = betaln(a, b), digamma(ab), digamma(b)
-        ar, br, abr = a[..., self.row], b[..., self.row], ab[..., self.row]  # [..., R]
+        ar, br, abr, okr = a[..., self.row], b[..., self.row], ab[..., self.row], ok[..., self.row]  # [..., R]
         bk = br + self.k
         delta = np.minimum(betaln(ar, bk) - lb_c[..., self.row], 0.0)  # B(a, b + k) <= B(a, b); clip rounding
-        e = np.exp(delta)
-        r = -np.expm1(delta) - self.acc
-        dd = -2 * r * e  # ∂SSE/∂delta
+        P = np.where(okr, -np.expm1(delta), limit)
+        r = keep * P - self.acc
+        dd = np.where(okr, -2 * r * keep * np.exp(delta), 0.0)  # ∂SSE/∂delta
         # per row: ∂delta/∂a = ψ(a+b) − ψ(a+b+k), ∂delta/∂b = ψ(b+k) − ψ(b) + ∂delta/∂a; summed per checkpoint
         d_a = psi_ab[..., self.row] - digamma(abr + self.k)
         d_b = digamma(bk) - psi_b[..., self.row] + d_a
@@ -569,9 +731,10 @@ class AccuracyDesign:
         g_mu = nu * (G_a - G_b)
         g_nu = (mu * G_a + (1 - mu) * G_b) * nu  # ∂/∂(θ3 + θ4 L̂)
         g_s = g_mu * t2 * (-s * (1 - s))  # ∂/∂z, z = θ1 (L̂ − θ0)
-        grad = np.stack([(g_s * -t1).sum(-1), (g_s * (L - t0)).sum(-1), (g_mu * s).sum(-1),
-                         g_nu.sum(-1), (g_nu * L).sum(-1)], -1)
-        return (r * r).sum(-1), grad
+        grad = [(g_s * -t1).sum(-1), (g_s * (L - t0)).sum(-1), (g_mu * s).sum(-1), g_nu.sum(-1), (g_nu * L).sum(-1)]
+        if theta.shape[-1] == 6:
+            grad.append(-2 * (r * P).sum(-1))
+        return (r * r).sum(-1), np.stack(grad, -1)
 
 
 def isoflop_weights(C_train: np.ndarray, loss: np.ndarray) -> np.ndarray:
@@ -612,21 +775,71 @@ def _profiled_chinchilla(N: np.ndarray, D: np.ndarray, L: np.ndarray) -> tuple[n
     bounds = [(-10.0, 50.0), (-10.0, 50.0), (0.0, 5.0), (0.0, 5.0), (Es[0], Es[-1])]
     with warnings.catch_warnings():  # E at its grid end is a bound by construction
         warnings.simplefilter("ignore", FitWarning)
-        (a, b, al, be, E), f, _ = _best_of(objective, x0, bounds, "t2 approach 2 (stage 1)", polish=1)
+        (a, b, al, be, E), f, _ = _best_of(objective, x0, bounds, "t2 approach 2 (stage 1, isoflop)", polish=1,
+                                           names=("log_A", "log_B", "alpha", "beta", "E"))
     return np.array([a, b, np.log(E), al, be]), f
 
 
+STAGE1 = ("huber", "isoflop")
+FORMS = ("auto", "beta", "zero_inflated_beta")
+
+
+def _stage1(N: np.ndarray, D: np.ndarray, L: np.ndarray, how: str, x0: np.ndarray | None = None) -> np.ndarray:
+    """Chinchilla L̂(N, D) on the task NLL: "huber" = :func:`fit_chinchilla`'s robust log-space fit
+    (from ``x0`` in bootstrap refits), "isoflop" = :func:`_profiled_chinchilla` (linear-space SSE with
+    isoFLOP inverse-variance weights, E profiled in [0.01, 0.95]·min NLL)."""
+    if how == "isoflop":
+        return _profiled_chinchilla(N, D, L)[0]
+    return _huber_fit(np.log(N), np.log(D), np.log(L), x0=x0, law="t2 approach 2 (stage 1)")[0]
+
+
+def _stage2(design: AccuracyDesign, E: float, zero_inflated: bool, x0: np.ndarray,
+            polish: int) -> tuple[np.ndarray, float, bool]:
+    """Best (θ0..θ4[, π]) of the Beta (or zero-inflated Beta) SSE from the search-vector starts ``x0``
+    (:func:`theta_from_rho`); returns the law's θ."""
+    names = ("theta0", "theta1", "rho", "theta3", "theta4", "pi")[:5 + zero_inflated]
+    y, f, ok = _best_of(lambda v: design.sse_rho(v, E), x0, _stage2_bounds(E, zero_inflated),
+                        "t2 approach 2 (stage 2)", polish=polish, names=names)
+    return theta_from_rho(y, E)[0], f, ok
+
+
+def _stage2_starts(Lhat: np.ndarray, acc: np.ndarray, acc1: np.ndarray, starts: int, seed: int,
+                   best_beta: np.ndarray | None, E: float) -> np.ndarray:
+    """Starts (θ0, θ1, ρ, θ3, θ4): one guess, then uniform draws around the data; with ``best_beta``
+    (the Beta fit's θ) zero-inflated starts: it with π ∈ {0.02, 0.1, 0.3}, and the draws with
+    π ~ U(0, max(1 − max acc, 0.05))."""
+    rng = np.random.default_rng(seed)
+    lo, hi = np.array([Lhat.min(), 0.5, acc1.max(), -1.0, -1.0]), np.array([Lhat.max(), 10.0, 1.0, 3.0, 1.0])
+    x0 = np.vstack([[np.median(Lhat), 3.0, min(1.0, 1.2 * acc1.max()), 1.0, 0.0],
+                    rng.uniform(lo, hi, (starts - 1, 5))])
+    if best_beta is None:
+        return x0
+    pis = rng.uniform(0, max(1 - acc.max(), 0.05), (starts, 1))
+    best = rho_from_theta(best_beta, E)
+    return np.vstack([np.c_[np.tile(best, (3, 1)), [0.02, 0.1, 0.3]], np.c_[x0, pis]])
+
+
+def _aic(sse: float, rows: int, n_params: int) -> float:
+    """Akaike criterion of a least-squares fit (Gaussian residuals, variance profiled): R log(SSE/R) + 2p."""
+    return rows * np.log(max(sse, 1e-300) / rows) + 2 * n_params
+
+
 @_single_thread_blas
-def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0, seed: int = 0) -> T2AccuracyLaw:
-    """T² Approach 2, two stages: (1) Chinchilla L̂(N, D) on the task NLL = the task loss of the
-    k = 1 rows (E profiled, isoFLOP inverse-variance weights); (2) θ0..θ4 by SSE of
-    1 − B(a, b + k)/B(a, b) against pass@k accuracy over all rows (:class:`AccuracyDesign`): all
-    ``starts`` starts run at once through :func:`batched_lbfgs`, the 2 best are polished by L-BFGS-B.
-    Bootstrap refits start from the full-data optimum."""
+def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0, seed: int = 0,
+                    stage1: str = "huber", form: str = "auto") -> T2AccuracyLaw:
+    """T² Approach 2, two stages: (1) Chinchilla L̂(N, D) on the task NLL = the task loss of the k = 1
+    rows (:func:`_stage1`); (2) the Beta regression's θ by SSE of 1 − B(a, b + k)/B(a, b) against
+    pass@k accuracy over all rows (:class:`AccuracyDesign`; ``starts`` batched, 2 best polished).
+    ``form`` "auto" also fits the zero-inflated Beta (:class:`T2ZeroInflatedAccuracyLaw`) and keeps it
+    where its AIC is lower; info["form"], info["aic"] say which. Bootstrap refits start from the optimum."""
+    if stage1 not in STAGE1:
+        raise InvalidSetting("stage1", stage1, f"one of {STAGE1}")
+    if form not in FORMS:
+        raise InvalidSetting("form", form, f"one of {FORMS}")
     c = _rows(N=N, D=D, k=k, accuracy=accuracy, loss=loss)
     ckpt = _checkpoints(c["N"], c["D"], 5, "t2 approach 2")
 
-    def fit(rows: np.ndarray, x_init: np.ndarray | None) -> tuple[np.ndarray, float, bool]:
+    def fit(rows: np.ndarray, x_init: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
         one = rows[c["k"][rows] == 1]
         first = one[np.unique(ckpt[one], return_index=True)[1]]
         if first.size < 5 or np.unique(ckpt[rows]).size != first.size:
@@ -634,30 +847,44 @@ def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0
                              f"5 checkpoints have one; found {first.size} of {np.unique(ckpt[rows]).size}")
         if np.any(c["loss"][first] <= 0):
             raise DataError(f"loss: expected task NLL > 0 at k = 1, row(s) {_list(first[c['loss'][first] <= 0])}")
-        chin = _profiled_chinchilla(c["N"][first], c["D"][first], c["loss"][first])[0]
-        Lhat = ChinchillaLaw(chin).predict(c["N"][rows], c["D"][rows])
+        chin = _stage1(c["N"][first], c["D"][first], c["loss"][first], stage1, None if x_init is None else x_init[:5])
+        E, Lhat = float(np.exp(chin[2])), ChinchillaLaw(chin).predict(c["N"][rows], c["D"][rows])
         design = AccuracyDesign.build(ckpt[rows], Lhat, c["k"][rows], c["accuracy"][rows])
-        if x_init is None:
-            rng = np.random.default_rng(seed)
-            acc1 = c["accuracy"][one]
-            lo, hi = np.array([Lhat.min(), 0.5, acc1.max(), -1.0, -1.0]), np.array([Lhat.max(), 10.0, 1.0, 3.0, 1.0])
-            x0 = np.vstack([[np.median(Lhat), 3.0, min(1.0, 1.2 * acc1.max()), 1.0, 0.0],
-                            rng.uniform(lo, hi, (starts - 1, 5))])
-            polish = 2  # all starts batched, the 2 best polished by L-BFGS-B
-        else:
-            x0, polish = x_init[None, 5:], 0
-        theta, f, ok = _best_of(design.sse, x0, _THETA_BOUNDS, "t2 approach 2 (stage 2)", polish=polish)
-        return np.r_[chin, theta], f, ok
+        if x_init is not None:
+            theta, _, _ = _stage2(design, E, x_init.size == 11, rho_from_theta(x_init[5:], E)[None], 0)
+            return np.r_[chin, theta], {}
+        fits, caught = {}, {}
+        for name in (("beta", "zero_inflated_beta") if form == "auto" else (form,)):
+            zi = name == "zero_inflated_beta"
+            x0 = _stage2_starts(Lhat, c["accuracy"][rows], c["accuracy"][one], starts, seed,
+                                fits["beta"][0] if zi and "beta" in fits else None, E)
+            if zi and x0.shape[1] == 5:
+                x0 = np.c_[x0, np.full(len(x0), 0.05)]
+            with warnings.catch_warnings(record=True) as caught[name]:  # only the chosen form's warnings count
+                warnings.simplefilter("always")
+                fits[name] = _stage2(design, E, zi, x0, 2)
+        aic = {name: _aic(f, rows.size, 10 + (name != "beta")) for name, (_, f, _) in fits.items()}
+        chosen = min(aic, key=aic.get)
+        for w in caught[chosen]:
+            warnings.warn(w.message, w.category)
+        theta, f, ok = fits[chosen]
+        return np.r_[chin, theta], {"sse": f, "converged": ok, "form": chosen, "aic": aic}
 
-    x, f, ok = fit(np.arange(ckpt.size), None)
+    x, info = fit(np.arange(ckpt.size), None)
+    cls = T2ZeroInflatedAccuracyLaw if info["form"] == "zero_inflated_beta" else T2AccuracyLaw
     samples = _bootstrap(ckpt, bootstrap, seed + 1, lambda rows: fit(rows, x)[0])
-    return T2AccuracyLaw(x, samples, {"sse": f, "converged": ok, "starts": starts, "rows": int(ckpt.size),
-                                      "checkpoints": int(ckpt.max() + 1)})
+    names = ChinchillaLaw.NAMES + ("theta0", "theta1", "rho", "theta3", "theta4", "pi")
+    bounds = _CHIN_BOUNDS + _stage2_bounds(float(np.exp(x[2])), x.size == 11)
+    y = np.r_[x[:5], rho_from_theta(x[5:], float(np.exp(x[2])))]
+    info |= {"starts": starts, "stage1": stage1, "rows": int(ckpt.size), "checkpoints": int(ckpt.max() + 1),
+             "at_bound": at_bounds(y, bounds, names[:x.size])}
+    return cls(x, samples, info, data_ranges(c["N"], c["D"], c["k"]))
 
 
 # ---------------------------------------------------------------- save / load
 
-LAWS: dict[str, type[Law]] = {cls.KIND: cls for cls in (ChinchillaLaw, T2LossLaw, T2AccuracyLaw)}
+LAWS: dict[str, type[Law]] = {cls.KIND: cls for cls in (ChinchillaLaw, T2LossLaw, T2AccuracyLaw,
+                                                          T2ZeroInflatedAccuracyLaw)}
 
 
 def law_from_dict(d: dict[str, Any], where: str = "law") -> Law:
@@ -671,7 +898,14 @@ def law_from_dict(d: dict[str, Any], where: str = "law") -> Law:
     if missing:
         raise DataError(f"{where}: field 'x' lacks {', '.join(missing)}")
     samples = np.array(d["bootstrap_x"], dtype=np.float64) if d.get("bootstrap_x") else None
-    return cls(np.array([x[n] for n in cls.NAMES], dtype=np.float64), samples, d.get("info", {}))
+    ranges = d.get("ranges")  # absent in files written before ranges were stored
+    if ranges is not None and not (isinstance(ranges, dict) and "N" in ranges and
+                                   all(isinstance(v, list) and len(v) == 2 for v in ranges.values())):
+        raise RecordError(f"{where}: field 'ranges' must map N, D, … to [min, max], got {ranges!r}")
+    if d.get("N_kind") not in (None, *N_KINDS):
+        raise RecordError(f"{where}: field 'N_kind' must be one of {N_KINDS}, got {d['N_kind']!r}")
+    return cls(np.array([x[n] for n in cls.NAMES], dtype=np.float64), samples, d.get("info", {}), ranges,
+               d.get("N_kind"))
 
 
 def save_laws(path, laws: dict[str, Law]) -> None:
@@ -692,14 +926,21 @@ def load_laws(path) -> dict[str, Law]:
 
 def fit_columns(cols: dict[str, np.ndarray], approach: int, starts: int | None = None, bootstrap: int = 0,
                 seed: int = 0) -> Law:
-    """Approach 1 (loss law) or 2 (Beta accuracy law) on one task's columns (see dataset.task_columns)."""
+    """Approach 1 (loss law) or 2 (Beta accuracy law) on one task's columns (see dataset.task_columns);
+    the law's ``N_kind`` comes from the column of that name when the dataset has one."""
     if approach == 1:
-        return fit_t2_loss(cols["N"], cols["D"], cols["k"], cols["task_loss"], starts=starts or 500,
-                           bootstrap=bootstrap, seed=seed)
-    if approach == 2:
-        return fit_t2_accuracy(cols["N"], cols["D"], cols["k"], cols["accuracy"], cols["task_loss"],
-                               starts=starts or 8, bootstrap=bootstrap, seed=seed)
-    raise InvalidSetting("approach", approach, "1 or 2")
+        law = fit_t2_loss(cols["N"], cols["D"], cols["k"], cols["task_loss"], starts=starts or 500,
+                          bootstrap=bootstrap, seed=seed)
+    elif approach == 2:
+        law = fit_t2_accuracy(cols["N"], cols["D"], cols["k"], cols["accuracy"], cols["task_loss"],
+                              starts=starts or 8, bootstrap=bootstrap, seed=seed)
+    else:
+        raise InvalidSetting("approach", approach, "1 or 2")
+    kinds = set(cols["N_kind"]) if "N_kind" in cols else set()
+    if len(kinds) > 1:
+        raise DataError(f"N_kind: the rows mix parameter counts {sorted(kinds)}; fit one kind at a time")
+    law.N_kind = kinds.pop() if kinds else None
+    return law
 
 
 def validate(cols: dict[str, np.ndarray], approach: int, holdout_ratio: float | None = None,

@@ -54,7 +54,11 @@ def test_build_dataset_from_runs_and_suite(tmp_path):
     np.testing.assert_allclose(cols["C_train"], 6 * cols["N"] * cols["D"])
     np.testing.assert_allclose(cols["C_inf"], 2 * cols["N"] * cols["k"])
     total = dataset.task_columns(dataset.build_dataset(runs[:1], params="total"))
-    assert np.all(total["N"] == 300)
+    assert np.all(total["N"] == 300) and set(total["N_kind"]) == {"total"}
+    non_emb = dataset.task_columns(dataset.build_dataset(runs[:1], params="non-embedding"))
+    assert np.all(non_emb["N"] == 100) and set(non_emb["N_kind"]) == {"non_embedding"}
+    with pytest.raises(ValueError, match="params: expected total or non-embedding, got 'embedding'"):
+        dataset.build_dataset(runs[:1], params="embedding")
     with pytest.raises(ValueError, match="no N_total, N_non_embedding, D for model 'EleutherAI/pythia-70m'"):
         dataset.build_dataset(runs[1:2])  # no suite: N and D unknown
     csv = tmp_path / "suite.csv"
@@ -73,7 +77,8 @@ def test_cli_fit_optimize_validate_plot(tmp_path, capsys):
     records.write_table(ds, "dataset", {
         "checkpoint": ckpt * 2, "task": ["loss_task"] * N.size + ["acc_task"] * N.size,
         "N": np.r_[N, N], "D": np.r_[D, D], "k": np.r_[k, k], "task_loss": np.r_[loss, loss_k1],
-        "accuracy": np.r_[acc, acc], "C_train": 6 * np.r_[N, N] * np.r_[D, D], "C_inf": 2 * np.r_[N, N] * np.r_[k, k]})
+        "accuracy": np.r_[acc, acc], "C_train": 6 * np.r_[N, N] * np.r_[D, D], "C_inf": 2 * np.r_[N, N] * np.r_[k, k],
+        "N_kind": ["total"] * (2 * N.size)})
     law1, law2 = tmp_path / "law1.json", tmp_path / "law2.json"
     assert cli.main(["fit", str(ds), "--task", "loss_task", "--starts", "60", "--bootstrap", "3", "--out", str(law1)]) == 0
     # Approach 2 at its default 8 starts (cli's --starts default of 500 is meant for Approach 1)
@@ -81,6 +86,7 @@ def test_cli_fit_optimize_validate_plot(tmp_path, capsys):
     assert abs(fit.load_laws(law2)["acc_task"].params["theta1"] / TRUE2.params["theta1"] - 1) < 0.05
     fitted = fit.load_laws(law1)["loss_task"]
     assert abs(fitted.params["alpha"] - TRUE1.params["alpha"]) < 0.02
+    assert fitted.N_kind == "total" and fitted.ranges["N"] == [N.min(), N.max()]  # the law JSON states both
     capsys.readouterr()
     assert cli.main(["optimize", str(law1), "--c-train", "1e19", "--c-inf", "2e9"]) == 0
     out = capsys.readouterr().out
@@ -88,6 +94,10 @@ def test_cli_fit_optimize_validate_plot(tmp_path, capsys):
     line = next(l for l in out.splitlines() if "continuous k" in l)
     assert float(line.split()[4]) == pytest.approx(want["N"], rel=0.1)
     assert "Chinchilla-only choice" in out and "bootstrap interval (3 refits)" in out
+    assert f"search box: N in [{N.min() / 4:.3g}, {4 * N.max():.3g}], k <= {16 * k.max():.3g}" in out
+    assert cli.main(["optimize", str(law1), "--c-train", "1e25", "--c-inf", "2e13", "--n-factor", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "on the search bound of N" in out and f"N in [{N.min() / 2:.3g}, {2 * N.max():.3g}]" in out
     assert cli.main(["validate", str(ds), "--task", "loss_task", "--starts", "40"]) == 0
     row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("loss_task"))
     assert float(row.split()[5].rstrip("%")) < 3  # held-out (most overtrained) mean relative error < 3%
@@ -99,3 +109,18 @@ def test_cli_fit_optimize_validate_plot(tmp_path, capsys):
     assert cli.main(["fit", str(ds), "--out", str(law1), "--task", "nope"]) == 2
     err = capsys.readouterr().err
     assert "--task: expected a task of the dataset" in err and "got 'nope'" in err
+
+
+def test_cli_fit_from_runs_records_the_parameter_count(tmp_path):
+    ks = [1, 2, 4, 8, 16]
+    runs = []
+    for i, (n, d) in enumerate([(n, d) for n in (2e7, 8e7, 3e8) for d in (4e8, 2e9, 1e10)]):
+        loss = TRUE1.predict(n, d, np.array(ks, dtype=float))  # N here is the non-embedding count
+        runs.append(_write_run(tmp_path, f"r{i}", {"id": f"m{i}", "params_total": 3 * n, "params_non_embedding": n,
+                                                   "tokens_trained": d}, "arith", ks, loss.tolist(), [0.5] * len(ks)))
+    for flag, kind, scale in (("non-embedding", "non_embedding", 1), ("total", "total", 3)):
+        out = tmp_path / f"law-{kind}.json"
+        assert cli.main(["fit", *map(str, runs), "--params", flag, "--starts", "30", "--out", str(out)]) == 0
+        law = fit.load_laws(out)["arith"]
+        assert law.N_kind == kind and law.ranges["N"] == [scale * 2e7, scale * 3e8]
+    assert abs(fit.load_laws(tmp_path / "law-non_embedding.json")["arith"].params["alpha"] - 0.34) < 0.02

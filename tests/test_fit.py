@@ -177,6 +177,102 @@ def test_law_json_round_trip(tmp_path):
     np.testing.assert_allclose(back["acc"].predict(N, D, k), TRUE2.predict(N, D, k))
     iv = back["arith"].optimum_interval(1e19, 2e9)
     assert iv["N"][0] <= law.optimum(1e19, 2e9)["N"] * 1.05 and iv["N"][1] >= law.optimum(1e19, 2e9)["N"] * 0.95
+    # the fitted data ranges and the N convention travel with the law
+    assert law.ranges["N"] == [N.min(), N.max()] and law.ranges["k"] == [1.0, 1024.0]
+    assert law.ranges["tokens_per_param"] == pytest.approx([(D / N).min(), (D / N).max()])
+    assert back["arith"].ranges == law.ranges and back["acc"].ranges is None
+    assert back["arith"].search_box() == law.search_box() != fit.SearchBox()
+    law.N_kind = "total"
+    old = law.to_dict()
+    assert fit.law_from_dict(old).N_kind == "total"
+    del old["ranges"], old["N_kind"]  # a file written before ranges were stored still loads, unbounded
+    legacy = fit.law_from_dict(old)
+    assert legacy.ranges is None and legacy.N_kind is None and legacy.search_box() == fit.SearchBox()
+    with pytest.raises(ValueError, match="field 'N_kind' must be one of"):
+        fit.law_from_dict(old | {"N_kind": "embedding"})
     (tmp_path / "bad.json").write_text('{"t2_kind": "law", "t2_schema_version": 1, "laws": {"x": {"law": "nope"}}}')
     with pytest.raises(ValueError, match="laws.x: field 'law' must be one of"):
         fit.load_laws(tmp_path / "bad.json")
+
+
+# ---------------------------------------------------------------- the optimizer's search box
+
+
+def test_optimizer_searches_a_box_tied_to_the_data_and_flags_its_bounds():
+    N, D, k, *_ = simulate()
+    law = fit.T2LossLaw(TRUE1.x, ranges=fit.data_ranges(N, D, k))
+    box = law.search_box()
+    assert (box.n_lo, box.n_hi, box.k_hi) == pytest.approx((N.min() / 4, 4 * N.max(), 16 * k.max()))
+    import warnings
+
+    with warnings.catch_warnings():  # an optimum inside the data's box: no flag, no warning
+        warnings.simplefilter("error", fit.FitWarning)
+        inside = law.optimum(1e19, 2e9)
+        assert inside["at_bound"] == [] and box.n_lo < inside["N"] < box.n_hi and inside["k"] < box.k_hi
+        assert inside["N"] == pytest.approx(TRUE1.optimum(1e19, 2e9)["N"], rel=1e-6)  # the box does not move it
+    free = law.optimum(1e25, 2e13, box=fit.SearchBox())  # the budgets alone put N* far above the data
+    assert free["N"] > 2 * box.n_hi and free["at_bound"] == []
+    with pytest.warns(fit.FitWarning, match="search bound of N"):
+        forced = law.optimum(1e25, 2e13)
+    assert forced["at_bound"] == ["N"] and forced["N"] == pytest.approx(box.n_hi, rel=1e-3)
+    with pytest.warns(fit.FitWarning, match="search bound of N"):
+        assert law.chinchilla_choice(1e25, 2e13)["at_bound"] == ["N"]
+    with pytest.warns(fit.FitWarning, match="search bound"):
+        assert law.frontier([1e21, 1e25], 2e13)["at_bound"].tolist() == [False, True]
+    wide = law.optimum(1e25, 2e13, box=law.search_box(n_factor=1e3))  # overridable factors
+    assert wide["at_bound"] == [] and wide["N"] == pytest.approx(free["N"], rel=1e-4)
+    with pytest.warns(fit.FitWarning, match="search bound of k"):  # k capped at 16·k_max
+        assert law.optimum(1e19, 1e14)["at_bound"] == ["k"]
+    with pytest.raises(ValueError, match="no \\(N, k\\) inside the search box"):
+        law.optimum(1e19, 1e20)  # k = C_inf/(2N) > 16·k_max for every N in the box
+    # the bootstrap interval of (N*, D*, k*) searches the same box
+    rng = np.random.default_rng(0)
+    boot = fit.T2LossLaw(TRUE1.x, TRUE1.x + 0.01 * rng.standard_normal((20, 7)), ranges=law.ranges)
+    iv = boot.optimum_interval(1e19, 2e9)
+    assert iv["N"][0] < inside["N"] < iv["N"][1] and iv["k"][0] < inside["k"] < iv["k"][1]
+    with pytest.warns(fit.FitWarning, match="bootstrap refits end on a search bound"):
+        assert boot.optimum_interval(1e25, 2e13)["N"][1] <= box.n_hi * (1 + 1e-3)
+
+
+# ---------------------------------------------------------------- Approach 2: μ unclipped, zero inflation
+
+# θ2 = 1.3 > 1 (the old search box stopped at 1); ρ = μ(E) = θ2/(1 + exp(θ1 (E − θ0))) = 0.88 <= 1
+TRUE2_WIDE = fit.T2AccuracyLaw(np.r_[CHIN, 3.2, 0.5, 1.3, 0.5, -0.3])
+TRUE2_ZI = fit.T2ZeroInflatedAccuracyLaw(np.r_[TRUE2_WIDE.x, 0.25])  # a quarter never solvable
+
+
+@pytest.mark.parametrize("true, form", [(TRUE2_WIDE, "beta"), (TRUE2_ZI, "zero_inflated_beta")])
+def test_approach2_recovers_beta_and_zero_inflated_laws(true, form, tmp_path):
+    N, D, k = paper_grid()
+    rng = np.random.default_rng(3)
+    acc = np.clip(true.predict(N, D, k) + 0.005 * rng.standard_normal(N.size), 0, 1)
+    nll = true.loss_law.predict(N, D) * (1 + 0.005 * rng.standard_normal(N.size))
+    rho = fit.rho_from_theta(true.x[5:10], true.params["E"])[2]
+    assert 0 < rho <= 1
+    law = fit.fit_t2_accuracy(N, D, k, acc, nll)
+    assert law.info["form"] == form and law.FORM == form and law.info["at_bound"] == []
+    assert law.info["aic"][form] == min(law.info["aic"].values())
+    for name, tol in (("theta0", 0.05), ("theta1", 0.05), ("theta2", 0.05), ("alpha", 0.05), ("beta", 0.05)):
+        assert _rel(law.params[name], true.params[name]) < tol, (name, law.params[name], true.params[name])
+    if form == "zero_inflated_beta":
+        assert abs(law.params["pi"] - 0.25) < 0.02
+    assert np.abs(law.predict(N, D, k) - true.predict(N, D, k)).max() < 0.02
+    fit.save_laws(tmp_path / "law.json", {"t": law})  # the law JSON names the form
+    back = fit.load_laws(tmp_path / "law.json")["t"]
+    assert back.to_dict()["law"] == true.KIND and back.info["form"] == form
+    np.testing.assert_allclose(back.predict(N, D, k), law.predict(N, D, k))
+
+
+def test_stage2_reparametrisation_gradient_and_unclipped_mu():
+    N, D, k = paper_grid()
+    L = TRUE2_ZI.loss_law.predict(N, D)
+    acc = TRUE2_ZI.predict(N, D, k)
+    design = fit.AccuracyDesign.build(fit._checkpoints(N, D, 5, "t"), L, k, acc)
+    E = TRUE2_ZI.params["E"]
+    y = fit.rho_from_theta(TRUE2_ZI.x[5:], E) + np.array([0.05, -0.2, -0.05, 0.1, 0.02, 0.03])
+    np.testing.assert_allclose(fit.theta_from_rho(fit.rho_from_theta(TRUE2_ZI.x[5:], E), E)[0], TRUE2_ZI.x[5:])
+    assert design.sse(TRUE2_ZI.x[5:])[0] == pytest.approx(0, abs=1e-20)  # the ZI design reproduces predict
+    np.testing.assert_allclose(design.sse_rho(y, E)[1], _numeric_grad(lambda v: design.sse_rho(v, E)[0], y),
+                               rtol=1e-5)
+    # μ near 1 and near 0 is not clipped: the limits of 1 − B(a, b + k)/B(a, b)
+    assert fit.beta_pass_at_k(np.array([0.0, 2.0, 1e-300]), np.array([3.0, 0.0, 1.0]), 4.0).tolist()[:2] == [0.0, 1.0]
