@@ -659,7 +659,6 @@ def _stage2_bounds(E: float, zero_inflated: bool) -> list[tuple[float, float]]:
     return box + [(0.0, 1 - 1e-9)] * zero_inflated
 
 
-_MU_FLOOR = 1e-12  # used by _accuracy_sse (the per-row reference of AccuracyDesign.sse) only
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from harness import fit
 CHIN = [np.log(406.4), np.log(410.7), np.log(1.69), 0.34, 0.28]
 TRUE1 = fit.T2LossLaw(np.r_[CHIN, np.log(2.0), 0.5])
 TRUE2 = fit.T2AccuracyLaw(np.r_[CHIN, 3.2, 4.0, 0.9, 0.5, -0.3])
+MU_FLOOR = 1e-12  # keeps a = μν and b = (1 − μ)ν > 0 where the logistic saturates
 
 
 def paper_grid():
@@ -38,7 +39,7 @@ def accuracy_sse(theta: np.ndarray, L: np.ndarray, k: np.ndarray, acc: np.ndarra
     ``fit.AccuracyDesign.sse`` (digamma derivatives of the log-Beta ratio)."""
     t0, t1, t2, t3, t4 = theta
     s = expit(-t1 * (L - t0))
-    mu, nu = np.clip(t2 * s, fit._MU_FLOOR, 1 - fit._MU_FLOOR), np.exp(t3 + t4 * L)
+    mu, nu = np.clip(t2 * s, MU_FLOOR, 1 - MU_FLOOR), np.exp(t3 + t4 * L)
     a, b = mu * nu, (1 - mu) * nu
     delta = np.minimum(betaln(a, b + k) - betaln(a, b), 0.0)  # B(a, b + k) <= B(a, b); clip rounding
     pred = -np.expm1(delta)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness import fit
-from helpers import CHIN, TRUE1, TRUE2, accuracy_sse, simulate
+from helpers import CHIN, TRUE1, TRUE2, accuracy_sse, paper_grid, simulate
 
 
 def _numeric_grad(f, x, eps=1e-6):

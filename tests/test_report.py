@@ -38,8 +38,9 @@ def test_markdown_table_has_one_line_per_row_and_escapes_pipes():
 def test_passk_view_states_the_interval_level_and_the_loss_unit():
     table = pa.table({"task": ["t"], "k": [4], "pass_at_k": [0.5], "pass_at_k_low": [0.25], "pass_at_k_high": [0.75],
                       "maj_at_k": [math.nan], "task_loss": [0.69], "n_problems": [8], "n_smoothed": [2],
-                      "pass_source": ["samples"], "loss_source": ["samples"]})
+                      "source": ["extrapolated:beta-binomial"], "loss_source": ["samples"]})
     head, row = report.passk_text(table, level=0.9).splitlines()
-    assert "pass@k 90% interval" in head and "task loss (nats)" in head
-    assert row.split() == ["t", "4", "0.5", "[0.25,", "0.75]", "-", "0.69", "samples", "2/8"]
+    assert "pass@k 90% interval" in head and "task loss (nats)" in head and "pass@k from" in head
+    assert row.split() == ["t", "4", "0.5", "[0.25,", "0.75]", "extrapolated:beta-binomial", "-", "0.69", "samples",
+                           "2/8"]
     assert "95% interval" in report.passk_text(table)
