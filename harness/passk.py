@@ -648,16 +648,15 @@ def _top_vote_spectra(groups: list, v: np.ndarray, rest: np.ndarray, degree: int
     for spec, w in groups:
         below, at = spec.at(v)
         carrying = carrying or bool(np.any(w > 0))
-        if degree and carrying:
-            d_new = d * below + w[:, None, None, None] * at * q[None, :degree]
-            d_new[:, 1:] += d[:, :-1] * at
-            d = d_new
-        if degree:
-            q_new = q * below
-            q_new[1:] += q[:-1] * at
-            q = q_new
-        else:
-            q[0] *= below
+        if degree and carrying:  # d_t <- d_t·below + d_{t−1}·at + w·at·q_t, in place, highest t first
+            weighted_at = w[:, None, None] * at
+            for t in range(degree - 1, -1, -1):
+                d[:, t] *= below
+                d[:, t] += weighted_at * q[t] + (d[:, t - 1] * at if t else 0)
+        for t in range(degree, 0, -1):  # q_t <- q_t·below + q_{t−1}·at
+            q[t] *= below
+            q[t] += q[t - 1] * at
+        q[0] *= below
         full *= below + at
     return full, q, d
 
