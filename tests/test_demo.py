@@ -47,13 +47,11 @@ def test_training_records_its_flops(demo):
     for model in (demo / "cache" / "models").iterdir():
         t = json.loads((model / "t2_training.json").read_text())
         assert t["training_flops_6nd"] == 6.0 * t["params_non_embedding"] * t["tokens_trained"]
-        # measured matmul FLOPs (forward + backward) are 6ND plus the LM head's 6·V·d·D, plus at most
-        # the attention scores' 12·L·T·d·D (whether SDPA is counted depends on the kernel)
-        c = json.loads((model / "config.json").read_text())
-        d, head = c["hidden_size"], 6.0 * c["vocab_size"] * c["hidden_size"] * t["tokens_trained"]
-        attention = 12.0 * c["num_hidden_layers"] * t["seq_len"] * d * t["tokens_trained"]
-        assert 0.95 * (t["training_flops_6nd"] + head) < t["training_flops_measured"]
-        assert t["training_flops_measured"] < t["training_flops_6nd"] + head + attention
+        # measured matmul FLOPs (forward + backward) exceed 6ND (N non-embedding) by the LM head's and
+        # attention's terms: ≈ 6·N_total·D, every weight in one matmul (the embedding through the tied
+        # head); 6ND alone is 3.3x short for the 8-wide validation model a fit can ask for
+        assert t["training_flops_measured"] > t["training_flops_6nd"]
+        assert 0.95 < t["training_flops_measured"] / (6.0 * t["params_total"] * t["tokens_trained"]) < 1.1
 
 
 def test_cost_totals_equal_the_meter_on_the_stored_samples(demo):
