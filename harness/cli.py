@@ -376,7 +376,8 @@ def _run_commands(sub) -> None:
     p.add_argument("--top-p", type=finite_float, default=1.0, help="nucleus mass (default 1.0 = off)")
     p.add_argument("--top-k", type=int, default=0, help="top-k cut-off (default 0 = off)")
     p.add_argument("--max-tokens", type=int, default=256, help="new tokens per completion (default 256)")
-    p.add_argument("--seed", type=int, default=0, help="base seed: sample i uses seed+i (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="base seed: sample i of problem p uses problem_seed(seed, task, p) + i (default 0)")
     p.add_argument("--chat", action="store_true", help="apply the tokenizer's chat template")
     p.add_argument("--chunk", type=int, default=None, help="problems per generate call / store flush")
     p.add_argument("--attention", choices=["stock", "prefix"], default=None,

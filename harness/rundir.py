@@ -12,8 +12,10 @@ must share with it, in three parts.
 - task: ``task.name``, ``.version``, ``.template``, every ``task.options.*`` (``limit`` and the
   task's own options; not ``data_files``, a path), ``task.problems_sha256`` (ids, prompts and gold
   of the run's problems), ``task.data_sha256`` (the data files' contents), ``shard``;
-- sampler: every ``sampler.*`` setting (backend, n, temperature, top_p, top_k, max_tokens, seed,
-  stop, chat).
+- sampler: every ``sampler.*`` setting (backend, temperature, top_p, top_k, max_tokens, seed,
+  stop, chat, seed_rule; an absent seed_rule is "base+i", the rule of runs made before it) except
+  ``n``: a run grows (or is read at a smaller n) without becoming another run; run.json's
+  ``sampler.n`` is the largest n asked of it (of its shards, when merged).
 
 A difference raises :class:`RunMismatch` naming the field, before anything is written. Hashes the
 existing run did not record (a run.json of an earlier version has no ``task.data_sha256``; a merged
@@ -38,6 +40,7 @@ import pyarrow as pa
 
 from harness import records
 from harness.errors import DataError, RunLocked, RunMismatch
+from harness.samplers import SEED_RULES
 from harness.store import SampleStore, union_samples
 
 RUN_FILE, COST_FILE, SCORES_FILE, PROBLEMS_FILE, PASSK_FILE, LOCK_FILE = (
@@ -63,7 +66,8 @@ def identity(run: dict[str, Any], parts: Sequence[str] = PARTS) -> dict[str, Any
         flat.update({f"task.options.{k}": v for k, v in (task.get("options") or {}).items() if k != "data_files"})
         flat.update({"task.data_sha256": task.get("data_sha256"), "shard": run.get("shard")})
     if "sampler" in parts:
-        flat.update({f"sampler.{k}": v for k, v in (run.get("sampler") or {}).items()})
+        flat.update({f"sampler.{k}": v for k, v in (run.get("sampler") or {}).items() if k != "n"})
+        flat.setdefault("sampler.seed_rule", SEED_RULES[0])
     return flat
 
 
@@ -191,4 +195,10 @@ def merged_manifest(sources: Sequence[RunDir]) -> dict[str, Any]:
             "start_time": min(m.get("start_time") or "" for m in manifests),
             "end_time": max(m.get("end_time") or "" for m in manifests),
             "wall_s": sum(m.get("wall_s") or 0.0 for m in manifests),
-            "task": {**first["task"], "problems_sha256": None}}
+            "task": {**first["task"], "problems_sha256": None}, **_largest_n(manifests)}
+
+
+def _largest_n(manifests: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """{"sampler": the first manifest's sampler with the largest n of all} ({} when none sampled)."""
+    samplers = [m["sampler"] for m in manifests if m.get("sampler")]
+    return {"sampler": {**samplers[0], "n": max(s["n"] for s in samplers)}} if samplers else {}

@@ -3,6 +3,12 @@
 The run directory (files, manifest, identity, lock, merge) is :class:`harness.rundir.RunDir`.
 
 - Resume: rerunning the same command skips problems whose n samples are already stored. A rerun
+  with a larger ``n`` (``-n``) draws each problem's missing samples stored..n-1 with the same seeds
+  (the grown run equals one made at that n from the start); a smaller ``n`` samples nothing. run.json
+  records the largest n asked; ``t2 score`` and ``t2 passk`` use every stored sample (per-problem n).
+- Seeds: sample i of problem p uses ``problem_seed(seed, task, p) + i`` (run.json
+  ``sampler.seed_rule = "problem-hash"``); a run made before that rule (no seed_rule: "base+i",
+  seed + i for every problem) resumes and grows with its own rule. A
   that differs from run.json in its run identity (see :mod:`harness.rundir`) is refused before
   anything is written; a second process on the same directory is refused at once (the lock).
 - Flushes: ``chunk`` problems (all their prompts at once) go to ``backend.sample`` per call; as soon
@@ -27,6 +33,7 @@ import dataclasses
 import datetime
 import hashlib
 import importlib.metadata as metadata
+import itertools
 import math
 import os
 import platform
@@ -40,8 +47,8 @@ from harness import records
 from harness.errors import DataError, InvalidSetting, RunMismatch
 from harness.models import resolve_model, training_metadata
 from harness.progress import progress_bar
-from harness.rundir import RunDir, model_id
-from harness.samplers import SamplingSettings, get_backend
+from harness.rundir import RunDir, identity, model_id
+from harness.samplers import MAX_SAMPLES, SamplingSettings, get_backend, sample_seeds
 from harness.tasks.base import Problem, Task, data_files_hash, provenance
 
 Shard = tuple[int, int]
@@ -98,6 +105,8 @@ def check_settings(settings: SamplingSettings, chunk: int | None) -> None:
     for field, value in (("n", settings.n), ("max_tokens", settings.max_tokens), ("chunk", chunk or 1)):
         if value < 1:
             raise InvalidSetting(field, value, "an integer >= 1")
+    if settings.n > MAX_SAMPLES:
+        raise InvalidSetting("n", settings.n, f"at most {MAX_SAMPLES} samples per problem")
     if not (math.isfinite(settings.temperature) and settings.temperature >= 0):
         raise InvalidSetting("temperature", settings.temperature, "a finite number >= 0")
     if not 0 < settings.top_p <= 1:
@@ -154,6 +163,9 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
     manifest = {"model": {"id": model_id(model, path), "revision": (backend_options or {}).get("revision")},
                 "task": task_record, "sampler": sampler, "shard": shard_spec(shard)}
     with run.locked():
+        prior = run.manifest() or {}
+        sampler["seed_rule"] = identity(prior, ("sampler",))["sampler.seed_rule"] if prior.get("sampler") else "problem-hash"
+        sampler["n"] = max(settings.n, prior["sampler"]["n"] if prior.get("sampler") else 0)  # the largest n asked
         old = run.verify(manifest, skip=("model.dtype",)) or {}  # before the (slow) model load
         with contextlib.closing(get_backend(backend, path, **(backend_options or {}))) as engine:
             info = engine.model_info()
@@ -161,13 +173,13 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
             run.verify(manifest)
             manifest.update(start_time=old.get("start_time", _now()), end_time=None, wall_s=old.get("wall_s", 0.0))
             run.write_manifest(manifest)
-            done = run.store.done_problems(task.name, settings.n)
-            todo = [p for p in problems if p.id not in done]
+            stored = run.store.stored_counts(task.name, settings.n)
+            todo = [(p, stored.get(p.id, 0)) for p in problems if stored.get(p.id, 0) < settings.n]
             bar = progress_bar(total=len(problems), initial=len(problems) - len(todo), unit="problem",
                                disable=not progress, desc=f"{task.name} n={settings.n}")
             t0 = time.perf_counter()
-            samples, tokens = _sample_loop(engine, run, task.name, todo, settings, chat,
-                                           chunk or -(-SAMPLES_IN_FLIGHT // settings.n), bar)
+            samples, tokens = _sample_loop(engine, run, task.name, todo, settings,
+                                           sampler["seed_rule"], chat, chunk or -(-SAMPLES_IN_FLIGHT // settings.n), bar)
             wall = time.perf_counter() - t0
         run.store.compact()
         manifest.update(end_time=_now(), wall_s=manifest["wall_s"] + wall)
@@ -179,15 +191,27 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
     return cost
 
 
-def _sample_loop(engine, run: RunDir, task: str, todo: list[Problem], settings: SamplingSettings,
-                 chat: bool, size: int, bar) -> tuple[int, int]:
-    """Sample ``todo`` in chunks of ``size`` problems, each problem's rows flushed as soon as its
-    chunk returns; returns (samples, completion tokens) written."""
+def _chunks(todo: list[tuple[Problem, int]], size: int) -> list[tuple[list[Problem], int]]:
+    """``todo`` ((problem, first missing sample_idx) pairs) as (problems, first index) chunks of at
+    most ``size`` problems that share their first index, in order of that index."""
+    ordered = sorted(todo, key=lambda item: item[1])
+    chunks = []
+    for start, group in itertools.groupby(ordered, key=lambda item: item[1]):
+        problems = [p for p, _ in group]
+        chunks += [(problems[i:i + size], start) for i in range(0, len(problems), size)]
+    return chunks
+
+
+def _sample_loop(engine, run: RunDir, task: str, todo: list[tuple[Problem, int]], settings: SamplingSettings,
+                 seed_rule: str, chat: bool, size: int, bar) -> tuple[int, int]:
+    """Draw each (problem, start) of ``todo`` its samples start..n-1 with ``seed_rule``'s seeds, in
+    chunks of ``size`` problems, each problem's rows flushed as soon as its chunk returns; returns
+    (samples, completion tokens) written."""
     t0, samples, tokens = time.perf_counter(), 0, 0
-    for start in range(0, len(todo), size):
-        batch = todo[start:start + size]
+    for batch, start in _chunks(todo, size):
         prompts = [chat_prompt(engine.tokenizer, p.prompt) if chat else p.prompt for p in batch]
-        for problem, completions in zip(batch, engine.sample(prompts, settings), strict=True):
+        seeds = sample_seeds(seed_rule, settings.seed, task, [p.id for p in batch])
+        for problem, completions in zip(batch, engine.sample(prompts, settings, seeds, start), strict=True):
             run.store.append([{"task": task, "problem_id": problem.id, **dataclasses.asdict(c)} for c in completions])
             samples += len(completions)
             tokens += sum(c.completion_tokens for c in completions)

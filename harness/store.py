@@ -75,13 +75,18 @@ class SampleStore:
 
     def done_problems(self, task: str, n: int) -> set[str]:
         """Problem ids of ``task`` that already hold samples 0..n-1."""
+        return {p for p, count in self.stored_counts(task, n).items() if count == n}
+
+    def stored_counts(self, task: str, n: int) -> dict[str, int]:
+        """{problem id: how many of samples 0..n-1 of ``task`` are stored} (problems with none left
+        out). The driver appends each problem's samples start..n-1 as one shard, so they are always
+        samples 0..count-1."""
         if not self.shards():
-            return set()
+            return {}
         table = self.read().select(["task", "problem_id", "sample_idx"])
         table = table.filter(pc.and_(pc.equal(table["task"], task), pc.less(table["sample_idx"], n)))
         counts = table.group_by("problem_id").aggregate([("sample_idx", "count_distinct")])
-        full = pc.equal(counts["sample_idx_count_distinct"], n)
-        return set(counts.filter(full)["problem_id"].to_pylist())
+        return dict(zip(counts["problem_id"].to_pylist(), counts["sample_idx_count_distinct"].to_pylist()))
 
 
 def read_shards(shards: Sequence[Path]) -> pa.Table:

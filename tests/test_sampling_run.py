@@ -92,7 +92,7 @@ def test_kill_and_resume_gives_the_uninterrupted_samples(tmp_path, gsm8k_file, c
 @pytest.mark.slow
 @pytest.mark.parametrize("change, field", [(("--seed", "1"), "sampler.seed"),
                                            (("--temperature", "0.5"), "sampler.temperature"),
-                                           (("-n", "4"), "sampler.n")])
+                                           (("--top-p", "0.9"), "sampler.top_p")])
 def test_rerun_with_other_settings_refuses(clean_run, gsm8k_file, change, field):
     before = SampleStore(clean_run).shards()
     args = sample_args(gsm8k_file, clean_run)

@@ -149,3 +149,22 @@ def test_greedy_matches_hf_backend(backend, problems):
         assert a[0].text == b[0].text
         assert a[0].completion_tokens == b[0].completion_tokens
         assert a[0].cumulative_logprob == pytest.approx(b[0].cumulative_logprob, abs=1e-2)
+
+
+def test_problem_seeds_and_growing_n_match_the_hf_backend(backend, problems):
+    """Per-problem seeds reach vLLM's children (child j of a request seeded base + start draws seed
+    base + start + j); a request for samples 2..3 gives exactly samples 2..3 of the n=4 request; the
+    rows carry the seeds the hf backend records for the same problems."""
+    from harness.samplers import sample_seeds
+    from harness.samplers.hf import HFBackend
+
+    prompts = [p.prompt for p in problems[:2]]
+    seeds = sample_seeds("problem-hash", 0, "gsm8k", [p.id for p in problems[:2]])
+    settings = SamplingSettings(n=4, temperature=1.0, max_tokens=16)
+    whole = backend.sample(prompts, settings, seeds)
+    tail = backend.sample(prompts, settings, seeds, start=2)
+    assert [[(c.sample_idx, c.seed, c.text) for c in x] for x in tail] == \
+           [[(c.sample_idx, c.seed, c.text) for c in x[2:]] for x in whole]
+    hf = HFBackend("smollm2-135m", device="cpu", dtype="float32").sample(prompts, settings, seeds)
+    assert [[(c.sample_idx, c.seed) for c in x] for x in whole] == [[(c.sample_idx, c.seed) for c in x] for x in hf]
+    assert [[c.seed for c in x] for x in whole] == [[s + i for i in range(4)] for s in seeds]

@@ -6,6 +6,8 @@ Two real implementations share this interface: ``vllm`` (production, high throug
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
@@ -14,7 +16,8 @@ from harness.errors import InvalidSetting
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """How completions are drawn. Sample i of every problem uses seed ``seed + i``.
+    """How completions are drawn. ``seed`` is the run's base seed; sample i of problem p uses seed
+    ``problem_seed(seed, task, p) + i`` (:func:`problem_seed`; the driver passes those bases).
 
     n: completions per prompt. temperature: softmax temperature (0 = greedy). top_p: nucleus mass
     (1.0 = off). top_k: keep the k most likely tokens (0 = off). max_tokens: new tokens per
@@ -44,6 +47,34 @@ class Completion:
     cumulative_logprob: float
 
 
+SEED_RULES = ("base+i", "problem-hash")  # run.json ``sampler.seed_rule``; absent = "base+i" (runs before it)
+SEED_SPAN = 2**63 - 2**32  # problem seeds lie in [0, SEED_SPAN): base + i < 2^63 for every i < 2^32
+MAX_SAMPLES = 2**32  # sample_idx < MAX_SAMPLES, so no seed wraps
+
+
+def problem_seed(base_seed: int, task: str, problem_id: str) -> int:
+    """The seed of sample 0 of problem ``problem_id``; sample i uses ``problem_seed(...) + i``.
+
+    H = the first 8 bytes (big-endian) of SHA-256 over the UTF-8 bytes of
+    ``json.dumps([base_seed, task, problem_id])`` (Python's defaults: ", " separator, ASCII
+    escapes), and the seed is ``H mod (2^63 - 2^32)``. That range keeps ``seed + i`` below 2^63
+    for every sample_idx i < 2^32, so ``(H' + i) mod 2^63`` never wraps and vLLM's n-request
+    (child i gets ``seed + i``) draws exactly these seeds. Independent of data order and machine.
+    """
+    key = json.dumps([int(base_seed), str(task), str(problem_id)]).encode("utf-8")
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % SEED_SPAN
+
+
+def sample_seeds(rule: str, base_seed: int, task: str, problem_ids: Sequence[str]) -> list[int]:
+    """Each problem's seed of sample 0 under ``rule`` (:data:`SEED_RULES`): the problem hash, or
+    the base seed itself for every problem (the "base+i" rule of runs made before it)."""
+    if rule not in SEED_RULES:
+        raise InvalidSetting("seed_rule", rule, f"one of {', '.join(SEED_RULES)}")
+    if rule == "base+i":
+        return [base_seed] * len(problem_ids)
+    return [problem_seed(base_seed, task, p) for p in problem_ids]
+
+
 class Backend(Protocol):
     name: str
     tokenizer: Any  # the model's HF tokenizer (the driver applies chat templates with it)
@@ -54,8 +85,10 @@ class Backend(Protocol):
         "device", "backend", "versions" ({package: version})."""
         ...
 
-    def sample(self, prompts: Sequence[str], settings: SamplingSettings) -> list[list[Completion]]:
-        """``settings.n`` completions for each prompt, in prompt order, sample_idx 0..n-1."""
+    def sample(self, prompts: Sequence[str], settings: SamplingSettings, seeds: Sequence[int] | None = None,
+               start: int = 0) -> list[list[Completion]]:
+        """Samples ``start..settings.n-1`` of each prompt, in prompt order; sample i of prompt k
+        uses seed ``seeds[k] + i`` (``seeds`` None: ``settings.seed`` for every prompt)."""
         ...
 
     def gold_nll(self, prompts: Sequence[str], answers: Sequence[str]) -> list[tuple[float, int]]:

@@ -18,9 +18,10 @@ Prefill once, decode many, several problems per decode batch:
   only while sampling. One problem per decode batch (the shared prefix is per problem, and that
   attention takes no padding mask); the rest (seeding, draws, records) is identical.
 
-Randomness: ``harness.kernels.sampling`` (the one seeded sampler): sample i of a problem has seed
-``seed + i`` (the same for sample i of every problem, as in the vLLM backend) and at step t takes the
-token where the CDF of the filtered distribution first reaches the Philox uniform u(seed + i, t).
+Randomness: ``harness.kernels.sampling`` (the one seeded sampler): sample i of prompt k has seed
+``seeds[k] + i`` (the driver passes each problem's ``problem_seed``; as in the vLLM backend) and at
+step t takes the token where the CDF of the filtered distribution first reaches the Philox uniform
+u(seeds[k] + i, t). ``start`` > 0 draws samples start..n-1 only (a run growing from n to n').
 The uniforms of a decode batch are computed once, [rows, max_tokens], with integer ops that give the
 same numbers on every device. Its tokens therefore do not depend on n, the batch split, the other
 problems in its batch or which other samples are still running, up to float round-off in batched
@@ -32,8 +33,8 @@ Recorded per completion (as the vLLM backend does):
 - prompt_tokens: ``len(tokenizer(prompt).input_ids)`` (special tokens added as the tokenizer does);
 - completion_tokens: tokens generated, the EOS token and the tokens of a matched stop string
   included, although the text excludes them (decoded with special tokens skipped);
-- cached_prompt_tokens: 0 for sample 0 of a problem, prompt_tokens for samples 1..n-1 (they
-  reuse sample 0's prefill);
+- cached_prompt_tokens: 0 for the first sample drawn (sample ``start``), prompt_tokens for the
+  later ones (they reuse its prefill);
 - cumulative_logprob: sum of the sampled tokens' log-probabilities (nats) under the model's raw
   distribution (log-softmax of the logits before temperature and filters), like vLLM's;
 - finish_reason: "stop" (EOS or a stop string) or "length" (max_tokens reached).
@@ -163,25 +164,30 @@ class HFBackend:
             budget = 2 << 30
         return max(1, min(1024, budget // (per_token * max(context, 1))))
 
-    def sample(self, prompts: Sequence[str], settings: SamplingSettings) -> list[list[Completion]]:
-        """``settings.n`` completions per prompt, sample_idx 0..n-1, one prefill per prompt; with
-        the stock attention, problems whose samples fit in one decode batch decode together."""
+    def sample(self, prompts: Sequence[str], settings: SamplingSettings, seeds: Sequence[int] | None = None,
+               start: int = 0) -> list[list[Completion]]:
+        """Samples ``start..settings.n-1`` per prompt (sample i of prompt k: seed ``seeds[k] + i``,
+        default ``settings.seed``), one prefill per prompt; with the stock attention, problems
+        whose samples fit in one decode batch decode together."""
         ids = [self.encode(p) for p in prompts]
+        bases = list(seeds) if seeds is not None else [settings.seed] * len(ids)
+        count = settings.n - start
         out: list[list[Completion]] = [[] for _ in ids]
         order = sorted(range(len(ids)), key=lambda k: len(ids[k]))  # similar lengths pad less
-        start = 0
-        while start < len(order):
-            cap = self.rows(len(ids[order[start]]) + settings.max_tokens)
-            per = 1 if self.attention == "prefix" else max(1, cap // settings.n)
-            batch = order[start:start + per]
-            while len(batch) > 1 and len(batch) * settings.n > self.rows(len(ids[batch[-1]]) + settings.max_tokens):
+        done = 0
+        while done < len(order):
+            cap = self.rows(len(ids[order[done]]) + settings.max_tokens)
+            per = 1 if self.attention == "prefix" else max(1, cap // count)
+            batch = order[done:done + per]
+            while len(batch) > 1 and len(batch) * count > self.rows(len(ids[batch[-1]]) + settings.max_tokens):
                 batch.pop()  # longer prompts: fewer rows fit
             if len(batch) == 1:
-                out[batch[0]] = self._sample_one(ids[batch[0]], settings)
+                out[batch[0]] = self._sample_one(ids[batch[0]], bases[batch[0]], start, settings)
             else:
-                for k, completions in zip(batch, self._sample_many([ids[k] for k in batch], settings)):
+                drawn = self._sample_many([ids[k] for k in batch], [bases[k] for k in batch], start, settings)
+                for k, completions in zip(batch, drawn):
                     out[k] = completions
-            start += len(batch)
+            done += len(batch)
         return out
 
     def _context(self, padded: bool = False):
@@ -197,7 +203,7 @@ class HFBackend:
         return hf_attention.attention_implementation(self.model, hf_attention.ATTN_NAME)
 
     @torch.inference_mode()
-    def _sample_one(self, ids: list[int], s: SamplingSettings) -> list[Completion]:
+    def _sample_one(self, ids: list[int], base: int, first_idx: int, s: SamplingSettings) -> list[Completion]:
         """One problem, no padding: prefill once, decode its samples in groups of ``rows``."""
         rows = self.rows(len(ids) + s.max_tokens)
         with self._context():
@@ -211,21 +217,22 @@ class HFBackend:
                              logits_to_keep=1)
             prefix, first = out.past_key_values, out.logits[:, -1]
             done: list[Completion] = []
-            for start in range(0, s.n, rows):
+            for start in range(first_idx, s.n, rows):
                 group = range(start, min(s.n, start + rows))
                 if self.attention == "prefix":
                     cache = prefix.fork() if start + rows < s.n else prefix
                 else:
                     cache = copy.deepcopy(prefix) if start + rows < s.n else prefix
                     cache.batch_repeat_interleave(len(group))
-                found = self._decode([(0, i) for i in group], [len(ids)], cache,
+                found = self._decode([(0, i) for i in group], [(len(ids), base)], first_idx, cache,
                                      first.expand(len(group), -1), None, None, s)
                 done += [found[(0, i)] for i in group]
         return done
 
     @torch.inference_mode()
-    def _sample_many(self, batch: list[list[int]], s: SamplingSettings) -> list[list[Completion]]:
-        """Several problems, all n samples each, in one decode batch: left-padded prefill once."""
+    def _sample_many(self, batch: list[list[int]], bases: list[int], first_idx: int,
+                     s: SamplingSettings) -> list[list[Completion]]:
+        """Several problems, samples first_idx..n-1 each, in one decode batch: left-padded prefill once."""
         width = max(map(len, batch))
         input_ids = torch.tensor([[self.pad] * (width - len(x)) + x for x in batch], device=self.device)
         mask = positions = None
@@ -236,23 +243,25 @@ class HFBackend:
             out = self.model(input_ids, attention_mask=mask, position_ids=positions,
                              past_key_values=DynamicCache(config=self.model.config), use_cache=True,
                              logits_to_keep=1)
-            cache, n = out.past_key_values, s.n
+            cache, n, drawn = out.past_key_values, s.n - first_idx, range(first_idx, s.n)
             cache.batch_repeat_interleave(n)
             logits = out.logits[:, -1].repeat_interleave(n, dim=0)
             if mask is not None:
                 mask = mask.repeat_interleave(n, dim=0)
                 positions = torch.tensor([len(x) for x in batch], device=self.device).repeat_interleave(n)
-            found = self._decode([(k, i) for k in range(len(batch)) for i in range(n)], [len(x) for x in batch],
-                                 cache, logits, mask, positions, s)
-        return [[found[(k, i)] for i in range(n)] for k in range(len(batch))]
+            found = self._decode([(k, i) for k in range(len(batch)) for i in drawn],
+                                 [(len(x), b) for x, b in zip(batch, bases)], first_idx, cache, logits, mask, positions, s)
+        return [[found[(k, i)] for i in drawn] for k in range(len(batch))]
 
-    def _decode(self, rows: list[tuple[int, int]], n_prompts: list[int], cache, logits: torch.Tensor,
-                mask: torch.Tensor | None, positions: torch.Tensor | None,
+    def _decode(self, rows: list[tuple[int, int]], problems: list[tuple[int, int]], first_idx: int, cache,
+                logits: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor | None,
                 s: SamplingSettings) -> dict[tuple[int, int], Completion]:
-        """Decode ``rows`` ((problem, sample_idx) per batch row) from the first-step ``logits``.
+        """Decode ``rows`` ((problem, sample_idx) per batch row) from the first-step ``logits``;
+        ``problems[k]`` = (prompt tokens, seed of sample 0) of problem k; sample i's seed is base + i.
         ``mask`` [rows, context] and ``positions`` [rows] (the next token's position) for padded
         batches, else None (the positions follow from the cache length)."""
-        u = sampling.uniforms([s.seed + i for _, i in rows], s.max_tokens, self.device) if s.temperature != 0 else None
+        seeds = [problems[k][1] + i for k, i in rows]
+        u = sampling.uniforms(seeds, s.max_tokens, self.device) if s.temperature != 0 else None
         tokens: list[list[int]] = [[] for _ in rows]
         logprob = [0.0] * len(rows)
         result: dict[tuple[int, int], Completion] = {}
@@ -269,9 +278,9 @@ class HFBackend:
                     reason = "length" if token not in self.eos and hit < 0 else "stop"
                     text = self.tokenizer.decode(tokens[j], skip_special_tokens=True)
                     k, i = rows[j]
-                    n_prompt = n_prompts[k]
-                    result[rows[j]] = Completion(i, s.seed + i, text[:hit] if hit >= 0 else text, n_prompt,
-                                                 len(tokens[j]), n_prompt if i > 0 else 0, reason, logprob[j])
+                    n_prompt = problems[k][0]
+                    result[rows[j]] = Completion(i, seeds[j], text[:hit] if hit >= 0 else text, n_prompt,
+                                                 len(tokens[j]), n_prompt if i > first_idx else 0, reason, logprob[j])
                 else:
                     keep.append(row)
             if not keep:

