@@ -58,8 +58,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
-from harness.errors import InvalidSetting
-
 MiB = 1 << 20
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x8000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
@@ -896,6 +894,8 @@ class Sandbox:
 
     def __init__(self, workers: int | None = None, limits: Limits = Limits(),
                  long_after: float = 0.25, extra: int | None = None):
+        from harness.errors import InvalidSetting  # not at the top: the server runs this file without harness
+
         self.workers = workers or min(4 * cores(), 128)
         if not 1 <= self.workers <= 256:
             raise InvalidSetting("workers", self.workers, "1..256")
