@@ -26,6 +26,7 @@ class UsageError(T2Error):
 FLAGS = {
     "n": "-n", "max_tokens": "--max-tokens", "chunk": "--chunk", "temperature": "--temperature",
     "top_p": "--top-p", "top_k": "--top-k", "seed": "--seed", "chat": "--chat", "limit": "--limit",
+    "system_prompt": "--system-prompt",
     "shard": "--shard", "task": "--task", "task.name": "--task", "task_option": "--task-option",
     "data_files": "--data-files", "problems_sha256": "--data-files", "data_sha256": "--data-files",
     "model": "--model", "model.id": "--model", "revision": "--revision", "dtype": "--dtype",
@@ -144,6 +145,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
         data_parallel_size=args.data_parallel_size)
     sampling.run_sample(args.task, args.model, args.out, settings, backend=args.backend, limit=args.limit,
                         shard=parse_shard(args.shard), chat=args.chat, chunk=args.chunk, data_files=args.data_files,
+                        system_prompt=args.system_prompt,
                         task_options=parse_task_options(args.task_option), backend_options=options)
 
 
@@ -158,12 +160,13 @@ def _cmd_likelihood(args: argparse.Namespace) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
-    from harness import sampling
+    from harness import records, report, sampling
 
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers: expected an integer >= 1, got {args.workers}")
     options = {"workers": args.workers} if args.workers else {}
     scores, problems = sampling.score_run(args.run, options)
+    print(report.accuracy_text(records.read_table(problems, "problems")))
     print(f"wrote {scores} and {problems}")
 
 
@@ -192,8 +195,22 @@ def _cmd_passk(args: argparse.Namespace) -> None:
 def _cmd_cost(args: argparse.Namespace) -> None:
     import json
 
-    from harness import cost, report
+    from harness import cost, records, report
 
+    if args.run is not None:
+        from harness.rundir import RunDir
+
+        if args.config is not None:
+            raise UsageError("--config: give a run directory or --config with token counts, not both")
+        run = RunDir(args.run)
+        run.require()
+        record = records.read_json(run.cost_file, "cost")
+        print(json.dumps(record, indent=2) if args.json else report.run_cost_text(record))
+        return
+    missing = [f for f, v in (("--config", args.config), ("--prompt-tokens", args.prompt_tokens),
+                              ("--completion-tokens", args.completion_tokens)) if v is None]
+    if missing:
+        raise UsageError(f"{missing[0]}: required without a run directory")
     for flag, value, least in (("--prompt-tokens", args.prompt_tokens, 0),
                                ("--completion-tokens", args.completion_tokens, 0), ("-n", args.n, 1)):
         if value < least:
@@ -311,7 +328,8 @@ def _cmd_reliability(args: argparse.Namespace) -> None:
         suite = load_suite(args.suite)
     runs = [reliability.load_run(path, suite) for path in args.runs]
     table, curves = reliability.reliability_table(runs, args.k, n_bins=args.bins)
-    written = report.write_reliability_report(table, curves, Path(args.out or "results/reliability"))
+    out = Path(args.out) if args.out else Path(args.runs[0]) / "reliability"
+    written = report.write_reliability_report(table, curves, out)
     print(report.reliability_text(table))
     print(f"wrote {written[0]}, {written[-1].name} and {len(written) - 2} figure(s) in {written[0].parent}")
 
@@ -378,7 +396,11 @@ def _run_commands(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=256, help="new tokens per completion (default 256)")
     p.add_argument("--seed", type=int, default=0,
                    help="base seed: sample i of problem p uses problem_seed(seed, task, p) + i (default 0)")
-    p.add_argument("--chat", action="store_true", help="apply the tokenizer's chat template")
+    p.add_argument("--chat", action="store_true",
+                   help="chat mode: the task's user message in the tokenizer's chat template, the task's "
+                        "chat-mode stops, answers read from the reply (fenced code, final answer)")
+    p.add_argument("--system-prompt", default=None, metavar="TEXT",
+                   help="--chat: a system turn before each problem (recorded in run.json, part of the run's identity)")
     p.add_argument("--chunk", type=int, default=None, help="problems per generate call / store flush")
     p.add_argument("--attention", choices=["stock", "prefix"], default=None,
                    help="hf: 'prefix' stores each prompt's KV once (harness.kernels shared-prefix attention)")
@@ -408,12 +430,13 @@ def _stage_commands(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
-    p = _add(sub, "cost", _cmd_cost, "inference FLOPs of n samples of one prompt",
-             "t2 cost --config HuggingFaceTB/SmolLM2-135M-Instruct --prompt-tokens 512 "
-             "--completion-tokens 256 -n 64")
-    p.add_argument("--config", required=True, help="config.json path, model folder, HF id or smollm2-135m")
-    p.add_argument("--prompt-tokens", type=int, required=True, help="prompt length (tokens)")
-    p.add_argument("--completion-tokens", type=int, required=True, help="tokens per completion")
+    p = _add(sub, "cost", _cmd_cost, "a run's cost.json, or inference FLOPs of n samples of one prompt",
+             "t2 cost results/gsm8k-smol   (or: t2 cost --config HuggingFaceTB/SmolLM2-135M-Instruct "
+             "--prompt-tokens 512 --completion-tokens 256 -n 64)")
+    p.add_argument("run", nargs="?", default=None, help="a run directory: print its cost.json")
+    p.add_argument("--config", default=None, help="config.json path, model folder, HF id or smollm2-135m")
+    p.add_argument("--prompt-tokens", type=int, default=None, help="prompt length (tokens)")
+    p.add_argument("--completion-tokens", type=int, default=None, help="tokens per completion")
     p.add_argument("-n", type=int, default=1, help="completions per prompt")
     p.add_argument("--json", action="store_true", help="print the cost record as JSON")
 
@@ -473,7 +496,7 @@ def _law_commands(sub) -> None:
              "t2 reliability results/gsm8k-smol")
     p.add_argument("runs", nargs="+", help="scored run directories")
     p.add_argument("-k", type=int, nargs="+", default=None, help="values of k")
-    p.add_argument("--out", default=None, help="folder for the report (default: results/reliability)")
+    p.add_argument("--out", default=None, help="folder for the report (default: RUN/reliability of the first run)")
     p.add_argument("--bins", type=int, default=10, help="equal-mass calibration bins (default 10)")
     p.add_argument("--suite", default=None, help="suite file with N and D of runs whose run.json lacks them")
 

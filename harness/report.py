@@ -99,6 +99,24 @@ def reliability_markdown(table: pa.Table, shifted: pa.Table | None, figures: Seq
     return "\n".join(md) + "\n"
 
 
+def accuracy_text(problems: pa.Table) -> str:
+    """Per task of a scored problems table: pass@1 = mean over problems of c_i / n_i (the mean
+    correct when every problem has the same n), with the samples and problems it counts."""
+    by_task: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for r in problems.select(["task", "n", "c"]).to_pylist():
+        if r["n"]:
+            by_task[r["task"]].append((r["n"], r["c"]))
+    rows = [{"task": task, "pass@1": sum(c / n for n, c in nc) / len(nc), "samples": sum(n for n, _ in nc),
+             "correct": sum(c for _, c in nc), "problems": len(nc)} for task, nc in sorted(by_task.items())]
+    return text_table(rows, {"task": "task", "pass@1": "pass@1 (mean correct)", "correct": "correct",
+                             "samples": "samples", "problems": "problems"})
+
+
+def run_cost_text(cost: Mapping[str, Any]) -> str:
+    """A run's cost.json as aligned text: one row per field (FLOPs, tokens, seconds)."""
+    return text_table([{"field": k, "value": v} for k, v in cost.items()], {"field": "cost.json", "value": ""})
+
+
 def cost_text(summary: Mapping[str, Any]) -> str:
     """``harness.cost.cost_summary`` as text: the model, the run's shape, then FLOPs with the prompt
     prefilled once and n times, beside the 2N and 6N conventions and the exact / 2N ratios."""

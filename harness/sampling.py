@@ -32,21 +32,20 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
-import importlib.metadata as metadata
 import itertools
 import math
 import os
 import platform
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import harness
 from harness import records
 from harness.errors import DataError, InvalidSetting, RunMismatch
 from harness.models import resolve_model, training_metadata
 from harness.progress import progress_bar
+from harness.provenance import harness_source, model_commit, package_versions, prompt_record
 from harness.rundir import RunDir, identity, model_id
 from harness.samplers import MAX_SAMPLES, SamplingSettings, get_backend, sample_seeds
 from harness.tasks.base import Problem, Task, data_files_hash, provenance
@@ -119,47 +118,55 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _versions(info: dict[str, Any]) -> dict[str, str | None]:
-    found = {"harness": harness.__version__}
-    for package in ("torch", "transformers", "vllm"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
-    return {**found, **info.get("versions", {})}
-
-
 def _loaded(manifest: dict[str, Any], spec: str, path: str, info: dict[str, Any]) -> dict[str, Any]:
     """``manifest`` with what the loaded model tells: run.json's model entry (id, path, revision,
-    dtype, parameter counts, D / training FLOPs when the folder records them), versions, device."""
+    commit, dtype, parameter counts, D / training FLOPs when the folder records them), the harness
+    source, versions, device (see :mod:`harness.provenance`)."""
     model = {"id": model_id(spec, path), "path": path, "revision": info.get("revision"),
+             "commit": model_commit(model_id(spec, path), path, info.get("revision")),
              "params_total": info["params"]["total"], "params_non_embedding": info["params"]["non_embedding"],
              "dtype": info.get("dtype"), **training_metadata(path)}
-    return {**manifest, "model": model, "versions": _versions(info), "device": info.get("device"),
+    return {**manifest, "model": model, "harness": harness_source(),
+            "versions": {**package_versions(), **info.get("versions", {})}, "device": info.get("device"),
             "host": platform.node()}
 
 
-def chat_prompt(tokenizer, prompt: str) -> str:
-    """``prompt`` as the single user turn of the tokenizer's chat template, assistant turn opened."""
+def chat_prompt(tokenizer, prompt: str, system_prompt: str | None = None) -> str:
+    """``prompt`` as the single user turn of the tokenizer's chat template (after a system turn
+    ``system_prompt`` if given), assistant turn opened."""
     if not getattr(tokenizer, "chat_template", None):
         raise InvalidSetting("chat", True, "a model whose tokenizer has a chat template")
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+    system = [{"role": "system", "content": system_prompt}] if system_prompt is not None else []
+    return tokenizer.apply_chat_template([*system, {"role": "user", "content": prompt}], tokenize=False,
                                          add_generation_prompt=True)
+
+
+def prompt_renderer(task: Task, tokenizer, chat: bool, system_prompt: str | None) -> Callable[[Problem], str]:
+    """Problem → the text the model is given: its prompt, or in chat mode the task's user message
+    in the chat template."""
+    if not chat:
+        return lambda p: p.prompt
+    return lambda p: chat_prompt(tokenizer, task.user_message(p), system_prompt)
 
 
 def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: SamplingSettings, *,
                backend: str = "hf", limit: int | None = None, shard: Shard | None = None, chat: bool = False,
-               chunk: int | None = None, data_files: str | None = None,
+               chunk: int | None = None, data_files: str | None = None, system_prompt: str | None = None,
                task_options: dict[str, Any] | None = None, backend_options: dict[str, Any] | None = None,
                progress: bool = True) -> dict[str, Any]:
     """Sample ``settings.n`` completions per problem into run directory ``out`` (resumable);
-    returns the cost record (also written to cost.json). ``settings.stop`` is replaced by the task's."""
+    returns the cost record (also written to cost.json). ``settings.stop`` is replaced by the task's
+    stops of the mode (chat or completion); ``system_prompt`` (chat mode only) opens each chat."""
     check_settings(settings, chunk)
+    if system_prompt is not None and not chat:
+        raise InvalidSetting("system_prompt", system_prompt, "none without chat mode (chat templates only)")
     run = RunDir(out)
     task, problems, task_record = load_problems(task_name, data_files, limit, shard, task_options)
-    settings = dataclasses.replace(settings, stop=tuple(task.stop))
+    task.chat = chat
+    settings = dataclasses.replace(settings, stop=task.stop_sequences())
     path = resolve_model(model)
-    sampler = {"backend": backend, **dataclasses.asdict(settings), "stop": list(settings.stop), "chat": chat}
+    sampler = {"backend": backend, **dataclasses.asdict(settings), "stop": list(settings.stop), "chat": chat,
+               "system_prompt": system_prompt}
     manifest = {"model": {"id": model_id(model, path), "revision": (backend_options or {}).get("revision")},
                 "task": task_record, "sampler": sampler, "shard": shard_spec(shard)}
     with run.locked():
@@ -170,6 +177,9 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
         with contextlib.closing(get_backend(backend, path, **(backend_options or {}))) as engine:
             info = engine.model_info()
             manifest = _loaded(manifest, model, path, info)
+            render = prompt_renderer(task, engine.tokenizer, chat, system_prompt)
+            manifest["prompt"] = prompt_record(engine.tokenizer, task.chat_message if chat else task.template,
+                                               chat, system_prompt, render(problems[0]))
             run.verify(manifest)
             manifest.update(start_time=old.get("start_time", _now()), end_time=None, wall_s=old.get("wall_s", 0.0))
             run.write_manifest(manifest)
@@ -178,8 +188,8 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
             bar = progress_bar(total=len(problems), initial=len(problems) - len(todo), unit="problem",
                                disable=not progress, desc=f"{task.name} n={settings.n}")
             t0 = time.perf_counter()
-            samples, tokens = _sample_loop(engine, run, task.name, todo, settings,
-                                           sampler["seed_rule"], chat, chunk or -(-SAMPLES_IN_FLIGHT // settings.n), bar)
+            samples, tokens = _sample_loop(engine, run, task.name, todo, settings, sampler["seed_rule"], render,
+                                           chunk or -(-SAMPLES_IN_FLIGHT // settings.n), bar)
             wall = time.perf_counter() - t0
         run.store.compact()
         manifest.update(end_time=_now(), wall_s=manifest["wall_s"] + wall)
@@ -203,13 +213,13 @@ def _chunks(todo: list[tuple[Problem, int]], size: int) -> list[tuple[list[Probl
 
 
 def _sample_loop(engine, run: RunDir, task: str, todo: list[tuple[Problem, int]], settings: SamplingSettings,
-                 seed_rule: str, chat: bool, size: int, bar) -> tuple[int, int]:
+                 seed_rule: str, render: Callable[[Problem], str], size: int, bar) -> tuple[int, int]:
     """Draw each (problem, start) of ``todo`` its samples start..n-1 with ``seed_rule``'s seeds, in
     chunks of ``size`` problems, each problem's rows flushed as soon as its chunk returns; returns
     (samples, completion tokens) written."""
     t0, samples, tokens = time.perf_counter(), 0, 0
     for batch, start in _chunks(todo, size):
-        prompts = [chat_prompt(engine.tokenizer, p.prompt) if chat else p.prompt for p in batch]
+        prompts = [render(p) for p in batch]
         seeds = sample_seeds(seed_rule, settings.seed, task, [p.id for p in batch])
         for problem, completions in zip(batch, engine.sample(prompts, settings, seeds, start), strict=True):
             run.store.append([{"task": task, "problem_id": problem.id, **dataclasses.asdict(c)} for c in completions])
@@ -304,7 +314,7 @@ def run_likelihood(task_name: str | None, model: str, out: str | os.PathLike, *,
         rows = run.read_problems()
         for p, (value, n_tokens) in zip(problems, nll, strict=True):
             row = rows.setdefault((task.name, p.id), {"task": task.name, "problem_id": p.id, "n": 0, "c": 0})
-            row.update(nll=value, answer_tokens=n_tokens)
+            row.update(nll=value, answer_tokens=n_tokens, prompt=p.prompt, gold=p.answer)
         return run.write_problems(rows)
 
 
@@ -325,6 +335,7 @@ def score_run(out: str | os.PathLike, task_options: dict[str, Any] | None = None
             raise DataError(f"{run.store.dir}: no samples to score (sample into {run.path} first)")
         task, problems, _ = _existing_problems(
             run, old, extra_options={k: v for k, v in (task_options or {}).items() if k in accepted})
+        task.chat = bool((old.get("sampler") or {}).get("chat"))  # replies are judged as they were drawn
         try:
             return _score(run, task, {p.id: p for p in problems}, table)
         finally:
@@ -350,7 +361,7 @@ def _score(run: RunDir, task: Task, by_id: dict[str, Problem], table):
         c[1] += int(ok)
     for key, (n, c) in counts.items():
         row = problems.setdefault(key, {"task": key[0], "problem_id": key[1], "nll": None, "answer_tokens": None})
-        row.update(n=n, c=c)
+        row.update(n=n, c=c, prompt=by_id[key[1]].prompt, gold=by_id[key[1]].answer)
     return scores_path, run.write_problems(problems)
 
 

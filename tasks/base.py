@@ -57,7 +57,10 @@ class Task:
     name: str = ""             # registry name, e.g. "gsm8k"
     version: str = "1"         # bump when the data, prompt or check changes
     source: str = ""           # where the data comes from (dataset id, package, generator + seed)
-    stop: Sequence[str] = ()   # stop sequences for sampling
+    stop: Sequence[str] = ()   # stop sequences for sampling in completion mode
+    chat_stop: Sequence[str] = ()  # stop sequences in chat mode (the model's end of turn ends a reply)
+    chat_message: str = "{prompt}"  # chat mode: the user turn, ``{prompt}`` = the problem's prompt
+    chat: bool = False         # completions are chat replies (set from the run's sampler.chat)
     template: str = ""         # the prompt template, recorded for provenance
     hub: tuple[str, str | None, str] | None = None  # (path, config, split) on the HF hub, if any
     data_files: Sequence[Path] | None = None        # local data files in use (None: hub or generated)
@@ -72,6 +75,14 @@ class Task:
     def check_many(self, items: Sequence[tuple[Problem, str]]) -> list[Verdict]:
         """:meth:`check` of each (problem, completion) pair, in order."""
         return [self.check(p, c) for p, c in items]
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        """The stop sequences of the current mode: :attr:`chat_stop` in chat mode, else :attr:`stop`."""
+        return tuple(self.chat_stop if self.chat else self.stop)
+
+    def user_message(self, problem: Problem) -> str:
+        """Chat mode's user turn for ``problem``: :attr:`chat_message` around its prompt."""
+        return self.chat_message.replace("{prompt}", problem.prompt)
 
     def on_hub(self) -> bool:
         """True when the problems come from the hub (counting them would download the data)."""
@@ -116,6 +127,7 @@ def data_files_hash(paths: Sequence[str | Path] | None) -> str | None:
 def provenance(task: Task, problems: Sequence[Problem]) -> dict[str, Any]:
     """The task fields a run records in run.json."""
     return {"name": task.name, "version": task.version, "source": task.source,
-            "template": task.template, "stop": list(task.stop), "few_shot": task.few_shot,
+            "template": task.template, "stop": list(task.stop), "chat_stop": list(task.chat_stop),
+            "chat_message": task.chat_message, "few_shot": task.few_shot,
             "n_problems": len(problems),
             "problems_sha256": problems_hash(problems)}

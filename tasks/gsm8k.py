@@ -13,6 +13,9 @@ Extraction: ``strict`` accepts only "#### n" and "The (final) answer is n"; ``fl
 default) also accepts a final \\boxed{n}, and else falls back to the last number in the completion.
 Among the accepted forms the last one in the text wins. Numbers are normalised: $, commas, units,
 % and trailing zeros dropped ("$1,200.00" -> "1200").
+
+Chat mode (``t2 sample --chat``): the prompt is the user turn, no stop sequence applies (the model's
+end of turn ends the reply), and the same extraction reads the reply's final answer.
 """
 
 from __future__ import annotations

@@ -894,7 +894,7 @@ class Sandbox:
 
     def __init__(self, workers: int | None = None, limits: Limits = Limits(),
                  long_after: float = 0.25, extra: int | None = None):
-        from harness.errors import InvalidSetting  # here: the servers run this file standalone
+        from harness.errors import InvalidSetting  # not at the top: the server runs this file without harness
 
         self.workers = workers or min(4 * cores(), 128)
         if not 1 <= self.workers <= 256:

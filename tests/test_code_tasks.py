@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pyarrow as pa
@@ -70,6 +71,38 @@ def test_all_canonical_solutions_pass_and_fail_without_their_returns(humaneval):
     assert [p.id for p, v in zip(problems, broken) if v.correct] == []
     for p, v in zip(problems, broken):  # they fail on a test, not on a broken transform
         assert v.answer == "failed" and not v.message.startswith("failed: SyntaxError"), (p.id, v)
+
+
+def test_canonical_solutions_as_chat_replies_pass(humaneval):
+    """Chat mode: the canonical solution fenced as a whole function (with prose around it, and
+    trailing text a completion-mode stop would cut) and as a fenced body only, flush left or
+    indented, all pass 164/164; an unfenced reply and a reply without the function fail."""
+    problems = humaneval.problems()
+    whole = [f"Here it is:\n```python\n{p.prompt}{p.answer}\n```\n# done\ndef x(): pass" for p in problems]
+    body = [f"```python\n{p.answer}```" for p in problems]
+    flush = [f"```py\n{textwrap.dedent(p.answer)}\n```" for p in problems]
+    humaneval.chat = True
+    try:
+        verdicts = humaneval.check_many([(p, reply) for reply_set in (whole, body, flush)
+                                         for p, reply in zip(problems, reply_set)])
+        wrong = humaneval.check_many([(p, "```python\ndef unrelated():\n    return 1\n```") for p in problems[:4]])
+    finally:
+        humaneval.chat = False
+    failed = [(i // 164, problems[i % 164].id, v.message) for i, v in enumerate(verdicts) if not v.correct]
+    assert failed == [] and len(verdicts) == 3 * 164
+    assert not any(v.correct for v in wrong)
+    # the same fenced reply in completion mode is cut and fails: the mode decides
+    assert not humaneval.check(problems[0], whole[0]).correct
+
+
+def test_fenced_code_picks_the_block_defining_the_entry_point():
+    from harness.tasks.code import fenced_code
+
+    reply = "```\nprint(1)\n```\ntext\n```python\ndef f(x):\n    return x\n```"
+    assert fenced_code(reply, "f") == "def f(x):\n    return x"
+    assert fenced_code(reply, "g") == "print(1)"
+    assert fenced_code("```python\ndef f():\n    return 2", "f") == "def f():\n    return 2"  # cut by length
+    assert fenced_code("no fence", "f") == "no fence"
 
 
 def test_check_cuts_at_stop_and_reports_reasons():

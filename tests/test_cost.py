@@ -263,3 +263,23 @@ def test_cli_cost_bad_input(tmp_path, capsys):
     assert cli.main(["cost", "--config", str(path), "--prompt-tokens", "8", "--completion-tokens", "8",
                      "-n", "0"]) == 2
     assert "-n: expected an integer >= 1" in capsys.readouterr().err
+    assert cli.main(["cost", "--prompt-tokens", "8", "--completion-tokens", "8"]) == 2
+    assert "--config: required without a run directory" in capsys.readouterr().err
+    assert cli.main(["cost", str(tmp_path)]) == 2  # not a run directory
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a run directory" in err
+
+
+def test_cli_cost_reads_a_run_directory(tmp_path, capsys):
+    from harness.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    record = sampling_cost(smollm2_config(), [20, 30], [[5, 7], [9]])
+    run.write_manifest({"task": {"name": "toy"}})
+    run.write_cost(record)
+    assert cli.main(["cost", str(run.path)]) == 0
+    shown = capsys.readouterr().out
+    assert f"{record['total_flops']:.4g}" in shown and "completion_tokens" in shown
+    assert cli.main(["cost", str(run.path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == record
+    assert cli.main(["cost", str(run.path), "--config", "x.json"]) == 2

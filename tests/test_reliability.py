@@ -233,3 +233,11 @@ def test_cli_reliability_bad_input(tmp_path, capsys):
     assert cli.main(["reliability", str(scored), "-k", "8", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(scored) in err and "k=8" in err and "4 scored samples" in err
+
+
+def test_cli_reliability_writes_beside_its_first_run(tmp_path, monkeypatch, capsys):
+    run = make_run(tmp_path / "run", 1e6, 2e7, 0, 0.5, n=4)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["reliability", str(run), "-k", "1", "2"]) == 0
+    assert (run / "reliability" / "reliability.parquet").is_file() and (run / "reliability" / "reliability.md").is_file()
+    assert not (tmp_path / "results").exists()

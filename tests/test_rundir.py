@@ -154,3 +154,21 @@ def test_records_follow_the_umask(tmp_path, umask):
     finally:
         os.umask(old)
     assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o666 & ~umask}
+
+
+def test_problems_written_before_prompt_and_gold_read_with_them_null(tmp_path):
+    """problems.parquet gained nullable prompt and gold columns: an older file (without them) reads,
+    and rows written with them keep them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    old = pa.table({"task": ["t"], "problem_id": ["t/0"], "n": [4], "c": [1], "nll": [None], "answer_tokens": [None]})
+    old = old.replace_schema_metadata({b"t2_kind": b"problems", b"t2_schema_version": str(records.SCHEMA_VERSION).encode()})
+    run = RunDir(tmp_path)
+    pq.write_table(old, run.problems_file)
+    rows = run.read_problems()
+    assert rows[("t", "t/0")]["prompt"] is None and rows[("t", "t/0")]["gold"] is None and rows[("t", "t/0")]["c"] == 1
+    rows[("t", "t/0")].update(prompt="Q: 1+1?", gold="2")
+    run.write_problems(rows)
+    assert run.read_problems()[("t", "t/0")] == {"task": "t", "problem_id": "t/0", "n": 4, "c": 1, "nll": None,
+                                                 "answer_tokens": None, "prompt": "Q: 1+1?", "gold": "2"}

@@ -16,6 +16,7 @@ from harness.tasks.gsm8k import GSM8K
 
 from harness import cli, records
 from harness.cli import parse_shard
+from harness.report import cell
 from harness.sampling import select_problems, shard_of
 from harness.store import SampleStore
 
@@ -49,12 +50,27 @@ def clean_run(tmp_path_factory, gsm8k_file) -> Path:
 
 
 @pytest.mark.slow
-def test_clean_run_records(clean_run):
+def test_clean_run_records(clean_run, gsm8k_file):
     run = records.read_json(clean_run / "run.json", "run")
     assert run["model"]["id"] == "smollm2-135m" and run["model"]["params_total"] > 1e8
     assert run["sampler"]["n"] == 3 and run["sampler"]["seed"] == 0 and run["sampler"]["backend"] == "hf"
     assert run["task"]["name"] == "gsm8k" and run["task"]["n_problems"] == 3
     assert run["end_time"] and run["versions"]["torch"]
+    # provenance: library versions, the harness's commit, the model's fingerprint, the exact prompt
+    import numpy
+
+    assert run["versions"]["numpy"] == numpy.__version__ and run["versions"]["datasets"]
+    assert {"lm_eval", "vllm", "transformers"} <= run["versions"].keys()
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # tested from a checkout
+        assert run["harness"]["git_commit"] == head.stdout.strip() and isinstance(run["harness"]["git_dirty"], bool)
+    assert run["harness"]["version"]
+    assert run["model"]["commit"].startswith("folder-sha256:") and len(run["model"]["commit"]) == 14 + 64
+    problem = GSM8K(data_files=str(gsm8k_file)).problems()[0]
+    assert run["prompt"] == {"chat": False, "system_prompt": None, "template": GSM8K.template,
+                             "chat_template_sha256": None, "chat_template_source": None,
+                             "example": problem.prompt}
     texts = keys_and_texts(clean_run)
     assert sorted(texts) == [(f"gsm8k/{i}", j) for i in range(3) for j in range(3)]
     cost = records.read_json(clean_run / "cost.json", "cost")
@@ -202,8 +218,10 @@ def test_shards_merge_idempotently_into_the_unsharded_run(tmp_path, gsm8k_file, 
 @pytest.mark.slow
 def test_score_and_likelihood_fill_problems_table(tmp_path, clean_run, gsm8k_file):
     run = shutil.copytree(clean_run, tmp_path / "run")  # the module's clean run stays as sampled
-    t2("score", str(run))
+    printed = t2("score", str(run)).stdout
     scores = records.read_table(run / "scores.parquet", "scores")
+    accuracy = sum(scores["correct"].to_pylist()) / 9
+    assert "pass@1 (mean correct)" in printed and cell(accuracy) in printed
     assert scores.num_rows == 9
     assert all(m for m in scores["verifier_message"].to_pylist())
     # on an existing run, likelihood takes the task, --limit and --data-files from run.json
@@ -217,6 +235,10 @@ def test_score_and_likelihood_fill_problems_table(tmp_path, clean_run, gsm8k_fil
     assert [p["problem_id"] for p in problems] == ["gsm8k/0", "gsm8k/1", "gsm8k/2"]
     assert all(p["n"] == 3 and 0 <= p["c"] <= 3 and p["nll"] > 0 and p["answer_tokens"] > 10 for p in problems)
     assert sum(p["c"] for p in problems) == sum(scores["correct"].to_pylist())
+    gold = GSM8K(data_files=str(gsm8k_file)).problems()[:3]
+    assert [(p["prompt"], p["gold"]) for p in problems] == [(g.prompt, g.answer) for g in gold]
+    shown = t2("cost", str(run)).stdout
+    assert "total_flops" in shown and "completions" in shown
 
 
 def test_shard_split_covers_every_problem_once(gsm8k_file):
@@ -265,3 +287,45 @@ def test_bad_input_is_one_line_naming_the_flag(tmp_path, gsm8k_file, capsys, arg
 def test_score_needs_a_run_directory(tmp_path, capsys):
     assert cli.main(["score", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_chat_humaneval_replies_are_not_cut_and_are_judged_as_chat(tmp_path):
+    """A real chat run: no completion-mode stop applies (replies keep their fence and what follows
+    it), the system prompt and the chat template are recorded and part of the run's identity, and
+    `t2 score` judges the replies' fenced code."""
+    from harness.tasks.code import HumanEval
+
+    out = tmp_path / "chat"
+    args = ["sample", "--task", "humaneval", "--chat", "--model", "smollm2-135m", "--backend", "hf",
+            "--device", "cpu", "--limit", "2", "-n", "2", "--max-tokens", "64", "--out", str(out),
+            "--system-prompt", "You write Python."]
+    t2(*args)
+    run = records.read_json(out / "run.json", "run")
+    assert run["sampler"]["chat"] is True and run["sampler"]["stop"] == []
+    assert run["sampler"]["system_prompt"] == "You write Python."
+    prompt = run["prompt"]
+    assert prompt["chat"] and prompt["template"] == HumanEval.chat_message and len(prompt["chat_template_sha256"]) == 64
+    assert prompt["example"].startswith("<|im_start|>system\nYou write Python.<|im_end|>")
+    assert prompt["example"].endswith("<|im_start|>assistant\n") and "def has_close_elements(" in prompt["example"]
+    rows = SampleStore(out).read().to_pylist()
+    assert len(rows) == 4
+    for r in rows:  # never cut at the opening fence: code follows it, or the reply ran out of tokens
+        if "```" in r["text"]:
+            assert r["text"].split("```", 1)[1].strip() or r["finish_reason"] == "length", r["text"]
+        assert r["finish_reason"] in ("stop", "length")
+    assert any("```" in r["text"] and r["text"].split("```", 1)[1].strip() for r in rows)
+    refused = t2(*args[:-1], "Another system prompt.", check=False)
+    assert refused.returncode == 2 and "sampler.system_prompt" in refused.stderr and "--system-prompt" in refused.stderr
+    printed = t2("score", str(out)).stdout
+    assert "humaneval" in printed and "pass@1" in printed
+    messages = records.read_table(out / "scores.parquet", "scores")["verifier_message"].to_pylist()
+    assert len(messages) == 4 and all(messages)
+
+
+def test_system_prompt_needs_chat(tmp_path, capsys):
+    assert cli.main(["sample", "--task", "humaneval", "--model", "smollm2-135m", "--out", str(tmp_path / "r"),
+                     "--system-prompt", "Be brief."]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--system-prompt" in err and "chat" in err
+    assert not (tmp_path / "r").exists()
