@@ -32,7 +32,8 @@ FLAGS = {
     "model": "--model", "model.id": "--model", "revision": "--revision", "dtype": "--dtype",
     "backend": "--backend", "device": "--device", "attention": "--attention", "out": "--out",
     "approach": "--approach", "holdout_ratio": "--holdout-ratio", "params": "--params", "suite": "--suite",
-    "preset": "--preset", "c_train": "--c-train", "c_inf": "--c-inf", "n_factor": "--n-factor", "k_factor": "--k-factor",
+    "preset": "--preset", "c_train": "--c-train", "c_inf": "--c-inf", "n_factor": "--n-factor",
+    "k_factor": "--k-factor",
 }
 
 

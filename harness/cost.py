@@ -26,9 +26,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from transformers import AutoConfig, PretrainedConfig

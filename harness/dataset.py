@@ -24,9 +24,10 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -140,7 +141,7 @@ def build_dataset(run_dirs: Iterable[str | Path], suite: dict | None = None,
     for run_dir in map(Path, run_dirs):
         info = run_info(run_dir, suite)
         if float(info["D"]) == 0:
-            warnings.warn(f"{run_dir}: checkpoint {info['checkpoint']} has D = 0 (untrained), dropped")
+            warnings.warn(f"{run_dir}: checkpoint {info['checkpoint']} has D = 0 (untrained), dropped", stacklevel=2)
             continue
         N, D = float(info[f"N_{params}"]), float(info["D"])
         passk = _passk(run_dir).to_pydict()

@@ -31,9 +31,9 @@ import torch
 
 from harness import records
 from harness.errors import InvalidSetting
+from harness.ladder import Rung, build_tokenizer, encode_corpus, llama_config, train
 from harness.progress import progress_bar
 from harness.report import demo_markdown, forecast_verdict, real_demo_markdown
-from harness.ladder import Rung, build_tokenizer, encode_corpus, llama_config, train
 
 TASKS = ("knowledge", "arithmetic", "causal", "spatial")
 POOLED = "all"
@@ -152,7 +152,7 @@ def pooled(table: pa.Table) -> pa.Table:
     for i, key in enumerate(zip(cols["checkpoint"], cols["k"])):
         groups.setdefault(key, []).append(i)
     extra = {name: [] for name in cols}
-    for (ckpt, k), rows in groups.items():
+    for (_ckpt, _k), rows in groups.items():
         if len(rows) != len(TASKS):
             continue
         first = rows[0]

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
@@ -116,9 +117,11 @@ def _best_of(objective: Callable, starts: np.ndarray, bounds: list[tuple[float, 
     # an "abnormal" line-search stop at a point already stationary to machine precision is a success
     converged = bool(best.success) or float(np.abs(best.jac[free]).max(initial=0.0)) <= 1e-4 * max(abs(best.fun), 1.0)
     if not converged:
-        warnings.warn(f"{law}: best of {len(starts)} starts did not converge ({best.message})", FitWarning)
+        warnings.warn(f"{law}: best of {len(starts)} starts did not converge ({best.message})", FitWarning,
+                      stacklevel=2)
     if on_bound:
-        warnings.warn(f"{law}: parameter(s) {', '.join(map(str, on_bound))} at a search bound", FitWarning)
+        warnings.warn(f"{law}: parameter(s) {', '.join(map(str, on_bound))} at a search bound", FitWarning,
+                      stacklevel=2)
     return best.x, float(best.fun), converged
 
 
@@ -301,7 +304,7 @@ class Law:
                     lo_k, hi_k = self._n_limits(C_train, C_inf, box, float(kk))
                 except ValueError:  # no N in the box spends C_train with this k
                     continue
-                n = _argmin_log(lambda n: self._value(n, C_train / (6 * n), kk), hi_k[0], lo_k[0])
+                n = _argmin_log(lambda n, kk=kk: self._value(n, C_train / (6 * n), kk), hi_k[0], lo_k[0])
                 v = float(self._value(n, C_train / (6 * n), kk))
                 if best is None or v < best[0]:
                     best = (v, n, float(kk), (lo_k, hi_k))
@@ -314,7 +317,7 @@ class Law:
         at_bound = sorted({name for v, name in limits if name and abs(np.log(N / v)) < 1e-3})
         if at_bound and what:
             warnings.warn(f"{self.KIND} {what}: on the search bound of {', '.join(at_bound)} "
-                          f"(N = {N:.3g}, k = {k:.3g})", FitWarning)
+                          f"(N = {N:.3g}, k = {k:.3g})", FitWarning, stacklevel=2)
         return {"N": float(N), "D": float(D), "k": float(k), "value": value, self.METRIC: value,
                 "tokens_per_param": float(D / N), "at_bound": at_bound}
 
@@ -338,7 +341,7 @@ class Law:
         share = np.mean([bool(o["at_bound"]) for o in opts])
         if share:
             warnings.warn(f"{self.KIND} optimum at C_train={C_train:.3g}, C_inf={C_inf:.3g}: {share:.0%} of "
-                          f"{len(opts)} bootstrap refits end on a search bound", FitWarning)
+                          f"{len(opts)} bootstrap refits end on a search bound", FitWarning, stacklevel=2)
         q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
         keys = ("N", "D", "k", "value", "tokens_per_param")
         return {key: tuple(np.percentile([o[key] for o in opts], q)) for key in keys}
@@ -356,7 +359,7 @@ class Law:
         out["at_bound"] = np.array([bool(o["at_bound"]) for o, _ in rows])
         if out["at_bound"].any():
             warnings.warn(f"{self.KIND} frontier: the optimum sits on a search bound at {out['at_bound'].sum()} "
-                          f"of {len(rows)} training budgets", FitWarning)
+                          f"of {len(rows)} training budgets", FitWarning, stacklevel=2)
         out["chinchilla_N"] = np.array([c["N"] for _, c in rows])
         out["chinchilla_value"] = np.array([c["value"] for _, c in rows])
         out["C_train"] = np.atleast_1d(np.asarray(C_train, dtype=np.float64))
@@ -439,7 +442,8 @@ def fit_chinchilla(N, D, loss, starts: int = 64, bootstrap: int = 0, seed: int =
     """
     c = _rows(N=N, D=D, loss=loss)
     if np.any(c["loss"] <= 0):
-        raise DataError(f"loss: expected values > 0 for a log-space fit, row(s) {_list(np.flatnonzero(c['loss'] <= 0))}")
+        bad = _list(np.flatnonzero(c["loss"] <= 0))
+        raise DataError(f"loss: expected values > 0 for a log-space fit, row(s) {bad}")
     ckpt = _checkpoints(c["N"], c["D"], 5, "chinchilla")
     logs = np.log(c["N"]), np.log(c["D"]), np.log(c["loss"])
     x, f, ok = _huber_fit(*logs, starts=starts)
@@ -865,7 +869,7 @@ def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0
         aic = {name: _aic(f, rows.size, 10 + (name != "beta")) for name, (_, f, _) in fits.items()}
         chosen = min(aic, key=aic.get)
         for w in caught[chosen]:
-            warnings.warn(w.message, w.category)
+            warnings.warn(w.message, w.category, stacklevel=2)
         theta, f, ok = fits[chosen]
         return np.r_[chin, theta], {"sse": f, "converged": ok, "form": chosen, "aic": aic}
 

@@ -15,9 +15,9 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -82,8 +82,8 @@ def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0,
     """Train one rung on random SEQ_LEN windows of ``stream`` for exactly ``rung.tokens`` tokens,
     save it to ``out`` (atomically: a temporary folder renamed at the end) and return its
     training record. A folder that already has a record is reused, not retrained."""
-    from transformers import LlamaForCausalLM
     from torch.utils.flop_counter import FlopCounterMode
+    from transformers import LlamaForCausalLM
 
     from .cost import param_counts
 

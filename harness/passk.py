@@ -17,8 +17,8 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -421,7 +421,8 @@ def extrapolate_pass_at_k(n, c, k, level: float = 0.95) -> Extrapolation:
 
     Fits p ~ Beta (beta-binomial), Beta + a point mass of never-solvable problems (zero-inflated),
     and + a point mass of always-solved ones (zero-one-inflated) by maximum likelihood, and picks
-    the least BIC (AIC picked the zero-inflated form for some all-Beta populations, off by 0.1). pass@k = mean_i of the unbiased estimate where k <= n_i and of the posterior
+    the least BIC (AIC picked the zero-inflated form for some all-Beta populations, off by 0.1).
+    pass@k = mean_i of the unbiased estimate where k <= n_i and of the posterior
     mean E[1 − (1 − p_i)^k | n_i, c_i] under the chosen model where k > n_i (n_i may differ). The
     interval spans the intervals of every model with BIC weight >= 0.05 (model uncertainty);
     each covers parameter uncertainty and the problems' own randomness (:func:`_model_interval`).

@@ -14,8 +14,8 @@ Reliability (``t2 reliability``) and the real demo:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 

@@ -8,7 +8,8 @@ carriage-return frames.
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable, TextIO
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 

@@ -171,7 +171,8 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
                 "task": task_record, "sampler": sampler, "shard": shard_spec(shard)}
     with run.locked():
         prior = run.manifest() or {}
-        sampler["seed_rule"] = identity(prior, ("sampler",))["sampler.seed_rule"] if prior.get("sampler") else "problem-hash"
+        had = prior.get("sampler")
+        sampler["seed_rule"] = identity(prior, ("sampler",))["sampler.seed_rule"] if had else "problem-hash"
         sampler["n"] = max(settings.n, prior["sampler"]["n"] if prior.get("sampler") else 0)  # the largest n asked
         old = run.verify(manifest, skip=("model.dtype",)) or {}  # before the (slow) model load
         with contextlib.closing(get_backend(backend, path, **(backend_options or {}))) as engine:

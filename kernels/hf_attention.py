@@ -97,7 +97,7 @@ class SharedPrefixCache(Cache):
     def __init__(self):
         super().__init__(layer_class_to_replicate=SharedPrefixLayer)
 
-    def fork(self) -> "SharedPrefixCache":
+    def fork(self) -> SharedPrefixCache:
         """A cache with the same prefix (shared, not copied) and no suffix: decode another group of
         samples of the same prompt without running the prompt again."""
         other = SharedPrefixCache()

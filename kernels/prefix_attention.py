@@ -185,7 +185,8 @@ def _num_chunks(kv_len: int, programs: int, block_n: int, device: torch.device) 
     return min(want, -(-kv_len // (4 * block_n)) or 1)
 
 
-def _attend_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared: bool, scale: float, num_chunks: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _attend_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared: bool, scale: float,
+                   num_chunks: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """k, v [n or 1 (shared), L, kv_heads, d] as strided views; see the module docstring."""
     n, heads, d = q.shape
     kv_len, kv_heads = k.shape[1], k.shape[2]

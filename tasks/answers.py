@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import re
 import string
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from harness.errors import DataError
 

@@ -34,7 +34,8 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from harness.errors import DataError, InvalidSetting
 

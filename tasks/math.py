@@ -18,9 +18,10 @@ from __future__ import annotations
 import re
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache, partial
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from harness.errors import DataError, InvalidSetting
 

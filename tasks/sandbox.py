@@ -54,9 +54,9 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
 
 MiB = 1 << 20
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x8000000, 0x20000000, 0x40000000
@@ -237,7 +237,7 @@ class _Cgroup:
         self.path, self.version, self.memory = path, version, 1 << 62  # new: unlimited
 
     @classmethod
-    def create(cls, name: str) -> "_Cgroup | None":
+    def create(cls, name: str) -> _Cgroup | None:
         for version, parent in cls._parents():
             path = os.path.join(parent, name)
             try:
@@ -263,7 +263,7 @@ class _Cgroup:
         except (OSError, ValueError):
             return []
         out = []
-        for dev, point, fstype, opts, *_ in mounts:
+        for _dev, point, fstype, opts, *_ in mounts:
             if fstype == "cgroup2":
                 for top in (point + own.get("", "/").rstrip("/"), point):
                     ctl = os.path.join(top, "cgroup.subtree_control")
@@ -979,7 +979,7 @@ class Sandbox:
                 server.close()
         self._servers = [None] * len(self._servers)
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:

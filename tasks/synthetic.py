@@ -24,7 +24,7 @@ first word or number (case-insensitive).
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 from harness.errors import DataError, InvalidSetting
 
@@ -252,7 +252,8 @@ class Spatial(_Synthetic):
     shift s: 3+2s to 4+2s objects, offsets up to 1+s places."""
 
     name = "spatial"
-    template = "The cup is left of the box. The pen is right of the box. The object just right of the cup is the {answer}"
+    template = ("The cup is left of the box. The pen is right of the box. "
+                "The object just right of the cup is the {answer}")
 
     def _draw(self, rng: random.Random, split: str, shift: int) -> tuple[str, str]:
         row = rng.sample(_OBJECTS, rng.randint(3 + 2 * shift, 4 + 2 * shift))

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
-from harness import records
-from harness.store import SampleStore
 from harness.tasks import get_task
 from harness.tasks.base import Problem
 from harness.tasks.code import HumanEval, truncate
 from test_sandbox import FORGE_NONCE_BODY  # tests/ is on sys.path (pytest's prepend mode)
+
+from harness import records
+from harness.store import SampleStore
 
 
 def without_returns(problem: Problem) -> str:

@@ -9,13 +9,22 @@ import json
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 
 from harness import cli
-from harness.cost import (decode_flops, forward_flops, load_config, model_shape, param_counts, prefill_flops,
-                          sampling_cost, train_flops)
+from harness.cost import (
+    decode_flops,
+    forward_flops,
+    load_config,
+    model_shape,
+    param_counts,
+    prefill_flops,
+    sampling_cost,
+    train_flops,
+)
 
 _LLAMA_LIKE = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                    num_key_value_heads=2, intermediate_size=128, max_position_embeddings=1024)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import TRUE1, TRUE2, simulate
 
 from harness import cli, cost, dataset, fit, records
-from helpers import TRUE1, TRUE2, simulate
 
 
 def test_pythia_suite_counts_match_the_gpt_neox_architecture():
     suite = dataset.load_suite("pythia")
-    import yaml
     from importlib import resources
+
+    import yaml
 
     spec = yaml.safe_load((resources.files("harness") / "data" / "pythia.yaml").read_text())
     for m in spec["models"]:

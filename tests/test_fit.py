@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import CHIN, TRUE1, TRUE2, accuracy_sse, paper_grid, simulate
 
 from harness import fit
-from helpers import CHIN, TRUE1, TRUE2, accuracy_sse, paper_grid, simulate
 
 
 def _numeric_grad(f, x, eps=1e-6):

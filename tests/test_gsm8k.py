@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from harness.tasks import get_task
 from harness.tasks.gsm8k import extract_answer, gold_answer
 

@@ -10,13 +10,13 @@ import weakref
 
 import pytest
 import torch
+from harness.tasks import get_task
+from helpers import attributes, tiny_causal_lm
 
 from harness.samplers import SamplingSettings, get_backend
+from harness.samplers.hf import HFBackend
 from harness.sampling import run_sample
 from harness.store import SampleStore
-from harness.tasks import get_task
-from harness.samplers.hf import HFBackend
-from helpers import attributes, tiny_causal_lm
 
 pytestmark = pytest.mark.slow
 

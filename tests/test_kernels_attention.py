@@ -6,9 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from harness.kernels import prefix_attention as pa
-
 
 # (n, heads, kv_heads, d, prefix_len, suffix_len): GQA groups 1/2/4, prefix lengths off the
 # 32/64 block sizes, suffix length 1 (first decode step) and > 1, head dims not a power of two.

@@ -8,12 +8,12 @@ import json
 
 import pytest
 import torch
+from harness.kernels import hf_attention as H
+from helpers import attributes, tiny_causal_lm
 from transformers import AutoModelForCausalLM, DynamicCache, LlamaConfig, MistralConfig, Qwen2Config
 
-from harness.kernels import hf_attention as H
 from harness.samplers import SamplingSettings
 from harness.samplers.hf import HFBackend
-from helpers import attributes, tiny_causal_lm
 
 SIZES = dict(vocab_size=101, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
 CONFIGS = {

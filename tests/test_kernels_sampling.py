@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy import stats
-
 from harness.kernels import sampling as S
+from scipy import stats
 
 SETTINGS = [
     dict(temperature=1.0),

@@ -11,9 +11,8 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
-from lm_eval.api.instance import Instance  # noqa: E402
-
 from harness.tasks import get_task  # noqa: E402
+from lm_eval.api.instance import Instance  # noqa: E402
 
 ROWS = [{"q": f"What is {a} plus {b}?", "a": str(a + b)} for a, b in [(2, 3), (10, 4), (7, 7), (1, 8), (6, 0)]]
 TRAIN = [{"q": f"What is {a} plus {b}?", "a": str(a + b)} for a, b in [(4, 4), (9, 1), (3, 5)]]

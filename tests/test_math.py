@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-
 from harness.tasks import get_task
 from harness.tasks.math import extract_answer, is_equiv, normalize
 

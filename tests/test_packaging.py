@@ -7,9 +7,9 @@ import ast
 import functools
 import importlib.metadata
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

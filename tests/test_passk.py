@@ -18,10 +18,22 @@ from scipy.stats import beta as beta_dist
 from scipy.stats import betabinom
 
 from harness import cli, passk, records
-from harness.passk import (beta_pass_at_k, bootstrap_mean, default_ks, extrapolate_pass_at_k, fit_beta,
-                           fit_beta_binomial, fit_success_model,
-                           log_pass_at_k_from_nll, maj_at_k, majority_distribution, pass_at_k,
-                           passk_table, task_loss_from_nll, task_loss_from_samples)
+from harness.passk import (
+    beta_pass_at_k,
+    bootstrap_mean,
+    default_ks,
+    extrapolate_pass_at_k,
+    fit_beta,
+    fit_beta_binomial,
+    fit_success_model,
+    log_pass_at_k_from_nll,
+    maj_at_k,
+    majority_distribution,
+    pass_at_k,
+    passk_table,
+    task_loss_from_nll,
+    task_loss_from_samples,
+)
 
 
 def exact_pass(n: int, c: int, k: int) -> Fraction:
@@ -499,7 +511,7 @@ def test_task_loss_from_samples_smooths_unsolved_questions_with_the_beta_posteri
     a, b = prior
     for i in (1, 3):  # posterior Beta(a, b + n_i) after n_i failures; its predictive pass@k by quadrature
         post = beta_dist(a, b + n[i])
-        per_q[i] = [-np.log(quad(lambda p: (1 - (1 - p) ** k) * post.pdf(p), 0, 1, epsabs=0, epsrel=1e-12)[0])
+        per_q[i] = [-np.log(quad(lambda p, k=k, post=post: (1 - (1 - p) ** k) * post.pdf(p), 0, 1, epsabs=0, epsrel=1e-12)[0])
                     for k in ks]
     assert np.allclose(loss, per_q.mean(axis=0), rtol=1e-9)
     # the smoothed pass@k lies below the prior's and above 0

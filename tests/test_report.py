@@ -9,7 +9,6 @@ import pyarrow as pa
 
 from harness import report
 
-
 ROWS = [{"task": "arith", "k": 1, "loss": 0.123456, "note": "a|b"},
         {"task": "lambada-long", "k": 1024, "loss": float("nan"), "note": None}]
 

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from harness.tasks.sandbox import PRIVATE_DIRS, UID_BASE, Limits, Oracle, Sandbox, run_programs
 
 ROOT = os.geteuid() == 0
@@ -437,9 +436,9 @@ def importable_stdlib() -> list[str]:
 def test_every_stdlib_module_imports(box):
     modules = importable_stdlib()
     assert {"glob", "difflib", "csv", "base64", "binascii", "pprint", "shlex", "sqlite3"} <= set(modules)
-    program = ("import importlib\nfailed = []\nfor m in %r:\n    try:\n"
+    program = (f"import importlib\nfailed = []\nfor m in {modules!r}:\n    try:\n"
                "        importlib.import_module(m)\n    except Exception as e:\n"
-               "        failed.append((m, repr(e)))\nassert failed == [], failed\n" % modules)
+               "        failed.append((m, repr(e)))\nassert failed == [], failed\n")
     r = box.run(program, Limits(cpu=20, wall=60.0))
     assert r.passed, r.reason
     assert len(modules) > 150

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from harness.tasks import get_task
 from harness.tasks.base import Task, provenance
 

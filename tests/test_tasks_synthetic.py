@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from harness.tasks import get_task
 from harness.tasks.base import Task, provenance
 

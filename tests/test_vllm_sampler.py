@@ -8,10 +8,10 @@ import os
 import psutil
 import pytest
 import torch
+from harness.tasks.gsm8k import GSM8K
 
 from harness.models import resolve_model
 from harness.samplers import SamplingSettings
-from harness.tasks.gsm8k import GSM8K
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

@@ -51,7 +51,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.metadata as metadata
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import DynamicCache
@@ -250,7 +251,8 @@ class HFBackend:
                 mask = mask.repeat_interleave(n, dim=0)
                 positions = torch.tensor([len(x) for x in batch], device=self.device).repeat_interleave(n)
             found = self._decode([(k, i) for k in range(len(batch)) for i in drawn],
-                                 [(len(x), b) for x, b in zip(batch, bases)], first_idx, cache, logits, mask, positions, s)
+                                 [(len(x), b) for x, b in zip(batch, bases)], first_idx, cache, logits, mask,
+                                 positions, s)
         return [[found[(k, i)] for i in drawn] for k in range(len(batch))]
 
     def _decode(self, rows: list[tuple[int, int]], problems: list[tuple[int, int]], first_idx: int, cache,

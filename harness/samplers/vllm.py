@@ -30,8 +30,8 @@ Chat templates are applied by the driver, not here: prompts arrive as final text
 from __future__ import annotations
 
 import os
-
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import transformers

@@ -73,10 +73,9 @@ def tiny_model(folder: Path) -> str:
     """A random LlamaForCausalLM (hidden 32, 2 layers, 4 heads / 2 KV heads, vocab 384) with a
     byte-level BPE tokenizer trained on GSM8K questions, saved into ``folder``."""
     import torch
+    from conftest import shared_dir
     from tokenizers import ByteLevelBPETokenizer
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from conftest import shared_dir
 
     lines = (shared_dir() / "data" / "gsm8k" / "test.jsonl").read_text().splitlines()[:300]
     bpe = ByteLevelBPETokenizer()

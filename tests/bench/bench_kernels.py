@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from harness.kernels import prefix_attention  # noqa: E402
+
 from harness.samplers import SamplingSettings  # noqa: E402
 from harness.samplers.hf import HFBackend  # noqa: E402
 
@@ -67,8 +68,8 @@ def attention_rows(args, device: torch.device, dtype: torch.dtype, bw: float) ->
             expanded_bytes = 2 * n * (p + s) * kv_heads * d * item
             floor = ours_bytes / bw
             g = torch.Generator(device=device).manual_seed(0)
-            r = lambda *shape: torch.randn(*shape, device=device, dtype=dtype, generator=g)
-            q, pk, pv, sk, sv = r(n, heads, d), r(p, kv_heads, d), r(p, kv_heads, d), r(n, s, kv_heads, d), r(n, s, kv_heads, d)
+            shapes = [(n, heads, d), (p, kv_heads, d), (p, kv_heads, d), (n, s, kv_heads, d), (n, s, kv_heads, d)]
+            q, pk, pv, sk, sv = (torch.randn(*shape, device=device, dtype=dtype, generator=g) for shape in shapes)
             t_ours = timeit(lambda: prefix_attention.shared_prefix_attention(q, pk, pv, sk, sv), device)
             row = [f"{p}", f"{n}", f"{floor * 1e6:.1f}", f"{t_ours * 1e6:.1f}", f"{t_ours / floor:.2f}"]
             if 2.2 * expanded_bytes > free:  # the cache plus SDPA's working set must fit
@@ -86,7 +87,7 @@ def attention_rows(args, device: torch.device, dtype: torch.dtype, bw: float) ->
             row += [f"{ours_bytes / 2**20:.1f}", f"{expanded_bytes / 2**20:.1f}", f"{expanded_bytes / ours_bytes:.1f}×"]
             rows.append(row)
             print(" | ".join(row), flush=True)
-            del q, pk, pv, sk, sv
+            q = pk = pv = sk = sv = None  # free before the next size allocates
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     return rows

@@ -35,8 +35,15 @@ import numpy as np
 import pyarrow as pa
 
 from harness import records
-from harness.passk import (_answer_groups, _majority, _majority_counts, _votes_by_problem, default_ks,
-                           pass_at_k, passk_table)
+from harness.passk import (
+    _answer_groups,
+    _majority,
+    _majority_counts,
+    _votes_by_problem,
+    default_ks,
+    pass_at_k,
+    passk_table,
+)
 
 P, N, SUBSET, EXACT = 1_000, 10_000, 20_000, 300
 

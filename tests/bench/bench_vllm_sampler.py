@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import psutil
+from harness.tasks.gsm8k import GSM8K
 
 from harness.samplers import SamplingSettings
-from harness.tasks.gsm8k import GSM8K
 
 OUT = Path(__file__).resolve().parents[2] / "results" / "bench" / "vllm_sampler.md"
 
@@ -115,7 +115,7 @@ def main() -> None:
         tokens = results[name][0][2]
         rows.append((name, tokens, seconds, tokens / seconds, max(r[1] for r in results[name])))
     base_rate, base_peak = rows[1][3], rows[1][4]
-    table = [f"# vLLM sampler: n samples per request vs n duplicated requests",
+    table = ["# vLLM sampler: n samples per request vs n duplicated requests",
              "",
              f"{args.model} ({info['dtype']}) on {info['device']} ({os.cpu_count()} cores, engine threads bound "
              f"to CPUs {os.environ.get('VLLM_CPU_OMP_THREADS_BIND', 'auto')}), "
