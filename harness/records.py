@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +150,12 @@ def write_table(path: str | os.PathLike, kind: str, data: pa.Table | Mapping[str
     return path
 
 
-def read_table(path: str | os.PathLike, kind: str) -> pa.Table:
-    """Read a parquet record of ``kind``, checking its kind, schema version and columns."""
+def read_table(path: str | os.PathLike, kind: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """Read a parquet record of ``kind`` (only ``columns``, if given), checking its kind, schema
+    version and columns."""
     path = Path(path)
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, columns=columns)
     except FileNotFoundError:
         raise RecordError(f"{path}: no such file (expected a t2 '{kind}' table)") from None
     except (pa.ArrowInvalid, OSError) as e:
@@ -163,8 +164,9 @@ def read_table(path: str | os.PathLike, kind: str) -> pa.Table:
     found_kind = meta.get(_KIND_KEY.encode(), b"").decode() or None
     found_version = meta.get(_VERSION_KEY.encode(), b"").decode() or None
     _check_header(path, kind, found_kind, found_version)
-    table = _with_added_columns(kind, table)
-    missing = [name for name in COLUMNS[kind] if name not in table.column_names]
+    if columns is None:
+        table = _with_added_columns(kind, table)
+    missing = [name for name in columns or COLUMNS[kind] if name not in table.column_names]
     if missing:
         raise RecordError(f"{path}: '{kind}' table lacks column(s) {', '.join(missing)}")
     return table

@@ -80,10 +80,11 @@ class SampleStore:
     def stored_counts(self, task: str, n: int) -> dict[str, int]:
         """{problem id: how many of samples 0..n-1 of ``task`` are stored} (problems with none left
         out). The driver appends each problem's samples start..n-1 as one shard, so they are always
-        samples 0..count-1."""
-        if not self.shards():
+        samples 0..count-1. Reads the key columns only (no texts): resume starts fast at 10⁷ samples."""
+        shards = self.shards()
+        if not shards:
             return {}
-        table = self.read().select(["task", "problem_id", "sample_idx"])
+        table = pa.concat_tables(records.read_table(path, "samples", list(KEY)) for path in shards)
         table = table.filter(pc.and_(pc.equal(table["task"], task), pc.less(table["sample_idx"], n)))
         counts = table.group_by("problem_id").aggregate([("sample_idx", "count_distinct")])
         return dict(zip(counts["problem_id"].to_pylist(), counts["sample_idx_count_distinct"].to_pylist()))

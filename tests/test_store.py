@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness import records
 from harness.store import SampleStore, union_samples
 
 
@@ -60,6 +61,22 @@ def test_done_problems_needs_all_n_samples(tmp_path):
     assert store.done_problems("gsm8k", 3) == {"p1"}
     assert store.done_problems("gsm8k", 2) == {"p1", "p2"}
     assert store.done_problems("math", 3) == {"p3"}
+
+
+def test_stored_counts_read_keys_only_and_count_each_sample_once(tmp_path):
+    store = SampleStore(tmp_path)
+    store.append(rows("p1", 4) + rows("p2", 1))
+    store.append(rows("p1", 2))  # a rewritten shard: the same keys again
+    assert store.stored_counts("gsm8k", 8) == {"p1": 4, "p2": 1}
+    assert store.stored_counts("gsm8k", 3) == {"p1": 3, "p2": 1}
+    assert store.stored_counts("math", 8) == {}
+    reads = []
+    real = records.read_table
+    with pytest.MonkeyPatch.context() as patch:  # resume start must not load texts (10⁷ samples)
+        patch.setattr(records, "read_table", lambda path, kind, columns=None: reads.append(columns)
+                      or real(path, kind, columns))
+        store.stored_counts("gsm8k", 8)
+    assert reads and all(c is not None and "text" not in c for c in reads)
 
 
 def merge_stores(sources, out) -> int:
