@@ -26,7 +26,7 @@ class UsageError(T2Error):
 FLAGS = {
     "n": "-n", "max_tokens": "--max-tokens", "chunk": "--chunk", "temperature": "--temperature",
     "top_p": "--top-p", "top_k": "--top-k", "seed": "--seed", "chat": "--chat", "limit": "--limit",
-    "system_prompt": "--system-prompt",
+    "system_prompt": "--system-prompt", "num_fewshot": "--num-fewshot",
     "shard": "--shard", "task": "--task", "task.name": "--task", "task_option": "--task-option",
     "data_files": "--data-files", "problems_sha256": "--data-files", "data_sha256": "--data-files",
     "model": "--model", "model.id": "--model", "revision": "--revision", "dtype": "--dtype",
@@ -87,8 +87,9 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def parse_task_options(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["n_shot=5", "shift=1"]`` → {"n_shot": 5, "shift": 1} (values parsed as YAML scalars)."""
+def parse_task_options(items: Sequence[str] | None, num_fewshot: int | None = None) -> dict[str, Any]:
+    """``["mode=strict", "shift=1"]`` → {"mode": "strict", "shift": 1} (values parsed as YAML
+    scalars), plus ``num_fewshot`` (--num-fewshot) when given."""
     import yaml
 
     options = {}
@@ -97,6 +98,10 @@ def parse_task_options(items: Sequence[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--task-option: expected KEY=VALUE, got {item!r}")
         options[key] = yaml.safe_load(value)
+    if num_fewshot is not None:
+        if "num_fewshot" in options:
+            raise UsageError("--num-fewshot: given twice (also as --task-option num_fewshot=...)")
+        options["num_fewshot"] = num_fewshot
     return options
 
 
@@ -147,7 +152,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     sampling.run_sample(args.task, args.model, args.out, settings, backend=args.backend, limit=args.limit,
                         shard=parse_shard(args.shard), chat=args.chat, chunk=args.chunk, data_files=args.data_files,
                         system_prompt=args.system_prompt,
-                        task_options=parse_task_options(args.task_option), backend_options=options)
+                        task_options=parse_task_options(args.task_option, args.num_fewshot), backend_options=options)
 
 
 def _cmd_likelihood(args: argparse.Namespace) -> None:
@@ -155,7 +160,7 @@ def _cmd_likelihood(args: argparse.Namespace) -> None:
 
     out = sampling.run_likelihood(
         args.task, args.model, args.out, backend=args.backend, limit=args.limit, shard=parse_shard(args.shard),
-        data_files=args.data_files, task_options=parse_task_options(args.task_option),
+        data_files=args.data_files, task_options=parse_task_options(args.task_option, args.num_fewshot),
         backend_options=backend_options(args.backend, device=args.device, dtype=args.dtype, revision=args.revision))
     print(f"wrote {out}")
 
@@ -364,9 +369,14 @@ def _sampler_args(p: argparse.ArgumentParser, task_required: bool = True) -> Non
     p.add_argument("--device", default=None, help="hf backend device (cpu, cuda); default: cuda if available")
     p.add_argument("--dtype", default=None, help="model dtype (float32, bfloat16, float16)")
     p.add_argument("--revision", default=None, help="model revision on the hub (branch, tag, commit; e.g. step71000)")
-    p.add_argument("--data-files", default=None, help="local data file(s) for tasks that load datasets")
+    p.add_argument("--data-files", default=None, metavar="[SPLIT=]PATH,...",
+                   help="local data file(s) for tasks that load datasets, by split: train=train.jsonl,test=test.jsonl "
+                        "(a bare path is the evaluated split); with local files the hub is never asked")
+    p.add_argument("--num-fewshot", type=int, default=None, metavar="N",
+                   help="worked examples before each prompt, drawn from the train (or validation) split, never "
+                        "the test set; seeded by --seed (lm-eval tasks: lm-eval's fewshot seed); recorded in run.json")
     p.add_argument("--task-option", action="append", default=None, metavar="KEY=VALUE",
-                   help="task constructor option, repeatable (e.g. n_shot=5, shift=1)")
+                   help="task constructor option, repeatable (e.g. mode=strict, shift=1)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,8 @@ must share with it, in three parts.
 - model: ``model.id`` (a local folder as its absolute path), ``model.revision``, ``model.dtype``;
 - task: ``task.name``, ``.version``, ``.template``, every ``task.options.*`` (``limit`` and the
   task's own options; not ``data_files``, a path), ``task.problems_sha256`` (ids, prompts and gold
-  of the run's problems), ``task.data_sha256`` (the data files' contents), ``shard``;
+  of the run's problems), ``task.fewshot`` (the few-shot examples: count, seed, split, ids; None
+  without shots), ``task.data_sha256`` (the data files' contents), ``shard``;
 - sampler: every ``sampler.*`` setting (backend, temperature, top_p, top_k, max_tokens, seed,
   stop, chat, seed_rule; an absent seed_rule is "base+i", the rule of runs made before it) except
   ``n``: a run grows (or is read at a smaller n) without becoming another run; run.json's
@@ -62,7 +63,7 @@ def identity(run: dict[str, Any], parts: Sequence[str] = PARTS) -> dict[str, Any
     if "model" in parts:
         flat.update({f"model.{k}": model.get(k) for k in ("id", "revision", "dtype")})
     if "task" in parts:
-        flat.update({f"task.{k}": task.get(k) for k in ("name", "version", "template", "problems_sha256")})
+        flat.update({f"task.{k}": task.get(k) for k in ("name", "version", "template", "problems_sha256", "fewshot")})
         flat.update({f"task.options.{k}": v for k, v in (task.get("options") or {}).items() if k != "data_files"})
         flat.update({"task.data_sha256": task.get("data_sha256"), "shard": run.get("shard")})
     if "sampler" in parts:

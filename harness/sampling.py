@@ -99,6 +99,18 @@ def load_problems(task_name: str, data_files: str | None, limit: int | None, sha
     return task, problems, record
 
 
+def seeded_fewshot(task_name: str, options: dict[str, Any] | None, seed: int) -> dict[str, Any]:
+    """``options`` with ``fewshot_seed`` = the run's base seed ``seed`` when few-shot examples are
+    asked of a task that draws them itself (not given explicitly; lm-eval tasks keep their own
+    fewshot seed, option ``seed``): which examples a run shows follows from its seed."""
+    from harness.tasks import task_options as options_of
+
+    options = dict(options or {})
+    if options.get("num_fewshot") and "fewshot_seed" in options_of(task_name):
+        options.setdefault("fewshot_seed", seed)
+    return options
+
+
 def check_settings(settings: SamplingSettings, chunk: int | None) -> None:
     """Refuse sampler settings outside their domain (non-finite numbers included)."""
     for field, value in (("n", settings.n), ("max_tokens", settings.max_tokens), ("chunk", chunk or 1)):
@@ -161,6 +173,7 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
     if system_prompt is not None and not chat:
         raise InvalidSetting("system_prompt", system_prompt, "none without chat mode (chat templates only)")
     run = RunDir(out)
+    task_options = seeded_fewshot(task_name, task_options, settings.seed)
     task, problems, task_record = load_problems(task_name, data_files, limit, shard, task_options)
     task.chat = chat
     settings = dataclasses.replace(settings, stop=task.stop_sequences())

@@ -36,6 +36,11 @@ TASKS: dict[str, str] = {
 }
 
 LM_EVAL_PREFIX = "lm-eval:"
+# options that were removed → what replaces them
+REMOVED_OPTIONS = {
+    "n_shot": "num_fewshot (examples from the train split; n_shot took them from the test set)",
+    "fewshot_files": "data_files with a train=PATH item (e.g. train=train.jsonl,test=test.jsonl)",
+}
 
 
 def _factory(name: str) -> Callable[..., Task]:
@@ -66,9 +71,15 @@ def get_task(name: str, **options: Any) -> Task:
     """The task registered as ``name`` (or ``lm-eval:<task>``), built with ``options``; an option
     the task does not take raises :class:`InvalidSetting` naming the ones it does."""
     factory, accepted = _factory(name), task_options(name)
+    if "num_fewshot" not in accepted and not options.get("num_fewshot", 1):
+        del options["num_fewshot"]  # zero shots: what every task does
     for key, value in options.items():
         if key == "data_files" and key not in accepted:
             raise InvalidSetting("data_files", value, f"none: task {name} reads no data files")
+        if key == "num_fewshot" and key not in accepted:
+            raise InvalidSetting("num_fewshot", value, f"0: task {name} has no training examples to draw shots from")
+        if key in REMOVED_OPTIONS and key not in accepted:
+            raise InvalidSetting("task_option", key, REMOVED_OPTIONS[key])
         if key not in accepted:
             raise InvalidSetting("task_option", key, f"an option of task {name} ({', '.join(accepted)})")
     return factory(**options)

@@ -6,13 +6,17 @@ mode needs ``Problem.answer_span``, the text whose NLL given ``Problem.prompt`` 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harness.errors import DataError, InvalidSetting
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,10 @@ class Task:
     template: str = ""         # the prompt template, recorded for provenance
     hub: tuple[str, str | None, str] | None = None  # (path, config, split) on the HF hub, if any
     data_files: Sequence[Path] | None = None        # local data files in use (None: hub or generated)
-    few_shot: int = 0          # worked examples in each prompt (recorded in run.json)
+    num_fewshot: int = 0       # worked examples before each prompt, from a training split
+    fewshot_seed: int = 0      # seed of the examples' choice (the run's base seed)
+    fewshot_delimiter: str = "\n\n"  # after each example
+    fewshot: dict[str, Any] | None = None  # after problems(): which examples (run.json's task.fewshot)
 
     def problems(self) -> list[Problem]:
         raise NotImplementedError(f"{type(self).__name__}.problems")
@@ -90,6 +97,45 @@ class Task:
 
     def close(self) -> None:
         """Free what the checks hold (sandbox processes); the default holds nothing."""
+
+    def fewshot_pool(self) -> tuple[list[Problem], str, str]:
+        """(examples, split, source): the training (or validation) examples few-shot prompts draw
+        from; never the test set. A task without such examples refuses ``num_fewshot`` > 0."""
+        raise InvalidSetting("num_fewshot", self.num_fewshot,
+                             f"0: task {self.name} has no training examples to draw shots from")
+
+    def shot_text(self, example: Problem) -> str:
+        """One worked example as it stands in a prompt: its prompt and gold continuation."""
+        return example.prompt + example.answer_span
+
+    def with_fewshot(self, problems: list[Problem]) -> list[Problem]:
+        """``problems`` with the same :attr:`num_fewshot` examples before every prompt, chosen by
+        :func:`choose_shots` with :attr:`fewshot_seed`; sets :attr:`fewshot` (n, seed, split,
+        source, ids = the examples' row indices in their split, in prompt order)."""
+        if not self.num_fewshot:
+            return problems
+        pool, split, source = self.fewshot_pool()
+        ids = choose_shots(len(pool), self.num_fewshot, self.fewshot_seed, f"{self.name} {split} ({source})")
+        context = "".join(self.shot_text(pool[i]) + self.fewshot_delimiter for i in ids)
+        self.fewshot = {"n": self.num_fewshot, "seed": self.fewshot_seed, "split": split, "source": source,
+                        "ids": ids}
+        return [dataclasses.replace(p, prompt=context + p.prompt) for p in problems]
+
+
+def check_fewshot(num_fewshot: int, seed: int) -> None:
+    """Refuse a negative shot count or a non-integer seed."""
+    if not isinstance(num_fewshot, int) or num_fewshot < 0:
+        raise InvalidSetting("num_fewshot", num_fewshot, "an integer >= 0")
+    if not isinstance(seed, int):
+        raise InvalidSetting("fewshot_seed", seed, "an integer")
+
+
+def choose_shots(pool_size: int, n: int, seed: int, what: str) -> list[int]:
+    """``n`` distinct indices of a pool of ``pool_size`` examples: ``random.Random(seed).sample``
+    (the draw lm-eval's default few-shot sampler makes), in drawn order."""
+    if n > pool_size:
+        raise DataError(f"{what}: {n} few-shot examples asked but the split has {pool_size}")
+    return random.Random(seed).sample(range(pool_size), n)
 
 
 def problems_hash(problems: Sequence[Problem]) -> str:
@@ -128,6 +174,6 @@ def provenance(task: Task, problems: Sequence[Problem]) -> dict[str, Any]:
     """The task fields a run records in run.json."""
     return {"name": task.name, "version": task.version, "source": task.source,
             "template": task.template, "stop": list(task.stop), "chat_stop": list(task.chat_stop),
-            "chat_message": task.chat_message, "few_shot": task.few_shot,
+            "chat_message": task.chat_message, "fewshot": task.fewshot,
             "n_problems": len(problems),
             "problems_sha256": problems_hash(problems)}

@@ -1,13 +1,16 @@
 """GSM8K: grade-school maths word problems, judged by the final number of a completion.
 
-Data: local JSON-lines ``data_files`` (fields ``question``, ``answer``), else
-$T2_DATA/gsm8k/test.jsonl when the environment variable T2_DATA names a data folder holding it,
-else ``openai/gsm8k`` (main, test) from the hub. Gold = the number after ``####`` in the solution.
+Data: local JSON-lines ``data_files`` (fields ``question``, ``answer``; by split, e.g.
+``train=train.jsonl,test=test.jsonl``, see :mod:`harness.tasks.rows`), else
+$T2_DATA/gsm8k/test.jsonl (and its train.jsonl beside it for few-shot) when the environment
+variable T2_DATA names a data folder holding it, else ``openai/gsm8k`` (main, test; train for
+few-shot) from the hub. Gold = the number after ``####`` in the solution. Every test row is a
+problem, with or without shots.
 
-Prompt: "Question: {question}\\nAnswer:" (lm-eval's gsm8k format). With ``n_shot`` > 0 the prompt
-is preceded by n_shot worked examples "Question: ...\\nAnswer: {solution}\\n\\n" (calculator
-annotations <<...>> removed, ending "#### n"), taken from ``fewshot_files`` if given, else from
-the first n_shot rows of the data, which are then left out of the problems.
+Prompt: "Question: {question}\\nAnswer:" (lm-eval's gsm8k format). With ``num_fewshot`` > 0 the
+prompt is preceded by that many worked examples of the train split, chosen with ``fewshot_seed``
+(:meth:`Task.with_fewshot`), each as lm-eval's gsm8k config renders one:
+"Question: {question}\\nAnswer: {answer}\\n\\n" with the solution as in the data.
 
 Extraction: ``strict`` accepts only "#### n" and "The (final) answer is n"; ``flexible`` (the
 default) also accepts a final \\boxed{n}, and else falls back to the last number in the completion.
@@ -25,8 +28,9 @@ from typing import Any
 
 from harness.errors import DataError, InvalidSetting
 
-from .answers import DataFiles, data_paths, last_boxed, last_number, load_rows, normalize_number
-from .base import Problem, Task, Verdict, env_data_file
+from .answers import DataFiles, last_boxed, last_number, normalize_number
+from .base import Problem, Verdict, env_data_file
+from .rows import RowsTask
 
 HUB = ("openai/gsm8k", "main", "test")
 _HASHES = re.compile(r"####\s*([^\n]*)")
@@ -61,45 +65,34 @@ def gold_answer(solution: str) -> str:
     return value
 
 
-class GSM8K(Task):
+class GSM8K(RowsTask):
     name = "gsm8k"
     version = "1"
     hub = HUB
+    train_hub = (HUB[0], HUB[1], "train")
+    fields = ("question", "answer")
     stop = ("Question:", "</s>", "<|im_end|>")
     template = "Question: {question}\nAnswer: {solution}"
 
-    def __init__(self, data_files: DataFiles = None, n_shot: int = 0, fewshot_files: DataFiles = None,
+    def __init__(self, data_files: DataFiles = None, num_fewshot: int = 0, fewshot_seed: int = 0,
                  mode: str = "flexible", limit: int | None = None, **_: Any) -> None:
         if mode not in ("strict", "flexible"):
             raise InvalidSetting("mode", mode, "'strict' or 'flexible' (gsm8k)")
-        if n_shot < 0:
-            raise InvalidSetting("n_shot", n_shot, "an integer >= 0 (gsm8k)")
-        local = data_paths(data_files) or ([f] if (f := env_data_file("gsm8k", "test.jsonl")) else [])
-        self.data_files = local or None
-        self.fewshot_files = data_paths(fewshot_files) or None
-        self.n_shot, self.mode, self.limit, self.few_shot = n_shot, mode, limit, n_shot
-        self.source = ",".join(map(str, local)) if local else f"hf:{HUB[0]}/{HUB[1]}:{HUB[2]}"
-        if n_shot:
-            self.source += f" ({n_shot}-shot)"
+        if data_files is None and num_fewshot and (train := env_data_file("gsm8k", "train.jsonl")):
+            data_files = [f"train={train}"]
+        super().__init__(data_files, limit, num_fewshot, fewshot_seed)
+        self.mode = mode
 
-    def problems(self) -> list[Problem]:
-        rows = load_rows(self.data_files, ("question", "answer"), HUB)
-        start = 0
-        if self.fewshot_files:
-            shots = load_rows(self.fewshot_files, ("question", "answer"), HUB)[: self.n_shot]
-        else:
-            shots, start = rows[: self.n_shot], self.n_shot
-        if len(shots) < self.n_shot:
-            raise DataError(f"gsm8k: n_shot={self.n_shot} but only {len(shots)} few-shot rows")
-        context = "".join(f"Question: {r['question']}\nAnswer: {_CALC.sub('', r['answer'])}\n\n"
-                          for r in shots)
-        out = []
-        for i in range(start, len(rows)):
-            gold = gold_answer(rows[i]["answer"])
-            out.append(Problem(f"gsm8k/{i}", f"{context}Question: {rows[i]['question']}\nAnswer:",
-                               gold, " " + _CALC.sub("", rows[i]["answer"]),
-                               {"solution": rows[i]["answer"]}))
-        return out[: self.limit]
+    def default_test_files(self) -> list:
+        return [f] if (f := env_data_file("gsm8k", "test.jsonl")) else []
+
+    def _problem(self, i: int, row: dict) -> Problem:
+        return Problem(f"gsm8k/{i}", f"Question: {row['question']}\nAnswer:", gold_answer(row["answer"]),
+                       " " + _CALC.sub("", row["answer"]), {"solution": row["answer"]})
+
+    def shot_text(self, example: Problem) -> str:
+        """lm-eval's gsm8k example: doc_to_text, target_delimiter " ", doc_to_target = the solution."""
+        return f"{example.prompt} {example.meta['solution']}"
 
     def check(self, problem: Problem, completion: str) -> Verdict:
         got = extract_answer(completion, self.mode)

@@ -2,7 +2,9 @@ r"""MATH (Hendrycks et al. 2021) and MATH-500: competition problems judged by an
 
 Data: local JSON-lines ``data_files`` or the hub — MATH: ``DigitalLearningGmbH/MATH-lighteval``
 (the competition_math fields problem/solution/level/type; gold = last \boxed{} of the solution),
-MATH-500: ``HuggingFaceH4/MATH-500`` (problem/solution/answer; gold = ``answer``).
+MATH-500: ``HuggingFaceH4/MATH-500`` (problem/solution/answer; gold = ``answer``). Few-shot
+(``num_fewshot``): worked examples of the train split (MATH-500: MATH's), "Problem: ...\n\nSolution: ..."
+blocks separated by a blank line.
 Prompt: "Problem:\n{problem}\n\nSolution:" (lm-eval's minerva_math form); the likelihood span is
 the gold solution.
 
@@ -25,8 +27,9 @@ from typing import Any
 
 from harness.errors import DataError, InvalidSetting
 
-from .answers import DataFiles, data_paths, last_boxed, load_rows
-from .base import Problem, Task, Verdict
+from .answers import DataFiles, last_boxed
+from .base import Problem, Verdict
+from .rows import RowsTask
 
 _TIME_LIMIT_S = 2.0
 _MAX_LEN = 200  # longer answers are compared as strings only
@@ -188,23 +191,21 @@ def is_equiv(answer: str | None, gold: str) -> bool:
         return False
 
 
-class MATH(Task):
+class MATH(RowsTask):
     name = "math"
     version = "1"
     hub: tuple[str, str | None, str] = ("DigitalLearningGmbH/MATH-lighteval", "default", "test")
+    train_hub = ("DigitalLearningGmbH/MATH-lighteval", "default", "train")
     fields: tuple[str, ...] = ("problem", "solution")
     stop = ("Problem:",)
     template = "Problem:\n{problem}\n\nSolution: {solution}"
 
     def __init__(self, data_files: DataFiles = None, mode: str = "flexible", limit: int | None = None,
-                 **_: Any) -> None:
+                 num_fewshot: int = 0, fewshot_seed: int = 0, **_: Any) -> None:
         if mode not in ("strict", "flexible"):
             raise InvalidSetting("mode", mode, f"'strict' or 'flexible' ({self.name})")
-        self.data_files = data_paths(data_files) or None
-        self.mode, self.limit = mode, limit
-        path, config, split = self.hub
-        self.source = (",".join(map(str, self.data_files)) if self.data_files
-                       else f"hf:{path}" + (f"/{config}" if config else "") + f":{split}")
+        super().__init__(data_files, limit, num_fewshot, fewshot_seed)
+        self.mode = mode
 
     def _gold(self, i: int, row: dict) -> str:
         boxed = last_boxed(row["solution"])
@@ -212,12 +213,10 @@ class MATH(Task):
             raise DataError(f"{self.name} row {i}: field 'solution' has no \\boxed{{}} answer")
         return boxed[1].strip()
 
-    def problems(self) -> list[Problem]:
-        rows = load_rows(self.data_files, self.fields, self.hub)[: self.limit]
-        return [Problem(f"{self.name}/{row.get('unique_id') or i}", f"Problem:\n{row['problem']}\n\nSolution:",
-                        self._gold(i, row), " " + row["solution"],
-                        {k: row[k] for k in ("level", "type", "subject") if k in row})
-                for i, row in enumerate(rows)]
+    def _problem(self, i: int, row: dict) -> Problem:
+        return Problem(f"{self.name}/{row.get('unique_id') or i}", f"Problem:\n{row['problem']}\n\nSolution:",
+                       self._gold(i, row), " " + row["solution"],
+                       {k: row[k] for k in ("level", "type", "subject") if k in row})
 
     def check(self, problem: Problem, completion: str) -> Verdict:
         got = extract_answer(completion, self.mode)
@@ -228,9 +227,13 @@ class MATH(Task):
 
 
 class MATH500(MATH):
+    """MATH-500 (a subset of MATH's test set): gold = ``answer``; few-shot examples are MATH's
+    train rows (gold = their solution's last \\boxed{})."""
+
     name = "math500"
     hub = ("HuggingFaceH4/MATH-500", None, "test")
     fields = ("problem", "solution", "answer")
+    train_fields = MATH.fields
 
     def _gold(self, i: int, row: dict) -> str:
-        return row["answer"].strip()
+        return row["answer"].strip() if "answer" in row else super()._gold(i, row)

@@ -1,42 +1,29 @@
 """The T² paper's four public tasks: LAMBADA (OpenAI), ARC-Easy, SciQ, OpenBookQA.
 
 Data: ``datasets.load_dataset`` from the hub (test splits), or local JSON-lines ``data_files`` in
-the hub's field layout. Likelihood mode scores the gold answer span (" " + answer) after the
-paper's prompt; sampling mode checks the completion's first line (LAMBADA: first word) by
-normalised exact match (lowercase, no punctuation or articles) against the gold answer.
+the hub's field layout (by split, see :mod:`harness.tasks.rows`). Few-shot (``num_fewshot``):
+examples of the train split (ARC-Easy, SciQ, OpenBookQA; LAMBADA has none), each the prompt and
+its gold answer, separated by a blank line (lm-eval's form). Likelihood mode scores the gold
+answer span (" " + answer) after the paper's prompt; sampling mode checks the completion's first
+line (LAMBADA: first word) by normalised exact match (lowercase, no punctuation or articles)
+against the gold answer.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from harness.errors import DataError
 
-from .answers import DataFiles, data_paths, load_rows, normalize_text
-from .base import Problem, Task, Verdict
+from .answers import normalize_text
+from .base import Problem, Verdict
+from .rows import RowsTask
 
 
-class _Dataset(Task):
+class _Dataset(RowsTask):
     name = ""
     version = "1"
     hub: tuple[str, str | None, str] = ("", None, "test")
-    fields: tuple[str, ...] = ()
     stop: tuple[str, ...] = ("\n",)
     template = ""
-
-    def __init__(self, data_files: DataFiles = None, limit: int | None = None, **_: Any) -> None:
-        self.data_files = data_paths(data_files) or None
-        self.limit = limit
-        path, config, split = self.hub
-        self.source = (",".join(map(str, self.data_files)) if self.data_files
-                       else f"hf:{path}" + (f"/{config}" if config else "") + f":{split}")
-
-    def problems(self) -> list[Problem]:
-        rows = load_rows(self.data_files, self.fields, self.hub)[: self.limit]
-        return [self._problem(i, row) for i, row in enumerate(rows)]
-
-    def _problem(self, i: int, row: dict) -> Problem:
-        raise NotImplementedError
 
     def _answer(self, completion: str) -> str:
         return completion.strip().split("\n")[0]
@@ -77,6 +64,7 @@ class Lambada(_Dataset):
 class ArcEasy(_Dataset):
     name = "arc_easy"
     hub = ("allenai/ai2_arc", "ARC-Easy", "test")
+    train_hub = ("allenai/ai2_arc", "ARC-Easy", "train")
     fields = ("question", "choices.text", "choices.label", "answerKey")
     template = "Question: {question}\nAnswer: {answer}"
 
@@ -89,6 +77,7 @@ class ArcEasy(_Dataset):
 class OpenBookQA(_Dataset):
     name = "openbookqa"
     hub = ("allenai/openbookqa", "main", "test")
+    train_hub = ("allenai/openbookqa", "main", "train")
     fields = ("question_stem", "choices.text", "choices.label", "answerKey")
     template = "{question} {answer}"
 
@@ -101,6 +90,7 @@ class OpenBookQA(_Dataset):
 class SciQ(_Dataset):
     name = "sciq"
     hub = ("allenai/sciq", None, "test")
+    train_hub = ("allenai/sciq", None, "train")
     fields = ("support", "question", "correct_answer", "distractor1", "distractor2", "distractor3")
     template = "{support}\nQuestion: {question}\nAnswer: {answer}"
 

@@ -30,6 +30,21 @@ def gsm8k_file() -> Path:
     return shared_dir() / "data" / "gsm8k" / "test.jsonl"
 
 
+TRAIN_ROWS = 40  # real GSM8K rows given the train role by gsm8k_split
+
+
+@pytest.fixture(scope="session")
+def gsm8k_split(gsm8k_file, tmp_path_factory) -> tuple[Path, Path]:
+    """(train.jsonl, test.jsonl): real GSM8K rows in distinct roles: the first TRAIN_ROWS rows of
+    the test set as a train split, the other 1,279 as the test split (so no row is in both)."""
+    lines = gsm8k_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    folder = tmp_path_factory.mktemp("gsm8k_split")
+    train, test = folder / "train.jsonl", folder / "test.jsonl"
+    train.write_text("".join(lines[:TRAIN_ROWS]), encoding="utf-8")
+    test.write_text("".join(lines[TRAIN_ROWS:]), encoding="utf-8")
+    return train, test
+
+
 @pytest.fixture(autouse=True)
 def _kernels_use_the_torch_reference_by_default(monkeypatch) -> None:
     monkeypatch.setenv("TRITON_INTERPRET", "0")

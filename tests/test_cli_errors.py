@@ -86,7 +86,7 @@ def test_unknown_task_option_is_refused_naming_the_valid_ones(tmp_path, gsm8k_fi
     assert cli.main(argv) == 2
     line = one_error(capsys, "sample")
     assert "--task-option: expected an option of task gsm8k" in line and "'nshot'" in line
-    assert "n_shot" in line and "fewshot_files" in line and "mode" in line
+    assert "num_fewshot" in line and "fewshot_seed" in line and "mode" in line
     assert not out.exists()
     assert cli.main(["sample", "--task", "arithmetic", "--data-files", str(gsm8k_file), "--model", "m",
                      "--out", str(out)]) == 2
@@ -107,7 +107,7 @@ def test_unwritable_place_is_one_line_naming_the_path(tmp_path, capsys):
 def test_run_mismatch_is_shown_with_the_flag():
     line = cli.error_line(RunMismatch("x/run.json: this run has task.options.limit=3 but ...", "task.options.limit"))
     assert "(set by --limit)" in line and "another --out" in line
-    assert cli.flag_of("sampler.top_p") == "--top-p" and cli.flag_of("task.options.n_shot") == "--task-option"
+    assert cli.flag_of("sampler.top_p") == "--top-p" and cli.flag_of("task.options.shift") == "--task-option"
     assert cli.flag_of("task.data_sha256") == "--data-files" and cli.flag_of("model.dtype") == "--dtype"
 
 

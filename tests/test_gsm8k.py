@@ -135,18 +135,62 @@ def test_default_data_comes_from_the_environment_only(gsm8k_file, monkeypatch):
     assert get_task("gsm8k").on_hub()  # no guess about folders beside the checkout
 
 
-def test_few_shot_uses_first_rows_and_leaves_them_out(gsm8k_file, tmp_path):
-    task = get_task("gsm8k", data_files=gsm8k_file, n_shot=2, limit=2)
-    ps = task.problems()
-    assert ps[0].id == "gsm8k/2"
-    assert ps[0].prompt.count("Question:") == 3 and ps[0].prompt.count("####") == 2
-    assert "<<" not in ps[0].prompt and ps[0].prompt.startswith("Question: Janet")
-    shots = tmp_path / "train.jsonl"
-    shots.write_text(json.dumps({"question": "What is 2+2?", "answer": "2+2=4\n#### 4"}) + "\n")
-    own = get_task("gsm8k", data_files=gsm8k_file, n_shot=1, fewshot_files=shots, limit=1).problems()
-    assert own[0].id == "gsm8k/0" and own[0].prompt.startswith("Question: What is 2+2?\nAnswer: 2+2=4\n#### 4\n\n")
-    with pytest.raises(ValueError, match="n_shot=2 but only 1"):
-        get_task("gsm8k", data_files=gsm8k_file, n_shot=2, fewshot_files=shots).problems()
+def rows_of(path) -> list[dict]:
+    return [json.loads(line) for line in path.open(encoding="utf-8")]
+
+
+def test_few_shot_examples_come_from_the_train_split_and_the_test_set_never_shrinks(gsm8k_split):
+    train, test = gsm8k_split
+    task = get_task("gsm8k", data_files=f"train={train},test={test}", num_fewshot=3, fewshot_seed=7)
+    shot = task.problems()
+    zero = get_task("gsm8k", data_files=str(test)).problems()
+    assert len(shot) == len(zero) == 1319 - 40  # every test row is a problem, shots or not
+    assert [p.id for p in shot] == [p.id for p in zero] and [p.answer for p in shot] == [p.answer for p in zero]
+    ids = task.fewshot["ids"]
+    assert task.fewshot == {"n": 3, "seed": 7, "split": "train", "source": str(train), "ids": ids}
+    assert len(set(ids)) == 3 and all(0 <= i < 40 for i in ids)
+    train_rows = rows_of(train)
+    context = "".join(f"Question: {train_rows[i]['question']}\nAnswer: {train_rows[i]['answer']}\n\n" for i in ids)
+    assert all(s.prompt == context + z.prompt for s, z in zip(shot, zero, strict=True))  # one context, lm-eval's form
+    assert not any(row["question"] in context for row in rows_of(test))  # no test question is a shot
+    assert set(task.data_files) == {train, test}  # both files are the run's data (task.data_sha256)
+    other = get_task("gsm8k", data_files=f"train={train},test={test}", num_fewshot=3, fewshot_seed=8, limit=1)
+    other.problems()
+    assert other.fewshot["ids"] != ids  # another seed, another choice
+    again = get_task("gsm8k", data_files=[f"train={train}", str(test)], num_fewshot=3, fewshot_seed=7, limit=2)
+    assert [p.prompt for p in again.problems()] == [p.prompt for p in shot[:2]]  # seeded: the same choice
+
+
+def test_few_shot_train_file_beside_the_environment_test_file(gsm8k_split, tmp_path, monkeypatch):
+    train, test = gsm8k_split
+    (tmp_path / "gsm8k").mkdir()
+    for path in gsm8k_split:
+        (tmp_path / "gsm8k" / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setenv("T2_DATA", str(tmp_path))
+    task = get_task("gsm8k", num_fewshot=1, limit=1)
+    (p,) = task.problems()
+    assert task.fewshot["source"] == str(tmp_path / "gsm8k" / "train.jsonl")
+    assert p.prompt.count("Question:") == 2 and len(get_task("gsm8k").problems()) == 1279
+
+
+def test_few_shot_refusals(gsm8k_split, tmp_path):
+    train, test = gsm8k_split
+    with pytest.raises(ValueError, match="num_fewshot: expected 0, or a train=PATH among the data files"):
+        get_task("gsm8k", data_files=str(test), num_fewshot=2)  # local test data: no hub examples
+    with pytest.raises(ValueError, match="task_option: expected num_fewshot .*got 'n_shot'"):
+        get_task("gsm8k", data_files=str(test), n_shot=2)
+    with pytest.raises(ValueError, match="data_files: expected split names train, validation or test"):
+        get_task("gsm8k", data_files=f"dev={train},test={test}")
+    with pytest.raises(ValueError, match="num_fewshot: expected an integer >= 0"):
+        get_task("gsm8k", data_files=str(test), num_fewshot=-1)
+    two = tmp_path / "two.jsonl"
+    two.write_text("".join(train.read_text().splitlines(keepends=True)[:2]))
+    with pytest.raises(ValueError, match="3 few-shot examples asked but the split has 2"):
+        get_task("gsm8k", data_files=f"train={two},test={test}", num_fewshot=3).problems()
+    for name in ("lambada", "humaneval", "arithmetic"):
+        with pytest.raises(ValueError, match=f"num_fewshot: expected 0: task {name} has no training examples"):
+            get_task(name, num_fewshot=1)
+    assert get_task("humaneval", num_fewshot=0).num_fewshot == 0
 
 
 def test_bad_input(tmp_path):

@@ -147,3 +147,18 @@ def test_t2_tasks_lists_sizes_versions_and_sources(files, capsys):
     assert row.split()[:3] == ["sciq", "2", "1"] and row.endswith("sciq.jsonl")
     assert main(["tasks", "sciqq"]) == 2
     assert "did you mean sciq" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["arc_easy", "openbookqa", "sciq"])
+def test_few_shot_example_from_the_train_split(tmp_path, name):
+    first, second = ROWS[name]
+    train, test = write_jsonl(tmp_path / "train.jsonl", [first]), write_jsonl(tmp_path / "test.jsonl", [second])
+    task = get_task(name, data_files=f"train={train},test={test}", num_fewshot=1)
+    (p,) = task.problems()
+    (shot,) = get_task(name, data_files=str(train)).problems()
+    (zero,) = get_task(name, data_files=str(test)).problems()
+    assert p.prompt == shot.prompt + shot.answer_span + "\n\n" + zero.prompt  # lm-eval's layout
+    assert (p.answer, p.answer_span) == (zero.answer, zero.answer_span)
+    assert task.fewshot == {"n": 1, "seed": 0, "split": "train", "source": str(train), "ids": [0]}
+    validation = get_task(name, data_files=f"validation={train},test={test}", num_fewshot=1)
+    assert validation.problems()[0].prompt == p.prompt and validation.fewshot["split"] == "validation"

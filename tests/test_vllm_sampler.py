@@ -17,9 +17,10 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def problems(gsm8k_file):
+def problems(gsm8k_split):
     """Four 2-shot GSM8K problems (prompts of 220-300 tokens: longer than one 128-token CPU KV block)."""
-    return GSM8K(data_files=gsm8k_file, n_shot=2, limit=4).problems()
+    train, test = gsm8k_split
+    return GSM8K(data_files=f"train={train},test={test}", num_fewshot=2, limit=4).problems()
 
 
 def engine_processes(exclude: set[int]) -> list[psutil.Process]:

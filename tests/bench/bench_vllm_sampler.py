@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=32)
     ap.add_argument("-n", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=128)
-    ap.add_argument("--n-shot", type=int, default=0)
+    ap.add_argument("--num-fewshot", type=int, default=0, help="GSM8K train examples before each prompt")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs per arm (alternating)")
     ap.add_argument("--model", default="smollm2-135m")
     args = ap.parse_args()
@@ -71,7 +71,7 @@ def main() -> None:
 
     from harness.samplers.vllm import VLLMBackend
 
-    problems = GSM8K(n_shot=args.n_shot, limit=args.problems).problems()
+    problems = GSM8K(num_fewshot=args.num_fewshot, limit=args.problems).problems()
     prompts = [p.prompt for p in problems]
     settings = SamplingSettings(n=args.n, temperature=1.0, max_tokens=args.max_tokens, seed=0,
                                 stop=tuple(GSM8K.stop))
@@ -120,7 +120,7 @@ def main() -> None:
              f"{args.model} ({info['dtype']}) on {info['device']} ({os.cpu_count()} cores, engine threads bound "
              f"to CPUs {os.environ.get('VLLM_CPU_OMP_THREADS_BIND', 'auto')}), "
              f"vllm {info['versions']['vllm']}, torch {info['versions']['torch']}; "
-             f"{len(prompts)} GSM8K problems ({args.n_shot}-shot) x n = {args.n} x max {args.max_tokens} "
+             f"{len(prompts)} GSM8K problems ({args.num_fewshot}-shot) x n = {args.n} x max {args.max_tokens} "
              f"new tokens, temperature 1, GSM8K stop strings; best of {args.repeats} run(s) per arm, "
              f"prefix cache reset before each; load average at the end {load}. "
              f"Both arms produced identical completions: {same}.",
