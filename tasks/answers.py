@@ -4,10 +4,11 @@ answer normalisation (text exact match, numbers).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,20 @@ def validate_jsonl(path: Path, fields: Sequence[str]) -> int:
     return n
 
 
+@contextlib.contextmanager
+def no_download_count() -> Iterator[None]:
+    """``datasets`` without its download-count request (a HEAD to S3 for every packaged loader,
+    json included, unless HF_UPDATE_DOWNLOAD_COUNTS is off): reading local files asks no server."""
+    import datasets.config
+
+    saved = datasets.config.HF_UPDATE_DOWNLOAD_COUNTS
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
+    try:
+        yield
+    finally:
+        datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = saved
+
+
 def load_rows(data_files: DataFiles, fields: Sequence[str], hub: tuple[str, str | None, str]) -> list[dict]:
     """Rows of a dataset: from local JSON-lines ``data_files`` (validated line by line, then read
     with ``datasets``' json loader), else ``datasets.load_dataset(*hub)`` = (path, config, split)."""
@@ -69,7 +84,8 @@ def load_rows(data_files: DataFiles, fields: Sequence[str], hub: tuple[str, str 
     if files:
         for path in files:
             validate_jsonl(path, fields)
-        ds = datasets.load_dataset("json", data_files=[str(p) for p in files], split="train")
+        with no_download_count():
+            ds = datasets.load_dataset("json", data_files=[str(p) for p in files], split="train")
     else:
         path, name, split = hub
         ds = datasets.load_dataset(path, name, split=split)

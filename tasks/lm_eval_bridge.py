@@ -35,7 +35,7 @@ from typing import Any
 
 from harness.errors import DataError, InvalidSetting
 
-from .answers import DataFiles, normalize_text
+from .answers import DataFiles, no_download_count, normalize_text
 from .base import Problem, Task, Verdict, check_fewshot
 from .rows import split_paths
 
@@ -69,8 +69,9 @@ def _fewshot_split(config: dict[str, Any]) -> str | None:
 
 def local_dataset(name: str, config: dict[str, Any], data_files: DataFiles, num_fewshot: int) -> dict[str, Any]:
     """Config overrides that read task ``name``'s splits from local JSON-lines ``data_files``
-    (dataset_path json, dataset_kwargs.data_files) instead of its hub dataset; refuses unknown
-    split names, missing files, and few-shot without a local file of the few-shot split."""
+    (dataset_path json, dataset_kwargs.data_files) instead of its hub dataset, splits without a
+    file unset; refuses unknown split names, missing files, and few-shot without a local file of
+    the few-shot split."""
     eval_split = config.get("test_split") or config.get("validation_split")
     splits = {k: [str(p) for p in v] for k, v in split_paths(data_files, default=eval_split).items()}
     known = {config.get(k) for k in ("training_split", "validation_split", "test_split", "fewshot_split")} - {None}
@@ -89,7 +90,9 @@ def local_dataset(name: str, config: dict[str, Any], data_files: DataFiles, num_
         raise InvalidSetting("num_fewshot", num_fewshot,
                              f"0, or a {shots}=PATH among the data files (lm-eval:{name} draws its examples "
                              f"from split {shots!r}; they are not fetched from the hub)")
-    return {"dataset_path": "json", "dataset_name": None, "dataset_kwargs": {"data_files": splits}}
+    absent = {k: None for k in ("training_split", "validation_split", "fewshot_split")
+              if config.get(k) is not None and config[k] not in splits}  # lm-eval reads them at load
+    return {"dataset_path": "json", "dataset_name": None, "dataset_kwargs": {"data_files": splits}, **absent}
 
 
 def _load(name: str, include_path: Any, overrides: dict[str, Any] | None, data_files: DataFiles,
@@ -113,7 +116,8 @@ def _load(name: str, include_path: Any, overrides: dict[str, Any] | None, data_f
     with tempfile.TemporaryDirectory(prefix="t2-lm-eval-") as folder:
         spec = Path(folder, f"{name}.yaml")
         spec.write_text(yaml.safe_dump({"include": str(entry.yaml_path), "task": name, **changes}))
-        return manager.load(str(spec))["tasks"][name]
+        with no_download_count():
+            return manager.load(str(spec))["tasks"][name]
 
 
 def _filter_ensembles(config) -> list:
