@@ -19,6 +19,10 @@ Distribution shift (``shift`` = 0, 1, 2, ...; 0 is the training distribution): a
 longer chains and larger numbers, spatial longer rows and farther positions, causal longer causal
 chains, knowledge an unseen question phrasing. The verifier is exact match of the completion's
 first word or number (case-insensitive).
+
+Few-shot (``num_fewshot``): examples come from the training distribution, as corpus lines
+"prompt answer." one per line before the question: a pool of 256 distinct training draws at shift
+0 that are no held-out prompt (knowledge: the cloze lines about training people).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from collections.abc import Iterator
 from harness.errors import DataError, InvalidSetting
 
 from .answers import first_word
-from .base import Problem, Task, Verdict
+from .base import Problem, Task, Verdict, check_fewshot
+
+FEWSHOT_POOL = 256  # training questions the few-shot examples are drawn from
 
 
 class _Synthetic(Task):
@@ -40,11 +46,15 @@ class _Synthetic(Task):
     stop: tuple[str, ...] = ("\n", ".")
     template = ""
     _lines_per_doc = 8
+    fewshot_delimiter = "\n"
 
-    def __init__(self, seed: int = 0, n: int = 1000, shift: int | bool = 0, **_: object) -> None:
+    def __init__(self, seed: int = 0, n: int = 1000, shift: int | bool = 0, num_fewshot: int = 0,
+                 fewshot_seed: int = 0, **_: object) -> None:
         if n < 1:
             raise InvalidSetting("n", n, f"a positive number of questions ({self.name})")
+        check_fewshot(num_fewshot, fewshot_seed)
         self.seed, self.n, self.shift = int(seed), int(n), int(shift)
+        self.num_fewshot, self.fewshot_seed = num_fewshot, fewshot_seed
         self.source = f"synthetic:{self.name} seed={self.seed} n={self.n} shift={self.shift}"
 
     def _rng(self, purpose: str) -> random.Random:
@@ -55,6 +65,27 @@ class _Synthetic(Task):
         raise NotImplementedError
 
     def problems(self) -> list[Problem]:
+        return self.with_fewshot(self._questions())
+
+    def shot_text(self, example: Problem) -> str:
+        """A corpus line: "prompt answer."."""
+        return f"{example.prompt}{example.answer_span}."
+
+    def fewshot_pool(self) -> tuple[list[Problem], str, str]:
+        """:data:`FEWSHOT_POOL` distinct training draws (shift 0), none a held-out prompt."""
+        held, seen = {p.prompt for p in self._questions()}, set()
+        rng, pool = self._rng("fewshot"), []
+        for _ in range(100 * FEWSHOT_POOL):
+            prompt, answer = self._draw(rng, "train", 0)
+            if prompt not in held and prompt not in seen:
+                seen.add(prompt)
+                pool.append(Problem(f"{self.name}/train/{len(pool)}", prompt, answer, " " + answer))
+            if len(pool) == FEWSHOT_POOL:
+                break
+        return pool, "train", f"synthetic:{self.name} seed={self.seed} training draws"
+
+    def _questions(self) -> list[Problem]:
+        """The held-out questions, without few-shot context."""
         rng, seen, out = self._rng("questions"), set(), []
         for _ in range(100 * self.n):
             prompt, answer = self._draw(rng, "test", self.shift)
@@ -78,7 +109,7 @@ class _Synthetic(Task):
         return [doc for doc, _ in zip(self._docs(seed), range(n_docs))]
 
     def _docs(self, seed: int) -> Iterator[str]:
-        held = {p.prompt for p in self.problems()}
+        held = {p.prompt for p in self._questions()}
         rng = self._rng(f"corpus/{seed}")
         while True:
             lines = []
@@ -132,7 +163,14 @@ class Knowledge(_Synthetic):
         half = len(people) // 2
         return {e: facts[e] for e in people[:half]}, {e: facts[e] for e in people[half:]}
 
-    def problems(self) -> list[Problem]:
+    def fewshot_pool(self) -> tuple[list[Problem], str, str]:
+        """The corpus's cloze lines about training people (their facts are in the corpus too)."""
+        train, _ = self._split()
+        pool = [Problem(f"knowledge/train/{i}", _ATTRIBUTES[a][1].format(e=e), train[e][a], " " + train[e][a])
+                for i, (e, a) in enumerate((e, a) for e in train for a in _ATTRIBUTES)]
+        return pool, "train", f"synthetic:knowledge seed={self.seed} training people"
+
+    def _questions(self) -> list[Problem]:
         _, test = self._split()
         column = 2 if self.shift else 1
         pairs = [(e, a) for e in test for a in _ATTRIBUTES][: self.n]

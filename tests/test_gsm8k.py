@@ -187,7 +187,7 @@ def test_few_shot_refusals(gsm8k_split, tmp_path):
     two.write_text("".join(train.read_text().splitlines(keepends=True)[:2]))
     with pytest.raises(ValueError, match="3 few-shot examples asked but the split has 2"):
         get_task("gsm8k", data_files=f"train={two},test={test}", num_fewshot=3).problems()
-    for name in ("lambada", "humaneval", "arithmetic"):
+    for name in ("lambada", "humaneval", "mbpp"):
         with pytest.raises(ValueError, match=f"num_fewshot: expected 0: task {name} has no training examples"):
             get_task(name, num_fewshot=1)
     assert get_task("humaneval", num_fewshot=0).num_fewshot == 0
@@ -204,3 +204,37 @@ def test_bad_input(tmp_path):
         get_task("gsm8k", data_files=nohash).problems()
     with pytest.raises(ValueError, match="mode: expected 'strict' or 'flexible'"):
         get_task("gsm8k", mode="lenient")
+
+
+@pytest.mark.slow
+def test_t2_sample_few_shot_records_the_examples_and_they_are_the_run_identity(gsm8k_split, tmp_path, capsys,
+                                                                              one_torch_thread):
+    """`t2 sample --num-fewshot 2 --seed 3` with the real tiny model: run.json records the shots
+    (seed = the base seed, ids in the train file), `t2 score` rebuilds the same prompts, and
+    another choice of shots (same --seed) into the same run directory is refused."""
+    from harness import cli, records
+    from harness.rundir import RunDir
+
+    train, test = gsm8k_split
+    out = tmp_path / "run"
+    argv = ["sample", "--task", "gsm8k", "--data-files", f"train={train},test={test}", "--num-fewshot", "2",
+            "--seed", "3", "--model", "smollm2-135m", "--backend", "hf", "--device", "cpu", "--out", str(out),
+            "--limit", "2", "-n", "2", "--max-tokens", "8"]
+    assert cli.main(argv) == 0
+    task = RunDir(out).manifest()["task"]
+    expected = get_task("gsm8k", data_files=f"train={train},test={test}", num_fewshot=2, fewshot_seed=3)
+    expected.problems()
+    assert task["fewshot"] == {**expected.fewshot, "source": str(train)} and task["fewshot"]["seed"] == 3
+    assert task["options"]["num_fewshot"] == 2 and task["options"]["fewshot_seed"] == 3
+    assert cli.main(["score", str(out)]) == 0
+    problems = records.read_table(RunDir(out).problems_file, "problems").to_pylist()
+    shots = [json.loads(line) for line in train.open()]
+    first = shots[task["fewshot"]["ids"][0]]
+    assert [p["n"] for p in problems] == [2, 2] and problems[0]["prompt"].startswith(f"Question: {first['question']}")
+    capsys.readouterr()
+    assert cli.main([*argv, "--task-option", "fewshot_seed=4"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "fewshot" in line and "another --out" in line, line
+    assert cli.main(["sample", "--task", "humaneval", "--num-fewshot", "1", "--model", "smollm2-135m",
+                     "--out", str(tmp_path / "he")]) == 2
+    assert "--num-fewshot: expected 0: task humaneval has no training examples" in capsys.readouterr().err

@@ -169,3 +169,20 @@ def test_bad_options_and_unknown_names():
         get_task("causal", n=5000, shift=1).problems()
     with pytest.raises(ValueError, match="did you mean.*arithmetic"):
         get_task("arithmatic")
+
+
+@pytest.mark.parametrize("name", ["knowledge", "arithmetic", "causal", "spatial"])
+def test_few_shot_examples_are_training_questions_in_corpus_form(name):
+    task = get_task(name, n=50, shift=1, num_fewshot=3, fewshot_seed=5)
+    shot, zero = task.problems(), get_task(name, n=50, shift=1).problems()
+    context = shot[0].prompt[: -len(zero[0].prompt)]
+    assert all(s.prompt == context + z.prompt for s, z in zip(shot, zero, strict=True))
+    assert [(s.id, s.answer) for s in shot] == [(z.id, z.answer) for z in zero]
+    lines = context.splitlines()
+    held = {p.prompt for p in get_task(name, n=50).problems()} | {z.prompt for z in zero}
+    assert len(lines) == 3 and all(line.endswith(".") and " " in line for line in lines)
+    assert not any(line.rsplit(" ", 1)[0] in held for line in lines)  # no held-out question is a shot
+    assert task.fewshot["n"] == 3 and task.fewshot["seed"] == 5 and task.fewshot["split"] == "train"
+    corpus = "\n".join(get_task(name, n=50).corpus(200)) if name == "knowledge" else None
+    if corpus is not None:  # knowledge: each shot is a cloze line the corpus trains on
+        assert all(line in corpus for line in lines)
