@@ -48,7 +48,7 @@ def _manager(include_path: tuple[str, ...]):
     return lm_eval.tasks.TaskManager(include_path=list(include_path) or None)
 
 
-def _entry(manager, name: str):
+def _registered(manager, name: str):
     """The index entry of task ``name``; :class:`DataError` naming it when unknown or a group."""
     if name not in manager.all_tasks:
         close = difflib.get_close_matches(name, manager.all_tasks, n=3)
@@ -105,7 +105,7 @@ def _load(name: str, include_path: Any, overrides: dict[str, Any] | None, data_f
     paths = [include_path] if isinstance(include_path, (str, bytes)) or hasattr(include_path, "__fspath__") \
         else list(include_path or [])
     manager = _manager(tuple(str(p) for p in paths))
-    entry = _entry(manager, name)
+    entry = _registered(manager, name)
     config = {**(entry.cfg or {}), **(overrides or {})}
     shots = (config.get("num_fewshot") or 0) if num_fewshot is None else num_fewshot
     changes = {**(local_dataset(name, config, data_files, shots) if data_files else {}), **(overrides or {})}
@@ -174,7 +174,7 @@ class LMEvalTask(Task):
         self._docs = list(self._task.eval_docs)[: self.limit]
         out = []
         for i, doc in enumerate(self._docs):
-            prompt = self._task.fewshot_context(doc, self.num_fewshot)
+            prompt = self._task.fewshot_context(doc=doc, num_fewshot=self.num_fewshot)
             if not isinstance(prompt, str):
                 raise DataError(f"{self.name}: multiple-input tasks are not supported")
             target = self._target(doc)
