@@ -184,7 +184,7 @@ class LMEvalTask(Task):
         return out
 
     def _fewshot_record(self, problems: list[Problem]) -> dict[str, Any]:
-        """run.json's few-shot entry: n, seed, split, sampler, and the examples' indices in the
+        """run.json's few-shot entry: n, seed, split, source, sampler, and the examples' indices in the
         few-shot split (``ids`` when every problem has the same ones, else ``ids_by_problem``),
         redrawn by a twin of the task's sampler (same class, pool and seed: the same draws)."""
         task = self._task
@@ -194,7 +194,10 @@ class LMEvalTask(Task):
         exclude = task.fewshot_cfg.split == task.config.test_split  # lm-eval's rule: not the doc itself
         ids = {p.id: [index[id(d)] for d in twin.sample(n=self.num_fewshot, eval_doc=doc if exclude else None)]
                for p, doc in zip(problems, self._docs, strict=True)}
-        record = {"n": self.num_fewshot, "seed": self.seed, "split": task.fewshot_cfg.split,
+        split, files = task.fewshot_cfg.split, (task.config.dataset_kwargs or {}).get("data_files")
+        local = files.get(split) if isinstance(files, dict) else None
+        source = ",".join(map(str, local)) if isinstance(local, list) else str(local or self.source)
+        record = {"n": self.num_fewshot, "seed": self.seed, "split": split, "source": source,
                   "sampler": type(task.sampler).__name__}
         shared = {tuple(v) for v in ids.values()}
         return {**record, "ids": list(shared.pop())} if len(shared) == 1 else {**record, "ids_by_problem": ids}

@@ -213,6 +213,7 @@ def test_gsm8k_from_local_train_and_test_files(gsm8k_split):
     assert bridge.num_fewshot == 5 and str(test) in bridge.source and bridge.data_files == [train, test]
     record = bridge.fewshot
     assert (record["n"], record["seed"], record["split"], record["sampler"]) == (5, 1234, "train", "ContextSampler")
+    assert record["source"] == str(train)
     by_problem = record["ids_by_problem"]  # lm-eval's default sampler: 5 random train docs per doc
     assert len({tuple(v) for v in by_problem.values()}) == 4
     for p, doc in zip(ps, bridge._docs, strict=True):
