@@ -39,6 +39,7 @@ from typing import Any
 
 from harness.errors import DataError, InvalidSetting
 
+from . import task_options
 from .answers import DataFiles, load_rows
 from .base import Problem, Task, Verdict
 from .sandbox import Limits, Oracle, Result, Sandbox
@@ -91,7 +92,10 @@ class _CodeTask(Task):
     stop: Sequence[str]
 
     def __init__(self, data_files: DataFiles = None, limit: int | None = None, timeout: int = 3,
-                 wall: float | None = None, workers: int | None = None, **_: Any) -> None:
+                 wall: float | None = None, workers: int | None = None, **unknown: Any) -> None:
+        for key in unknown:  # one line naming the option (the CLI's --task-option)
+            raise InvalidSetting("task_option", key, f"an option of task {self.name} "
+                                 f"({', '.join(task_options(self.name))})")
         if limit is not None and limit < 1:
             raise InvalidSetting("limit", limit, f"a positive integer ({self.name})")
         if not (isinstance(timeout, (int, float)) and timeout >= 1 and timeout == int(timeout)):

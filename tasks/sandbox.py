@@ -498,7 +498,10 @@ class _Proxy:
     def __call__(self, *args, **kwargs):
         if not plain((args, kwargs)):
             raise _NotPlain("the test passed data that is not plain to the candidate")
-        _write_frame(self.calls, repr((self.name, args, kwargs)).encode())
+        try:  # a candidate that ended (a SyntaxError, an exit) closed its end: its exit decides
+            _write_frame(self.calls, repr((self.name, args, kwargs)).encode())
+        except BrokenPipeError:
+            raise _CandidateGone() from None
         try:
             frame = _read_frame(self.replies, MAX_DATA)
         except ValueError:

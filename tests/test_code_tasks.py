@@ -19,6 +19,7 @@ from harness.tasks.code import HumanEval, truncate
 from test_sandbox import FORGE_NONCE_BODY  # tests/ is on sys.path (pytest's prepend mode)
 
 from harness import records
+from harness.errors import InvalidSetting
 from harness.store import SampleStore
 
 
@@ -195,6 +196,11 @@ def test_bad_options_are_one_line_errors():
             HumanEval(timeout=bad)
     with pytest.raises(ValueError, match="wall"):
         HumanEval(wall=0)
+    with pytest.raises(InvalidSetting, match=r"^task_option: expected an option of task humaneval "
+                                             r"\(data_files, limit, timeout, wall, workers\), got 'timout'$"):
+        HumanEval(timout=5)
+    with pytest.raises(InvalidSetting, match="got 'nshot'"):
+        get_task("mbpp", nshot=2)
 
 
 # ---------------------------------------------------------------------------------------------

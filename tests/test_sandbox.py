@@ -337,6 +337,20 @@ def test_oracle_data_round_trip(box):
                         "raise Mine(open('/etc/passwd').read())"), r.reason
 
 
+@pytest.mark.parametrize("program, line, text", [
+    ("def f(x):\n    return (\n", 2, "return ("),
+    ("def f(x):\n    return x\nx = = 1\n", 3, "x = = 1"),
+    ("def f(x):\n    return x\nundefined_name\n", 3, "undefined_name")])
+def test_candidate_that_cannot_start_is_reported_as_its_error(box, program, line, text):
+    """A candidate that fails before defining its functions (a SyntaxError, a NameError at
+    module level) ends before the judge's first call: the verdict is its own error, sanitised,
+    not the judge's broken pipe."""
+    r = box.run(program, oracle=ORACLE)
+    head = "SyntaxError" if "=" in text or "(" in text else "NameError"
+    assert (r.passed, r.status, r.oracle) == (False, "failed", "out-of-process")
+    assert r.reason == f"{head} at program line {line}: {text}", r.reason
+
+
 # ---------------------------------------------------------------------------------------------
 # private writable places, PID namespace, whole-program memory, stdlib, sanitised reasons
 
