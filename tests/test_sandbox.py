@@ -135,6 +135,17 @@ def test_fork_bomb_is_stopped_and_cleaned_up(box, program):
     assert box.run("assert True").passed  # the pool still works
 
 
+@pytest.mark.parametrize("program", ["import subprocess\nsubprocess.run(['true'])",
+                                     "import os\nos.posix_spawn('/bin/true', ['true'], {})",
+                                     "import os\nos.system('true')"])
+def test_starting_processes_from_python_is_denied(box, program):
+    """The Python guard (defence in depth; the OS limits hold without it) denies every way the
+    standard library starts a process: subprocess (through _posixsubprocess), posix_spawn, system."""
+    r = box.run(program)
+    assert (r.passed, r.status) == (False, "failed")
+    assert r.reason.startswith("PermissionError at program line 2"), r.reason
+
+
 @pytest.mark.parametrize("program", ["x = bytearray(4 << 30)",
                                      "a = []\nwhile True: a.append(' ' * 10**7)"])
 def test_memory_bomb_is_stopped(box, program):
@@ -355,10 +366,12 @@ def test_candidate_that_cannot_start_is_reported_as_its_error(box, program, line
 # private writable places, PID namespace, whole-program memory, stdlib, sanitised reasons
 
 def world_writable_dirs() -> list[str]:
-    """World-writable directories on the machine's root filesystem, plus the standard places."""
+    """World-writable directories on the machine's root filesystem, plus the standard places
+    (not those inside a standard place, e.g. /tmp/ray: the sandbox's private tmpfs hides them)."""
     found = subprocess.run(["find", "/", "-xdev", "-type", "d", "-perm", "-0002", "-not", "-path", "/proc/*"],
                            capture_output=True, text=True).stdout.split()
-    return sorted(set(found) | {p for p, _ in PRIVATE_DIRS if os.path.isdir(p)})
+    private = [p for p, _ in PRIVATE_DIRS if os.path.isdir(p)]
+    return sorted({d for d in found if not any(d.startswith(p + "/") for p in private)} | set(private))
 
 
 @pytest.mark.skipif(not ROOT, reason="private writable places need a mount namespace (root)")
