@@ -412,6 +412,32 @@ def sandbox_pss() -> int:
     return total
 
 
+def memory_controllers() -> dict[int, bool]:
+    """Per cgroup version, whether this machine offers a memory controller a child cgroup can
+    use: v2 when a cgroup2 mount (its root or this process's cgroup in it) delegates ``memory``
+    in cgroup.subtree_control, v1 when a v1 hierarchy is mounted with ``memory``."""
+    found = {1: False, 2: False}
+    own = {line.split(":")[0]: line.strip().split(":", 2)[2] for line in open("/proc/self/cgroup")}
+    for _dev, point, fstype, opts, *_ in (line.split() for line in open("/proc/self/mounts")):
+        if fstype == "cgroup2":
+            for top in (point + own.get("0", "/").rstrip("/"), point):
+                ctl = Path(top, "cgroup.subtree_control")
+                found[2] |= ctl.is_file() and "memory" in ctl.read_text().split()
+        elif fstype == "cgroup":
+            found[1] |= "memory" in opts.split(",")
+    return found
+
+
+@pytest.mark.skipif(not ROOT, reason="a memory cgroup needs root")
+def test_memory_cgroup_is_v2_where_delegated_else_v1(box):
+    """The version that can hold the limit is the one used: on a hybrid machine (v1 controllers
+    and a cgroup2 mount without the memory controller, e.g. /sys/fs/cgroup/unified) that is v1."""
+    found = memory_controllers()
+    expected = ("cgroup v2 + RLIMIT_AS" if found[2] else "cgroup v1 + RLIMIT_AS" if found[1]
+                else "RLIMIT_AS per process")
+    assert box.isolation["memory"] == expected
+
+
 FORK_900MB = """
 import posix, time
 kids = []
