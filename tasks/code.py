@@ -132,8 +132,8 @@ class _CodeTask(Task):
 
     def __init__(self, data_files: DataFiles = None, limit: int | None = None, timeout: int = 3,
                  wall: float | None = None, workers: int | None = None, **unknown: Any) -> None:
-        for key in unknown:  # one line naming the option (the CLI's --task-option)
-            raise InvalidSetting("task_option", key, f"an option of task {self.name} "
+        if unknown:  # one line naming the first one (the CLI's --task-option)
+            raise InvalidSetting("task_option", next(iter(unknown)), f"an option of task {self.name} "
                                  f"({', '.join(task_options(self.name))})")
         if limit is not None and limit < 1:
             raise InvalidSetting("limit", limit, f"a positive integer ({self.name})")
