@@ -39,6 +39,7 @@ from typing import Any
 
 from harness.errors import DataError, InvalidSetting
 
+from . import task_options
 from .answers import DataFiles, load_rows
 from .base import Problem, Task, Verdict
 from .sandbox import Limits, Oracle, Result, Sandbox
@@ -81,6 +82,45 @@ def verdict(result: Result) -> Verdict:
     return Verdict(answer=result.status, correct=result.passed, message=message)
 
 
+def _bound(tree: ast.AST) -> set[str]:
+    """Names ``tree`` binds: assignment targets, definitions, parameters, imports, handlers."""
+    names: set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            names.add(n.id)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(n.name)
+        elif isinstance(n, ast.arg):
+            names.add(n.arg)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in n.names}
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            names.add(n.name)
+    return names
+
+
+def out_of_process_oracle(test: str, prelude: str = "") -> Oracle | None:
+    """``test`` as an out-of-process oracle after ``prelude`` (both trusted code): a proxy for
+    every name the test reads that neither it nor the prelude binds, builtins aside (the
+    candidate's functions); None when either does not parse or no such name is left."""
+    try:
+        test_tree, prelude_tree = ast.parse(test), ast.parse(prelude)
+    except SyntaxError:
+        return None
+    read = {n.id for n in ast.walk(test_tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    names = sorted(read - _bound(test_tree) - _bound(prelude_tree) - set(dir(builtins)))
+    return Oracle(tuple(names), prelude, test) if names else None
+
+
+def imports_of(source: str) -> str:
+    """The top-level import statements of ``source`` ("" when it does not parse)."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return ""
+    return "".join(ast.unparse(n) + "\n" for n in body if isinstance(n, (ast.Import, ast.ImportFrom)))
+
+
 class _CodeTask(Task):
     """Shared machinery: a lazily started sandbox pool, the oracle mode per problem, single and
     batched checks. Options: timeout: CPU seconds per program, a whole number (default 3; the
@@ -91,7 +131,10 @@ class _CodeTask(Task):
     stop: Sequence[str]
 
     def __init__(self, data_files: DataFiles = None, limit: int | None = None, timeout: int = 3,
-                 wall: float | None = None, workers: int | None = None, **_: Any) -> None:
+                 wall: float | None = None, workers: int | None = None, **unknown: Any) -> None:
+        if unknown:  # one line naming the first one (the CLI's --task-option)
+            raise InvalidSetting("task_option", next(iter(unknown)), f"an option of task {self.name} "
+                                 f"({', '.join(task_options(self.name))})")
         if limit is not None and limit < 1:
             raise InvalidSetting("limit", limit, f"a positive integer ({self.name})")
         if not (isinstance(timeout, (int, float)) and timeout >= 1 and timeout == int(timeout)):
@@ -241,17 +284,6 @@ class MBPP(_CodeTask):
                 + "\n" + problem.meta["test"] + "\n")
 
     def oracle(self, problem: Problem) -> Oracle | None:
-        """The setup code as prelude; a proxy for every name the asserts call that neither the
-        setup nor the builtins define."""
-        try:
-            setup, test = ast.parse(problem.meta["setup"]), ast.parse(problem.meta["test"])
-        except SyntaxError:
-            return None
-        defined = {n.id for n in ast.walk(setup) if isinstance(n, ast.Name)}
-        defined |= {n.name for n in ast.walk(setup) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-        defined |= {(a.asname or a.name).split(".")[0] for n in ast.walk(setup)
-                    if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
-        called = {n.func.id for n in ast.walk(test)
-                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-        names = sorted(called - defined - set(dir(builtins)))
-        return Oracle(tuple(names), problem.meta["setup"], problem.meta["test"]) if names else None
+        """The setup code as prelude; a proxy for every name the asserts read that neither the
+        setup nor the builtins define (:func:`out_of_process_oracle`)."""
+        return out_of_process_oracle(problem.meta["test"], problem.meta["setup"])

@@ -20,9 +20,10 @@ json`` and ``dataset_kwargs.data_files`` set to them before any doc is read, so 
 asked. Few-shot examples then come from the local file of the task's few-shot split (e.g.
 ``train=`` for gsm8k), or are refused.
 
-Tasks that execute model-written code (``unsafe_code: true`` in their config, e.g. humaneval and
-mbpp with lm-eval's ``code_eval`` metric) are judged by our sandbox instead: the filtered program
-plus ``doc_to_target`` (the tests) runs in :class:`harness.tasks.sandbox.Sandbox`.
+Tasks that execute model-written code (``unsafe_code: true`` in their config, or the ``code_eval``
+metric, e.g. humaneval and mbpp) are judged by our sandbox instead, never in this process: the
+filtered program runs in :class:`harness.tasks.sandbox.Sandbox` and ``doc_to_target`` (the tests)
+in its trusted judge process, out of process where the tests allow (see ``_run_code``).
 """
 
 from __future__ import annotations
@@ -158,7 +159,8 @@ class LMEvalTask(Task):
         if filter is not None and filter not in names:
             raise DataError(f"lm-eval:{name}: unknown filter {filter!r}; the task has {names}")
         self._filter = next(f for f in ensembles if f.name == (filter or names[0]))
-        self.code = bool(getattr(config, "unsafe_code", False))
+        self.code = bool(getattr(config, "unsafe_code", False)) or any(  # judged in our sandbox
+            m.get("metric") == "code_eval" for m in config.metric_list or [] if isinstance(m, dict))
         self._docs: list[dict] = []
 
     def _target(self, doc: dict) -> str:
@@ -230,11 +232,18 @@ class LMEvalTask(Task):
         return Verdict(answer, score >= 1.0, ", ".join(f"{k}={v}" for k, v in metrics.items()))
 
     def _run_code(self, doc: dict, program: Any) -> Verdict:
+        """Judge the filtered program in the sandbox, never in this process: out of process (the
+        tests, ``doc_to_target``, in a judge process after the prompt's imports, calling the
+        program's functions through proxies) when the tests read names they do not define,
+        else program and tests together in one sandboxed process."""
+        from .code import imports_of, out_of_process_oracle, verdict
         from .sandbox import Sandbox
 
         if isinstance(program, list):
             program = program[0]
         if not hasattr(self, "_sandbox"):
             self._sandbox = Sandbox(workers=1)
-        result = self._sandbox.run(f"{program}\n\n{self._task.doc_to_target(doc)}\n")
-        return Verdict(program, result.passed, f"{result.status}: {result.reason}".rstrip(": "))
+        test = self._task.doc_to_target(doc)
+        oracle = out_of_process_oracle(test, imports_of(self._task.doc_to_text(doc)))
+        result = self._sandbox.run(program if oracle else f"{program}\n\n{test}\n", oracle=oracle)
+        return Verdict(program, result.passed, verdict(result).message)

