@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from harness import config_file
 from harness.errors import InvalidSetting, RunMismatch, T2Error
 
 
@@ -33,7 +34,9 @@ FLAGS = {
     "backend": "--backend", "device": "--device", "attention": "--attention", "out": "--out",
     "approach": "--approach", "holdout_ratio": "--holdout-ratio", "params": "--params", "suite": "--suite",
     "preset": "--preset", "c_train": "--c-train", "c_inf": "--c-inf", "n_factor": "--n-factor",
-    "k_factor": "--k-factor",
+    "k_factor": "--k-factor", "gen_kwargs": "--gen-kwargs", "min_p": "--gen-kwargs min_p",
+    "repetition_penalty": "--gen-kwargs repetition_penalty", "presence_penalty": "--gen-kwargs presence_penalty",
+    "frequency_penalty": "--gen-kwargs frequency_penalty",
 }
 
 
@@ -42,6 +45,8 @@ def flag_of(field: str) -> str:
     last = field.rsplit(".", 1)[-1]
     if field.startswith("task.options.") and last not in FLAGS:
         return "--task-option"
+    if field.startswith("gen_kwargs."):
+        return f"--gen-kwargs {last}"
     return FLAGS.get(field) or FLAGS.get(last) or field
 
 
@@ -134,11 +139,12 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
-    from harness import sampling
+    from harness import gen_kwargs, sampling
     from harness.samplers import SamplingSettings
 
     settings = SamplingSettings(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                 max_tokens=args.max_tokens, seed=args.seed)
+    settings = gen_kwargs.apply(settings, gen_kwargs.parse(args.gen_kwargs), args.backend)
     options = backend_options(
         args.backend, device=args.device, dtype=args.dtype, revision=args.revision, attention=args.attention,
         max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
@@ -349,6 +355,9 @@ def _add(sub, name: str, handler: Callable[[argparse.Namespace], None], help: st
     p = sub.add_parser(name, help=help, description=f"{help}\n\nexample:\n  {example}",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(handler=handler)
+    if name not in config_file.MODEL_CONFIG_COMMANDS:
+        p.add_argument(config_file.FLAG, metavar="FILE.yaml",
+                       help="flags of this command in a YAML file (keys: flag names; the command line overrides)")
     return p
 
 
@@ -397,6 +406,10 @@ def _run_commands(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=256, help="new tokens per completion (default 256)")
     p.add_argument("--seed", type=int, default=0,
                    help="base seed: sample i of problem p uses problem_seed(seed, task, p) + i (default 0)")
+    p.add_argument("--gen-kwargs", default=None, metavar="KEY=VALUE,...",
+                   help="generation kwargs as in lm-eval, overriding the flags above: temperature, top_p, top_k, "
+                        "min_p, repetition_penalty, presence_penalty, frequency_penalty, max_tokens (max_gen_toks), "
+                        "stop (until; added to the task's), seed, do_sample; e.g. min_p=0.05,until=[Q:]")
     p.add_argument("--chat", action="store_true",
                    help="chat mode: the task's user message in the tokenizer's chat template, the task's "
                         "chat-mode stops, answers read from the reply (fenced code, final answer)")
@@ -435,7 +448,8 @@ def _stage_commands(sub) -> None:
              "t2 cost results/gsm8k-smol   (or: t2 cost --config HuggingFaceTB/SmolLM2-135M-Instruct "
              "--prompt-tokens 512 --completion-tokens 256 -n 64)")
     p.add_argument("run", nargs="?", default=None, help="a run directory: print its cost.json")
-    p.add_argument("--config", default=None, help="config.json path, model folder, HF id or smollm2-135m")
+    p.add_argument("--config", default=None,
+                   help="config.json path, model folder, HF id or smollm2-135m (a .yaml file: flags of this command)")
     p.add_argument("--prompt-tokens", type=int, default=None, help="prompt length (tokens)")
     p.add_argument("--completion-tokens", type=int, default=None, help="tokens per completion")
     p.add_argument("-n", type=int, default=1, help="completions per prompt")
@@ -514,7 +528,13 @@ def _law_commands(sub) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, argv = build_parser(), list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = config_file.expand(parser, argv)
+    except (T2Error, OSError) as e:  # the flags file: unreadable, not YAML, an unknown key
+        print(f"t2 {argv[0]}: error: {error_line(e)}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         args.handler(args)
     except (T2Error, OSError) as e:  # bad input, a bad file, a refused run: the user can fix it
