@@ -177,6 +177,15 @@ def _cmd_score(args: argparse.Namespace) -> None:
     print(f"wrote {scores} and {problems}")
 
 
+def _cmd_show(args: argparse.Namespace) -> None:
+    import json
+
+    from harness import show
+
+    summary = show.run_summary(args.run)
+    print(json.dumps(summary, indent=2, default=str) if args.json else show.summary_text(summary))
+
+
 def _cmd_passk(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -432,6 +441,12 @@ def _run_commands(sub) -> None:
              "t2 score results/gsm8k-smol")
     p.add_argument("run", help="run directory")
     p.add_argument("--workers", type=int, default=None, help="parallel verifier processes")
+
+    p = _add(sub, "show", _cmd_show,
+             "one-screen summary of a run: model, task, sampler, counts, scores, cost, provenance",
+             "t2 show results/gsm8k-smol")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def _stage_commands(sub) -> None:
