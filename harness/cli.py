@@ -173,8 +173,14 @@ def _cmd_score(args: argparse.Namespace) -> None:
         raise UsageError(f"--workers: expected an integer >= 1, got {args.workers}")
     options = {"workers": args.workers} if args.workers else {}
     scores, problems = sampling.score_run(args.run, options)
-    print(report.accuracy_text(records.read_table(problems, "problems")))
+    table = records.read_table(problems, "problems")
+    print(report.accuracy_text(table))
     print(f"wrote {scores} and {problems}")
+    if args.wandb:
+        from harness.wandb_log import accuracy_summary
+
+        _to_wandb(args, run_dir=args.run, tables={"problems": table.drop_columns(["prompt", "gold"])},
+                  summary=accuracy_summary(table))
 
 
 def _cmd_show(args: argparse.Namespace) -> None:
@@ -206,6 +212,12 @@ def _cmd_passk(args: argparse.Namespace) -> None:
     out = records.write_table(Path(args.out) if args.out else beside.passk_file, "passk", table)
     print(report.passk_text(table))
     print(f"wrote {out}" + ("" if scores is not None else " (no scores.parquet beside it: maj@k not computed)"))
+    if args.wandb:
+        from harness.wandb_log import passk_summary
+
+        run_dir = beside.path if beside.run_file.is_file() else None
+        _to_wandb(args, run_dir=run_dir, tables={"passk": table}, summary=passk_summary(table),
+                  extra_config={"problems": str(problems_path.resolve())})
 
 
 def _cmd_cost(args: argparse.Namespace) -> None:
@@ -222,6 +234,8 @@ def _cmd_cost(args: argparse.Namespace) -> None:
         run.require()
         record = records.read_json(run.cost_file, "cost")
         print(json.dumps(record, indent=2) if args.json else report.run_cost_text(record))
+        if args.wandb:
+            _to_wandb(args, run_dir=run.path, summary=record)
         return
     missing = [f for f, v in (("--config", args.config), ("--prompt-tokens", args.prompt_tokens),
                               ("--completion-tokens", args.completion_tokens)) if v is None]
@@ -236,7 +250,28 @@ def _cmd_cost(args: argparse.Namespace) -> None:
         record = cost.sampling_cost(config, [args.prompt_tokens], [[args.completion_tokens] * args.n])
         print(json.dumps(record, indent=2))
     else:
-        print(report.cost_text(cost.cost_summary(config, args.prompt_tokens, args.completion_tokens, args.n)))
+        record = cost.cost_summary(config, args.prompt_tokens, args.completion_tokens, args.n)
+        print(report.cost_text(record))
+    if args.wandb:
+        _to_wandb(args, summary=record, extra_config={"config": args.config, "prompt_tokens": args.prompt_tokens,
+                                                      "completion_tokens": args.completion_tokens, "n": args.n})
+
+
+def _to_wandb(args: argparse.Namespace, **logged: Any) -> None:
+    """Log this command's tables and summary to W&B project ``--wandb`` (harness.wandb_log)."""
+    from harness import wandb_log
+
+    wb = wandb_log.log(args.wandb, args.command, **logged)
+    print(f"logged to W&B project {args.wandb}: run {wb['name']!r} ({wb['mode']})")
+
+
+def require_wandb(args: argparse.Namespace) -> None:
+    """Refuse ``--wandb`` at once, before any work, when the wandb package is missing."""
+    if getattr(args, "wandb", None):
+        from harness import wandb_log
+
+        if not wandb_log.available():
+            raise UsageError(f"--wandb: the wandb package is not installed; {wandb_log.INSTALL_HINT}")
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:
@@ -278,6 +313,11 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         print(f"{task}: {law.KIND} " + ", ".join(f"{k}={v:.4g}" for k, v in law.params.items()))
     fit.save_laws(args.out, laws)
     print(f"wrote {args.out} ({len(laws)} law(s))")
+    if args.wandb:
+        _to_wandb(args, tables={"dataset": table},
+                  summary={f"{task}/{k}": v for task, law in laws.items() for k, v in law.params.items()},
+                  extra_config={"sources": list(args.sources), "approach": args.approach, "suite": args.suite,
+                                "params": args.params, "law": str(args.out)})
 
 
 def _cmd_optimize(args: argparse.Namespace) -> None:
@@ -387,6 +427,12 @@ def _sampler_args(p: argparse.ArgumentParser, task_required: bool = True) -> Non
                    help="task constructor option, repeatable (e.g. n_shot=5, shift=1)")
 
 
+def _wandb_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wandb", default=None, metavar="PROJECT",
+                   help="also log the tables, summary and run.json to this Weights & Biases project "
+                        "(needs wandb; WANDB_MODE=offline works without an account)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="t2", description="Repeated-sampling evaluation and Train-to-Test (T²) scaling laws.")
@@ -441,6 +487,7 @@ def _run_commands(sub) -> None:
              "t2 score results/gsm8k-smol")
     p.add_argument("run", help="run directory")
     p.add_argument("--workers", type=int, default=None, help="parallel verifier processes")
+    _wandb_arg(p)
 
     p = _add(sub, "show", _cmd_show,
              "one-screen summary of a run: model, task, sampler, counts, scores, cost, provenance",
@@ -458,6 +505,7 @@ def _stage_commands(sub) -> None:
     p.add_argument("--out", default=None, help="passk.parquet to write (default: beside the source)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    _wandb_arg(p)
 
     p = _add(sub, "cost", _cmd_cost, "a run's cost.json, or inference FLOPs of n samples of one prompt",
              "t2 cost results/gsm8k-smol   (or: t2 cost --config HuggingFaceTB/SmolLM2-135M-Instruct "
@@ -469,6 +517,7 @@ def _stage_commands(sub) -> None:
     p.add_argument("--completion-tokens", type=int, default=None, help="tokens per completion")
     p.add_argument("-n", type=int, default=1, help="completions per prompt")
     p.add_argument("--json", action="store_true", help="print the cost record as JSON")
+    _wandb_arg(p)
 
     p = _add(sub, "merge", _cmd_merge, "join shards of one task into a run directory (idempotent)",
              "t2 merge results/run-shard0of4 results/run-shard1of4 ... --out results/run")
@@ -489,6 +538,7 @@ def _stage_commands(sub) -> None:
     p.add_argument("--params", choices=["total", "non-embedding", "non_embedding"], default="non-embedding",
                    help="which parameter count is N when building from runs (default non-embedding; "
                         "recorded in the law JSON as N_kind)")
+    _wandb_arg(p)
 
 
 def _law_commands(sub) -> None:
@@ -551,6 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     try:
+        require_wandb(args)
         args.handler(args)
     except (T2Error, OSError) as e:  # bad input, a bad file, a refused run: the user can fix it
         print(f"t2 {args.command}: error: {error_line(e)}", file=sys.stderr)
