@@ -105,8 +105,8 @@ def _result_lines(s: dict[str, Any]) -> list[str]:
     if s["samples"]:
         x = s["samples"]
         n = str(x["n_min"]) if x["n_min"] == x["n_max"] else f"{x['n_min']}..{x['n_max']}"
-        finish = ", ".join(f"{k} {v}" for k, v in sorted(x["finish"].items()))
-        lines.append(f"samples  {x['samples']} over {x['problems']} problems, n = {n} per problem; "
+        finish = ", ".join(f"{k} {v:,}" for k, v in sorted(x["finish"].items()))
+        lines.append(f"samples  {x['samples']:,} over {x['problems']:,} problems, n = {n} per problem; "
                      f"{_g(x['completion_tokens_mean'], '.1f')} tokens per completion ({finish}); "
                      f"{x['files']} store file(s)")
     sc = s["scores"]
@@ -124,8 +124,8 @@ def _result_lines(s: dict[str, Any]) -> list[str]:
     if s["cost"]:
         c = s["cost"]
         lines.append(f"cost     {_g(c.get('total_flops'), '.3g')} FLOPs ({_g(c.get('prefill_flops'), '.3g')} prefill, "
-                     f"{_g(c.get('decode_flops'), '.3g')} decode), {c.get('completion_tokens', '-')} completion + "
-                     f"{c.get('prompt_tokens', '-')} prompt tokens, {_g(c.get('wall_s'), '.1f')} s")
+                     f"{_g(c.get('decode_flops'), '.3g')} decode), {_g(c.get('completion_tokens'), ',')} completion + "
+                     f"{_g(c.get('prompt_tokens'), ',')} prompt tokens, {_g(c.get('wall_s'), '.1f')} s")
     return lines
 
 
