@@ -134,7 +134,9 @@ def sample(logits: torch.Tensor, u: torch.Tensor | None, temperature: float = 1.
 class Penalties:
     """Repetition, presence and frequency penalties of a decode batch, row b tracking prompt
     ``prompts[b]`` and the tokens drawn for it (:meth:`add`). Rows are addressed by their index in
-    the batch as first built, so a caller that drops finished rows passes the ones left."""
+    the batch as first built, so a caller that drops finished rows passes the ones left. Memory:
+    5 bytes per row per vocabulary entry (a count and a seen-in-prompt flag), 250 MB at 1,024 rows
+    of SmolLM2's 49,152 tokens; built only when a penalty is on."""
 
     def __init__(self, prompts: Sequence[Sequence[int]], vocab: int, repetition: float = 1.0,
                  presence: float = 0.0, frequency: float = 0.0, device: str | torch.device = "cpu") -> None:
