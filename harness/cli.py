@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from harness import config_file
 from harness.errors import InvalidSetting, RunMismatch, T2Error
 
 
@@ -33,7 +34,9 @@ FLAGS = {
     "backend": "--backend", "device": "--device", "attention": "--attention", "out": "--out",
     "approach": "--approach", "holdout_ratio": "--holdout-ratio", "params": "--params", "suite": "--suite",
     "preset": "--preset", "c_train": "--c-train", "c_inf": "--c-inf", "n_factor": "--n-factor",
-    "k_factor": "--k-factor",
+    "k_factor": "--k-factor", "gen_kwargs": "--gen-kwargs", "min_p": "--gen-kwargs min_p",
+    "repetition_penalty": "--gen-kwargs repetition_penalty", "presence_penalty": "--gen-kwargs presence_penalty",
+    "frequency_penalty": "--gen-kwargs frequency_penalty",
 }
 
 
@@ -42,6 +45,8 @@ def flag_of(field: str) -> str:
     last = field.rsplit(".", 1)[-1]
     if field.startswith("task.options.") and last not in FLAGS:
         return "--task-option"
+    if field.startswith("gen_kwargs."):
+        return f"--gen-kwargs {last}"
     return FLAGS.get(field) or FLAGS.get(last) or field
 
 
@@ -139,11 +144,12 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
-    from harness import sampling
+    from harness import gen_kwargs, sampling
     from harness.samplers import SamplingSettings
 
     settings = SamplingSettings(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                 max_tokens=args.max_tokens, seed=args.seed)
+    settings = gen_kwargs.apply(settings, gen_kwargs.parse(args.gen_kwargs), args.backend)
     options = backend_options(
         args.backend, device=args.device, dtype=args.dtype, revision=args.revision, attention=args.attention,
         max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
@@ -172,8 +178,23 @@ def _cmd_score(args: argparse.Namespace) -> None:
         raise UsageError(f"--workers: expected an integer >= 1, got {args.workers}")
     options = {"workers": args.workers} if args.workers else {}
     scores, problems = sampling.score_run(args.run, options)
-    print(report.accuracy_text(records.read_table(problems, "problems")))
+    table = records.read_table(problems, "problems")
+    print(report.accuracy_text(table))
     print(f"wrote {scores} and {problems}")
+    if args.wandb:
+        from harness.wandb_log import accuracy_summary
+
+        _to_wandb(args, run_dir=args.run, tables={"problems": table.drop_columns(["prompt", "gold"])},
+                  summary=accuracy_summary(table))
+
+
+def _cmd_show(args: argparse.Namespace) -> None:
+    import json
+
+    from harness import show
+
+    summary = show.run_summary(args.run)
+    print(json.dumps(summary, indent=2, default=str) if args.json else show.summary_text(summary))
 
 
 def _cmd_passk(args: argparse.Namespace) -> None:
@@ -196,6 +217,12 @@ def _cmd_passk(args: argparse.Namespace) -> None:
     out = records.write_table(Path(args.out) if args.out else beside.passk_file, "passk", table)
     print(report.passk_text(table))
     print(f"wrote {out}" + ("" if scores is not None else " (no scores.parquet beside it: maj@k not computed)"))
+    if args.wandb:
+        from harness.wandb_log import passk_summary
+
+        run_dir = beside.path if beside.run_file.is_file() else None
+        _to_wandb(args, run_dir=run_dir, tables={"passk": table}, summary=passk_summary(table),
+                  extra_config={"problems": str(problems_path.resolve())})
 
 
 def _cmd_cost(args: argparse.Namespace) -> None:
@@ -212,6 +239,8 @@ def _cmd_cost(args: argparse.Namespace) -> None:
         run.require()
         record = records.read_json(run.cost_file, "cost")
         print(json.dumps(record, indent=2) if args.json else report.run_cost_text(record))
+        if args.wandb:
+            _to_wandb(args, run_dir=run.path, summary=record)
         return
     missing = [f for f, v in (("--config", args.config), ("--prompt-tokens", args.prompt_tokens),
                               ("--completion-tokens", args.completion_tokens)) if v is None]
@@ -226,7 +255,28 @@ def _cmd_cost(args: argparse.Namespace) -> None:
         record = cost.sampling_cost(config, [args.prompt_tokens], [[args.completion_tokens] * args.n])
         print(json.dumps(record, indent=2))
     else:
-        print(report.cost_text(cost.cost_summary(config, args.prompt_tokens, args.completion_tokens, args.n)))
+        record = cost.cost_summary(config, args.prompt_tokens, args.completion_tokens, args.n)
+        print(report.cost_text(record))
+    if args.wandb:
+        _to_wandb(args, summary=record, extra_config={"config": args.config, "prompt_tokens": args.prompt_tokens,
+                                                      "completion_tokens": args.completion_tokens, "n": args.n})
+
+
+def _to_wandb(args: argparse.Namespace, **logged: Any) -> None:
+    """Log this command's tables and summary to W&B project ``--wandb`` (harness.wandb_log)."""
+    from harness import wandb_log
+
+    wb = wandb_log.log(args.wandb, args.command, **logged)
+    print(f"logged to W&B project {args.wandb}: run {wb['name']!r} ({wb['mode']})")
+
+
+def require_wandb(args: argparse.Namespace) -> None:
+    """Refuse ``--wandb`` at once, before any work, when the wandb package is missing."""
+    if getattr(args, "wandb", None):
+        from harness import wandb_log
+
+        if not wandb_log.available():
+            raise UsageError(f"--wandb: the wandb package is not installed; {wandb_log.INSTALL_HINT}")
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:
@@ -268,6 +318,11 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         print(f"{task}: {law.KIND} " + ", ".join(f"{k}={v:.4g}" for k, v in law.params.items()))
     fit.save_laws(args.out, laws)
     print(f"wrote {args.out} ({len(laws)} law(s))")
+    if args.wandb:
+        _to_wandb(args, tables={"dataset": table},
+                  summary={f"{task}/{k}": v for task, law in laws.items() for k, v in law.params.items()},
+                  extra_config={"sources": list(args.sources), "approach": args.approach, "suite": args.suite,
+                                "params": args.params, "law": str(args.out)})
 
 
 def _cmd_optimize(args: argparse.Namespace) -> None:
@@ -354,6 +409,9 @@ def _add(sub, name: str, handler: Callable[[argparse.Namespace], None], help: st
     p = sub.add_parser(name, help=help, description=f"{help}\n\nexample:\n  {example}",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(handler=handler)
+    if name not in config_file.MODEL_CONFIG_COMMANDS:
+        p.add_argument(config_file.FLAG, metavar="FILE.yaml",
+                       help="flags of this command in a YAML file (keys: flag names; the command line overrides)")
     return p
 
 
@@ -377,6 +435,12 @@ def _sampler_args(p: argparse.ArgumentParser, task_required: bool = True) -> Non
                         "the test set; seeded by --seed (lm-eval tasks: lm-eval's fewshot seed); recorded in run.json")
     p.add_argument("--task-option", action="append", default=None, metavar="KEY=VALUE",
                    help="task constructor option, repeatable (e.g. mode=strict, shift=1)")
+
+
+def _wandb_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wandb", default=None, metavar="PROJECT",
+                   help="also log the tables, summary and run.json to this Weights & Biases project "
+                        "(needs wandb; WANDB_MODE=offline works without an account)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -407,6 +471,10 @@ def _run_commands(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=256, help="new tokens per completion (default 256)")
     p.add_argument("--seed", type=int, default=0,
                    help="base seed: sample i of problem p uses problem_seed(seed, task, p) + i (default 0)")
+    p.add_argument("--gen-kwargs", default=None, metavar="KEY=VALUE,...",
+                   help="generation kwargs as in lm-eval, overriding the flags above: temperature, top_p, top_k, "
+                        "min_p, repetition_penalty, presence_penalty, frequency_penalty, max_tokens (max_gen_toks), "
+                        "stop (until; added to the task's), seed, do_sample; e.g. min_p=0.05,until=[Q:]")
     p.add_argument("--chat", action="store_true",
                    help="chat mode: the task's user message in the tokenizer's chat template, the task's "
                         "chat-mode stops, answers read from the reply (fenced code, final answer)")
@@ -429,6 +497,13 @@ def _run_commands(sub) -> None:
              "t2 score results/gsm8k-smol")
     p.add_argument("run", help="run directory")
     p.add_argument("--workers", type=int, default=None, help="parallel verifier processes")
+    _wandb_arg(p)
+
+    p = _add(sub, "show", _cmd_show,
+             "one-screen summary of a run: model, task, sampler, counts, scores, cost, provenance",
+             "t2 show results/gsm8k-smol")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def _stage_commands(sub) -> None:
@@ -440,16 +515,19 @@ def _stage_commands(sub) -> None:
     p.add_argument("--out", default=None, help="passk.parquet to write (default: beside the source)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    _wandb_arg(p)
 
     p = _add(sub, "cost", _cmd_cost, "a run's cost.json, or inference FLOPs of n samples of one prompt",
              "t2 cost results/gsm8k-smol   (or: t2 cost --config HuggingFaceTB/SmolLM2-135M-Instruct "
              "--prompt-tokens 512 --completion-tokens 256 -n 64)")
     p.add_argument("run", nargs="?", default=None, help="a run directory: print its cost.json")
-    p.add_argument("--config", default=None, help="config.json path, model folder, HF id or smollm2-135m")
+    p.add_argument("--config", default=None,
+                   help="config.json path, model folder, HF id or smollm2-135m (a .yaml file: flags of this command)")
     p.add_argument("--prompt-tokens", type=int, default=None, help="prompt length (tokens)")
     p.add_argument("--completion-tokens", type=int, default=None, help="tokens per completion")
     p.add_argument("-n", type=int, default=1, help="completions per prompt")
     p.add_argument("--json", action="store_true", help="print the cost record as JSON")
+    _wandb_arg(p)
 
     p = _add(sub, "merge", _cmd_merge, "join shards of one task into a run directory (idempotent)",
              "t2 merge results/run-shard0of4 results/run-shard1of4 ... --out results/run")
@@ -470,6 +548,7 @@ def _stage_commands(sub) -> None:
     p.add_argument("--params", choices=["total", "non-embedding", "non_embedding"], default="non-embedding",
                    help="which parameter count is N when building from runs (default non-embedding; "
                         "recorded in the law JSON as N_kind)")
+    _wandb_arg(p)
 
 
 def _law_commands(sub) -> None:
@@ -524,8 +603,15 @@ def _law_commands(sub) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, argv = build_parser(), list(sys.argv[1:] if argv is None else argv)
     try:
+        argv = config_file.expand(parser, argv)
+    except (T2Error, OSError) as e:  # the flags file: unreadable, not YAML, an unknown key
+        print(f"t2 {argv[0]}: error: {error_line(e)}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    try:
+        require_wandb(args)
         args.handler(args)
     except (T2Error, OSError) as e:  # bad input, a bad file, a refused run: the user can fix it
         print(f"t2 {args.command}: error: {error_line(e)}", file=sys.stderr)

@@ -14,7 +14,8 @@ must share with it, in three parts.
   of the run's problems), ``task.fewshot`` (the few-shot examples: count, seed, split, ids; None
   without shots), ``task.data_sha256`` (the data files' contents), ``shard``;
 - sampler: every ``sampler.*`` setting (backend, temperature, top_p, top_k, max_tokens, seed,
-  stop, chat, seed_rule; an absent seed_rule is "base+i", the rule of runs made before it) except
+  stop, min_p, the penalties, chat, seed_rule; an absent seed_rule is "base+i", the rule of runs made
+  before it, an absent min_p or penalty is off) except
   ``n``: a run grows (or is read at a smaller n) without becoming another run; run.json's
   ``sampler.n`` is the largest n asked of it (of its shards, when merged).
 
@@ -41,7 +42,7 @@ import pyarrow as pa
 
 from harness import records
 from harness.errors import DataError, RunLocked, RunMismatch
-from harness.samplers import SEED_RULES
+from harness.samplers import LATER_SETTINGS, SEED_RULES
 from harness.store import SampleStore, union_samples
 
 RUN_FILE, COST_FILE, SCORES_FILE, PROBLEMS_FILE, PASSK_FILE, LOCK_FILE = (
@@ -69,6 +70,8 @@ def identity(run: dict[str, Any], parts: Sequence[str] = PARTS) -> dict[str, Any
     if "sampler" in parts:
         flat.update({f"sampler.{k}": v for k, v in (run.get("sampler") or {}).items() if k != "n"})
         flat.setdefault("sampler.seed_rule", SEED_RULES[0])
+        for name, default in LATER_SETTINGS.items():
+            flat.setdefault(f"sampler.{name}", default)
     return flat
 
 

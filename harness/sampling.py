@@ -124,6 +124,13 @@ def check_settings(settings: SamplingSettings, chunk: int | None) -> None:
         raise InvalidSetting("top_p", settings.top_p, "0 < p <= 1")
     if settings.top_k < 0:
         raise InvalidSetting("top_k", settings.top_k, "an integer >= 0 (0 = off)")
+    if not 0 <= settings.min_p <= 1:
+        raise InvalidSetting("min_p", settings.min_p, "0 <= min_p <= 1 (0 = off)")
+    if not (math.isfinite(settings.repetition_penalty) and settings.repetition_penalty > 0):
+        raise InvalidSetting("repetition_penalty", settings.repetition_penalty, "a finite number > 0 (1 = off)")
+    for field in ("presence_penalty", "frequency_penalty"):
+        if not -2 <= getattr(settings, field) <= 2:
+            raise InvalidSetting(field, getattr(settings, field), "a number in [-2, 2] (0 = off)")
 
 
 def _now() -> str:
@@ -167,8 +174,9 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
                task_options: dict[str, Any] | None = None, backend_options: dict[str, Any] | None = None,
                progress: bool = True) -> dict[str, Any]:
     """Sample ``settings.n`` completions per problem into run directory ``out`` (resumable);
-    returns the cost record (also written to cost.json). ``settings.stop`` is replaced by the task's
-    stops of the mode (chat or completion); ``system_prompt`` (chat mode only) opens each chat."""
+    returns the cost record (also written to cost.json). ``settings.stop`` (e.g. from generation
+    kwargs) is added to the task's stops of the mode (chat or completion); ``system_prompt`` (chat
+    mode only) opens each chat."""
     check_settings(settings, chunk)
     if system_prompt is not None and not chat:
         raise InvalidSetting("system_prompt", system_prompt, "none without chat mode (chat templates only)")
@@ -176,7 +184,7 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
     task_options = seeded_fewshot(task_name, task_options, settings.seed)
     task, problems, task_record = load_problems(task_name, data_files, limit, shard, task_options)
     task.chat = chat
-    settings = dataclasses.replace(settings, stop=task.stop_sequences())
+    settings = dataclasses.replace(settings, stop=tuple(dict.fromkeys(task.stop_sequences() + settings.stop)))
     path = resolve_model(model)
     sampler = {"backend": backend, **dataclasses.asdict(settings), "stop": list(settings.stop), "chat": chat,
                "system_prompt": system_prompt}

@@ -22,7 +22,12 @@ class SamplingSettings:
 
     n: completions per prompt. temperature: softmax temperature (0 = greedy). top_p: nucleus mass
     (1.0 = off). top_k: keep the k most likely tokens (0 = off). max_tokens: new tokens per
-    completion. stop: strings that end a completion (not included in its text).
+    completion. stop: strings that end a completion (not included in its text). min_p: keep the
+    tokens whose probability is at least min_p times the most likely one's (0 = off).
+    repetition_penalty: CTRL's penalty r on every token already in the prompt or the completion,
+    logit / r where positive, logit · r where negative (1 = off). presence_penalty α and
+    frequency_penalty β (OpenAI's): logit − α·[count > 0] − β·count over the completion's tokens
+    (0 = off). The penalties act on the raw logits, before temperature and the filters.
     """
 
     n: int = 64
@@ -32,6 +37,14 @@ class SamplingSettings:
     max_tokens: int = 256
     seed: int = 0
     stop: tuple[str, ...] = ()
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+# settings added after runs were recorded without them: an absent field in run.json means this value
+LATER_SETTINGS = {"min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ same numbers on every device. Its tokens therefore do not depend on n, the batch
 problems in its batch or which other samples are still running, up to float round-off in batched
 matmuls (padding and batch shape change the summation order of a few ulps; with float32 that flips
 a sampled token only when u falls within ~1e-7 of a CDF step, which the tests bound). Temperature 0
-is greedy (argmax). The filter is top-k first, then top-p over the renormalised rest.
+is greedy (argmax). The filter is top-k first, then top-p over the renormalised rest, then min-p;
+repetition / presence / frequency penalties rewrite the logits before them (``sampling.Penalties``).
 
 Recorded per completion (as the vLLM backend does):
 - prompt_tokens: ``len(tokenizer(prompt).input_ids)`` (special tokens added as the tokenizer does);
@@ -225,7 +226,7 @@ class HFBackend:
                 else:
                     cache = copy.deepcopy(prefix) if start + rows < s.n else prefix
                     cache.batch_repeat_interleave(len(group))
-                found = self._decode([(0, i) for i in group], [(len(ids), base)], first_idx, cache,
+                found = self._decode([(0, i) for i in group], [(len(ids), base, ids)], first_idx, cache,
                                      first.expand(len(group), -1), None, None, s)
                 done += [found[(0, i)] for i in group]
         return done
@@ -251,7 +252,7 @@ class HFBackend:
                 mask = mask.repeat_interleave(n, dim=0)
                 positions = torch.tensor([len(x) for x in batch], device=self.device).repeat_interleave(n)
             found = self._decode([(k, i) for k in range(len(batch)) for i in drawn],
-                                 [(len(x), b) for x, b in zip(batch, bases)], first_idx, cache, logits, mask,
+                                 [(len(x), b, x) for x, b in zip(batch, bases)], first_idx, cache, logits, mask,
                                  positions, s)
         return [[found[(k, i)] for i in drawn] for k in range(len(batch))]
 
@@ -259,7 +260,8 @@ class HFBackend:
                 logits: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor | None,
                 s: SamplingSettings) -> dict[tuple[int, int], Completion]:
         """Decode ``rows`` ((problem, sample_idx) per batch row) from the first-step ``logits``;
-        ``problems[k]`` = (prompt tokens, seed of sample 0) of problem k; sample i's seed is base + i.
+        ``problems[k]`` = (prompt tokens, seed of sample 0, prompt ids) of problem k; sample i's seed
+        is base + i.
         ``mask`` [rows, context] and ``positions`` [rows] (the next token's position) for padded
         batches, else None (the positions follow from the cache length)."""
         seeds = [problems[k][1] + i for k, i in rows]
@@ -268,8 +270,13 @@ class HFBackend:
         logprob = [0.0] * len(rows)
         result: dict[tuple[int, int], Completion] = {}
         active = list(range(len(rows)))  # indices into ``rows`` of the batch rows still decoding
+        penalties = sampling.Penalties.of(s, [problems[k][2] for k, _ in rows], logits.shape[-1], self.device)
         for step in range(s.max_tokens):
-            nxt = sampling.sample(logits, None if u is None else u[active, step], s.temperature, s.top_k, s.top_p)
+            drawn_from = logits if penalties is None else penalties.apply(logits, active)
+            nxt = sampling.sample(drawn_from, None if u is None else u[active, step], s.temperature, s.top_k,
+                                  s.top_p, s.min_p)
+            if penalties is not None:
+                penalties.add(nxt, active)
             lp = torch.log_softmax(logits.float(), dim=-1).gather(1, nxt[:, None]).squeeze(1)
             keep = []
             for row, (j, token, token_lp) in enumerate(zip(active, nxt.tolist(), lp.tolist())):

@@ -119,7 +119,10 @@ class VLLMBackend:
         greedy, count = settings.temperature == 0, settings.n - start
         bases = list(seeds) if seeds is not None else [settings.seed] * len(prompts)
         params = [SamplingParams(n=1 if greedy else count, seed=base + start, temperature=settings.temperature,
-                                 top_p=settings.top_p, top_k=settings.top_k, max_tokens=settings.max_tokens,
+                                 top_p=settings.top_p, top_k=settings.top_k, min_p=settings.min_p,
+                                 repetition_penalty=settings.repetition_penalty,
+                                 presence_penalty=settings.presence_penalty,
+                                 frequency_penalty=settings.frequency_penalty, max_tokens=settings.max_tokens,
                                  stop=list(settings.stop), logprobs=0) for base in bases]
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
         result = []
