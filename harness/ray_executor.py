@@ -1,7 +1,7 @@
-"""The Ray executor (``t2 sample --ray``): a run's problems drawn by Ray actors, one per GPU group.
+"""The Ray executor (``t2 sample --ray``, ``t2 likelihood --ray``): Ray actors, one per GPU group, draw a run.
 
-- Cluster: the one in ``RAY_ADDRESS`` (or one ``ray start``-ed on this machine), else a local one
-  started here; a cluster this process started is shut down at the end.
+- Cluster: the one in ``RAY_ADDRESS`` ("auto": the one ``ray start``-ed on this machine), else a
+  local one started here and shut down at the end.
 - Workers: ``workers`` actors, each holding ``tensor_parallel_size`` GPUs (vllm; 1 for hf) when the
   cluster has GPUs (default: as many as fit), else 1 CPU (default: 1 actor). Each actor loads the
   run's problems itself (:class:`harness.sampling.TaskSpec`, checked against the driver's
@@ -16,6 +16,8 @@
   are not in the store yet go back to the queue, each chunk at most :data:`MAX_TRIES` times; an
   actor that cannot load the model, or raises while sampling, fails the run in one line
   (:class:`harness.errors.WorkerError`) naming its host.
+- Likelihood (``t2 likelihood --ray``): chunks of problems go to the workers the same way; their
+  gold-answer NLLs come back to the driver, which writes problems.parquet.
 - Same run: sample i of problem p uses seed ``problem_seed(seed, task, p) + i`` wherever it is
   drawn, so a Ray run writes exactly the samples of a plain run (same keys, same texts), and
   either resumes the other.
@@ -59,7 +61,8 @@ def check_shared(run_path: Path, token: str) -> None:
         seen = None
     if seen != token or not os.access(run_path, os.W_OK):
         raise DataError(f"{run_path}: the run directory is not readable and writable from Ray worker host "
-                        f"{platform.node()}; --ray needs --out on a filesystem every node mounts at the same path")
+                        f"{platform.node()}; the ray executor needs it on a filesystem every node mounts at the "
+                        "same path")
 
 
 def _first_line(e: BaseException) -> str:
@@ -133,15 +136,16 @@ def _get(ref, where: str, doing: str):
 
 
 def _connect() -> bool:
-    """Join ``RAY_ADDRESS``'s cluster (or this machine's ``ray start``-ed one), else start a local
-    one; True when this call connected (and so must shut down), False when Ray already was."""
+    """Join the cluster in ``RAY_ADDRESS`` (an address, or "auto" for this machine's ``ray
+    start``-ed one), else start a local one; True when this call connected (and so must shut
+    down), False when Ray already was (a caller's own ``ray.init``)."""
     if ray.is_initialized():
         return False
     quiet = {"log_to_driver": False, "logging_level": "warning"}  # worker logs stay in Ray's session folder
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**quiet)
-    else:
-        ray.init(include_dashboard=False, **quiet)
+    else:  # "local": never attach to some other Ray instance found on this machine
+        ray.init(address="local", include_dashboard=False, **quiet)
     return True
 
 
@@ -244,16 +248,17 @@ class RayExecutor:
         return self._total("samples"), self._total("tokens")
 
     def gold_nll(self, problems: Sequence[Problem]) -> list[tuple[float, int]]:
-        """(NLL in nats, answer tokens) of each problem's gold answer, in chunks of
-        :data:`LIKELIHOOD_CHUNK` problems spread over the workers."""
+        """(NLL in nats, answer tokens) of each problem's gold answer, in chunks of at most
+        :data:`LIKELIHOOD_CHUNK` problems, at least 4 per worker when there are enough problems."""
         ids = [p.id for p in problems]
+        size = max(1, min(LIKELIHOOD_CHUNK, len(ids) // (4 * len(self.workers))))
         found: dict[str, tuple[float, int]] = {}
 
         def done(worker: _Worker, chunk: _Chunk, result: list[tuple[float, int]]) -> None:
             worker.problems += len(chunk.ids)
             found.update(zip(chunk.ids, result, strict=True))
 
-        chunks = [_Chunk(ids[i:i + LIKELIHOOD_CHUNK], 0) for i in range(0, len(ids), LIKELIHOOD_CHUNK)]
+        chunks = [_Chunk(ids[i:i + size], 0) for i in range(0, len(ids), size)]
         self._run(chunks, lambda w, c: w.actor.gold_nll.remote(c.ids), done, lambda c: c.ids,
                   "scoring likelihoods")
         return [found[i] for i in ids]

@@ -212,20 +212,24 @@ class ProcessExecutor:
         self.engine.close()
 
 
+def check_executor(kind: str, workers: int | None) -> None:
+    """Refuse an unknown executor, or a worker count without the ray executor or below 1."""
+    if kind not in ("process", "ray"):
+        raise InvalidSetting("executor", kind, "process or ray")
+    if workers is not None and (kind != "ray" or workers < 1):
+        raise InvalidSetting("workers", workers, "a count >= 1, with the ray executor only")
+
+
 def _open_executor(kind: str, workers: int | None, task: Task, engine: EngineSpec, run: RunDir,
                    task_spec: TaskSpec, problems_sha256: str):
-    """The executor ``kind`` ("process" or "ray") of a run: a :class:`ProcessExecutor`, or a
-    :class:`harness.ray_executor.RayExecutor` of ``workers`` actors that load ``task_spec``'s
+    """The executor ``kind`` of a run (see :func:`check_executor`): a :class:`ProcessExecutor`,
+    or a :class:`harness.ray_executor.RayExecutor` of ``workers`` actors that load ``task_spec``'s
     problems themselves (checked against ``problems_sha256``)."""
     if kind == "process":
-        if workers is not None:
-            raise InvalidSetting("workers", workers, "no worker count without the ray executor")
         return ProcessExecutor(task, engine)
-    if kind == "ray":
-        from harness.ray_executor import RayExecutor
+    from harness.ray_executor import RayExecutor
 
-        return RayExecutor(workers, run, task_spec, problems_sha256, engine)
-    raise InvalidSetting("executor", kind, "process or ray")
+    return RayExecutor(workers, run, task_spec, problems_sha256, engine)
 
 
 def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: SamplingSettings, *,
@@ -239,6 +243,7 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
     ``executor``: "process" (this process) or "ray" (``workers`` Ray actors, see
     :mod:`harness.ray_executor`); both write the same samples, and run.json's ``executor`` names it."""
     check_settings(settings, chunk)
+    check_executor(executor, workers)
     if system_prompt is not None and not chat:
         raise InvalidSetting("system_prompt", system_prompt, "none without chat mode (chat templates only)")
     run = RunDir(out)
@@ -375,6 +380,7 @@ def run_likelihood(task_name: str | None, model: str, out: str | os.PathLike, *,
     """Gold-answer NLL of every problem into ``out``/problems.parquet (n, c kept from a scored run).
     On an existing run, the task, limit, data files, options and shard come from its run.json.
     ``executor`` and ``workers`` as in :func:`run_sample`."""
+    check_executor(executor, workers)
     run = RunDir(out)
     if task_name is None and not run.run_file.is_file():
         raise InvalidSetting("task", None, f"a task name ({run.path} holds no run yet)")

@@ -1,6 +1,6 @@
-"""`t2 sample --ray` on a real local Ray cluster with a real tiny model: two workers write exactly
-the samples of one process, a worker killed mid-run loses nothing, and a worker that cannot load
-the model fails the run in one line.
+"""`t2 sample --ray` and `t2 likelihood --ray` on a real local Ray cluster with a real tiny model:
+two workers write exactly the samples (and likelihoods) of one process, a worker killed mid-run
+loses nothing, and a worker that cannot load the model fails the run in one line.
 
 Every Ray cluster here starts inside a network namespace that holds only loopback (``unshare
 --net``), so it binds to 127.0.0.1 and nothing leaves the machine; each run's cluster is started
@@ -22,11 +22,10 @@ import pyarrow as pa
 import pytest
 from helpers import tiny_causal_lm
 
-from harness import records
+from harness import cli, records
 from harness.errors import DataError
+from harness.rundir import differences
 from harness.store import KEY, SampleStore
-
-pytestmark = pytest.mark.slow
 
 PROBLEMS, N = 16, 4
 
@@ -73,29 +72,44 @@ def raw_rows(out: Path) -> pa.Table:
     return pa.concat_tables(records.read_table(p, "samples") for p in SampleStore(out).shards())
 
 
+def likelihood_cmd(model: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "harness.cli", "likelihood", "--model", str(model), "--backend", "hf",
+            "--device", "cpu", "--out", str(out), *extra]
+
+
+def nll_of(out: Path) -> dict[str, tuple[float, int]]:
+    table = records.read_table(out / "problems.parquet", "problems")
+    return {r["problem_id"]: (r["nll"], r["answer_tokens"]) for r in table.to_pylist()}
+
+
 @pytest.fixture(scope="module")
-def one_process(tiny_model, env, tmp_path_factory) -> list[dict]:
+def one_process(tiny_model, env, tmp_path_factory) -> Path:
+    """The run one process makes: samples, then gold-answer likelihoods."""
     out = tmp_path_factory.mktemp("plain") / "run"
-    proc = run(sample_cmd(tiny_model, out), env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = SampleStore(out).read().to_pylist()
-    assert len(rows) == PROBLEMS * N
-    return rows
+    for cmd in (sample_cmd(tiny_model, out), likelihood_cmd(tiny_model, out)):
+        proc = run(cmd, env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert SampleStore(out).read().num_rows == PROBLEMS * N and len(nll_of(out)) == PROBLEMS
+    return out
 
 
-def test_two_workers_write_the_one_process_run(tiny_model, env, one_process, tmp_path):
+@pytest.mark.slow
+def test_two_workers_make_the_one_process_run(tiny_model, env, one_process, tmp_path):
     out = tmp_path / "run"
     proc = run(loopback_only(sample_cmd(tiny_model, out, "--ray", "--workers", "2")), env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert SampleStore(out).read().to_pylist() == one_process  # same keys, seeds, texts, token counts
-    executor = records.read_json(out / "run.json", "run")["executor"]
-    assert executor["name"] == "ray" and len(executor["workers"]) == 2
-    assert all(w["device"] == "cpu" and w["host"] and w["alive"] for w in executor["workers"])
-    assert sum(w["problems"] for w in executor["workers"]) == PROBLEMS
-    assert all(w["problems"] > 0 for w in executor["workers"]), "one worker did all the work"
-    # the same run: a plain rerun into it resumes (nothing left to draw) instead of refusing
-    again = run(sample_cmd(tiny_model, out), env)
-    assert again.returncode == 0 and "this session 0 samples" in again.stdout, again.stderr[-2000:]
+    # same keys, seeds, texts, token counts and log-probabilities
+    assert SampleStore(out).read().to_pylist() == SampleStore(one_process).read().to_pylist()
+    manifest, plain = (records.read_json(run_dir / "run.json", "run") for run_dir in (out, one_process))
+    assert differences(plain, manifest) == []  # the same run: either resumes the other
+    workers = manifest["executor"]["workers"]
+    assert manifest["executor"]["name"] == "ray" and plain["executor"]["name"] == "process" and len(workers) == 2
+    assert all(w["device"] == "cpu" and w["host"] and w["alive"] for w in workers)
+    assert sum(w["problems"] for w in workers) == PROBLEMS and all(w["problems"] > 0 for w in workers)
+    assert "Ray worker 1 on " in proc.stdout  # the per-worker summary
+    proc = run(loopback_only(likelihood_cmd(tiny_model, out, "--ray", "--workers", "2")), env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert nll_of(out) == nll_of(one_process)
 
 
 def _workers_of(driver: subprocess.Popen) -> list[psutil.Process]:
@@ -104,6 +118,7 @@ def _workers_of(driver: subprocess.Popen) -> list[psutil.Process]:
     return [p for p in procs if p.cmdline()[:1] and p.cmdline()[0].startswith("ray::SampleWorker")]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_loses_nothing(tiny_model, env, one_process, tmp_path):
     out = tmp_path / "run"
     driver = subprocess.Popen(loopback_only(sample_cmd(tiny_model, out, "--ray", "--workers", "2")), env=env,
@@ -117,13 +132,14 @@ def test_a_killed_worker_loses_nothing(tiny_model, env, one_process, tmp_path):
     stdout, stderr = driver.communicate(timeout=240)
     assert driver.returncode == 0, stderr[-2000:]
     assert "died; its problems go to the other workers" in stderr
-    assert SampleStore(out).read().to_pylist() == one_process
+    assert SampleStore(out).read().to_pylist() == SampleStore(one_process).read().to_pylist()
     raw = raw_rows(out)  # exactly once in the files too, not only after de-duplication
     assert raw.num_rows == PROBLEMS * N == len(set(zip(*(raw[k].to_pylist() for k in KEY))))
     workers = records.read_json(out / "run.json", "run")["executor"]["workers"]
     assert sorted(w["alive"] for w in workers) == [False, True]
 
 
+@pytest.mark.slow
 def test_a_worker_that_cannot_load_the_model_fails_in_one_line(tiny_model, env, tmp_path):
     broken = shutil.copytree(tiny_model, tmp_path / "broken-model")
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
@@ -143,3 +159,12 @@ def test_a_worker_that_cannot_see_the_run_directory_is_refused(tmp_path):
         check_shared(tmp_path, "another-driver's-token")  # another machine's folder at that path
     with pytest.raises(DataError, match="not readable and writable from Ray worker host"):
         check_shared(tmp_path / "absent", "driver-token")
+
+
+@pytest.mark.parametrize("args", [["--workers", "2"], ["--ray", "--workers", "0"]])
+def test_workers_need_ray_and_a_positive_count(tmp_path, capsys, args):
+    out = tmp_path / "run"
+    assert cli.main(["sample", "--task", "arithmetic", "--model", "org/never-loaded", "--out", str(out), *args]) == 2
+    assert capsys.readouterr().err.strip() == ("t2 sample: error: --workers: expected a count >= 1, with the ray "
+                                               f"executor only, got {args[-1]}")
+    assert not out.exists()
