@@ -228,8 +228,9 @@ class RayExecutor:
             worker.problems, worker.samples, worker.tokens = (
                 worker.problems + len(chunk.ids), worker.samples + result[0], worker.tokens + result[1])
             samples, tokens, elapsed = self._total("samples"), self._total("tokens"), time.perf_counter() - t0
-            bar.set_postfix_str(f"{sum(w.alive for w in self.workers)} workers, {samples / elapsed:.1f} samples/s, "
-                                f"{tokens / elapsed:.1f} tok/s", refresh=False)
+            per_worker = "/".join(str(w.problems) if w.alive else "x" for w in self.workers)
+            bar.set_postfix_str(f"{samples / elapsed:.1f} samples/s, {tokens / elapsed:.1f} tok/s, "
+                                f"problems per worker {per_worker}", refresh=False)
             bar.update(len(chunk.ids))
 
         def missing(chunk: _Chunk) -> list[str]:
