@@ -41,7 +41,17 @@ def env():
     ray_tmp = tempfile.mkdtemp(prefix="t2ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     local = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a cluster of its own
     yield {**local, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "RAY_TMPDIR": ray_tmp}
+    for leftover in _processes_using(ray_tmp):  # each t2 stops its cluster; this is the safety net
+        leftover.kill()
     shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _processes_using(folder: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(folder in part for part in proc.info["cmdline"] or ()):
+            found.append(proc)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +149,18 @@ def test_a_killed_worker_loses_nothing(tiny_model, env, one_process, tmp_path):
     out = tmp_path / "run"
     driver = subprocess.Popen(loopback_only(sample_cmd(tiny_model, out, "--ray", "--workers", "2")), env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not SampleStore(out).shards() and driver.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)  # until the first problem is stored: both workers are sampling
-    victims = _workers_of(driver)
-    assert len(victims) == 2 and driver.poll() is None, "the run ended before a worker could be killed"
-    os.kill(victims[0].pid, signal.SIGKILL)
-    stdout, stderr = driver.communicate(timeout=240)
+    try:
+        deadline = time.monotonic() + 240
+        while not SampleStore(out).shards() and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the first problem is stored: both workers are sampling
+        victims = _workers_of(driver)
+        assert len(victims) == 2 and driver.poll() is None, "the run ended before a worker could be killed"
+        os.kill(victims[0].pid, signal.SIGKILL)
+        stdout, stderr = driver.communicate(timeout=240)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
     assert driver.returncode == 0, stderr[-2000:]
     assert "died; its problems go to the other workers" in stderr
     assert SampleStore(out).read().to_pylist() == SampleStore(one_process).read().to_pylist()
