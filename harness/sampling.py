@@ -17,6 +17,9 @@ The run directory (files, manifest, identity, lock, merge) is :class:`harness.ru
   compacted into one (:meth:`SampleStore.compact`). Default chunk: ⌈256 / n⌉ problems (≈256 samples in
   flight; one problem once n >= 256); the hf backend packs a chunk into decode batches, vllm
   schedules it itself. A larger ``chunk`` fills a GPU better and risks more on a kill.
+- Executors: a :class:`ProcessExecutor` (one backend in this process) draws the chunks, or with
+  ``executor="ray"`` a :class:`harness.ray_executor.RayExecutor` hands them to Ray actors, each
+  running a ProcessExecutor: the same loop, so the same samples.
 - Shards: ``shard=(i, N)`` keeps problem p iff ``int(sha256(p.id)[:16 hex], 16) mod N == i``:
   stable across machines and data order, every problem in exactly one shard. ``limit`` applies first.
 - problems.parquet: one row per problem; ``t2 score`` fills n and c, ``t2 likelihood`` fills nll
