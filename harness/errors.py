@@ -27,6 +27,9 @@ class InvalidSetting(T2Error, ValueError):
         """The message with the setting called ``name`` (a field, or the flag that sets it)."""
         return f"{name}: expected {self.expected}, got {self.value!r}"
 
+    def __reduce__(self):  # pickles whole (a Ray worker's error reaches the driver with its field)
+        return type(self), (self.field, self.value, self.expected)
+
 
 class DataError(T2Error, ValueError):
     """A data file, model config or table is malformed; the message names the file and field."""
@@ -44,6 +47,14 @@ class RunMismatch(T2Error, ValueError):
         self.field = field
         super().__init__(message)
 
+    def __reduce__(self):
+        return type(self), (str(self), self.field)
+
 
 class RunLocked(T2Error, RuntimeError):
     """Another process is writing the run directory."""
+
+
+class WorkerError(T2Error, RuntimeError):
+    """A worker of a distributed run cannot reach the run directory, cannot load the model, or
+    failed while sampling; the message names its host and the cause in one line."""

@@ -17,6 +17,9 @@ The run directory (files, manifest, identity, lock, merge) is :class:`harness.ru
   compacted into one (:meth:`SampleStore.compact`). Default chunk: ⌈256 / n⌉ problems (≈256 samples in
   flight; one problem once n >= 256); the hf backend packs a chunk into decode batches, vllm
   schedules it itself. A larger ``chunk`` fills a GPU better and risks more on a kill.
+- Executors: a :class:`ProcessExecutor` (one backend in this process) draws the chunks, or with
+  ``executor="ray"`` a :class:`harness.ray_executor.RayExecutor` hands them to Ray actors, each
+  running a ProcessExecutor: the same loop, so the same samples.
 - Shards: ``shard=(i, N)`` keeps problem p iff ``int(sha256(p.id)[:16 hex], 16) mod N == i``:
   stable across machines and data order, every problem in exactly one shard. ``limit`` applies first.
 - problems.parquet: one row per problem; ``t2 score`` fills n and c, ``t2 likelihood`` fills nll
@@ -39,7 +42,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness import records
 from harness.errors import DataError, InvalidSetting, RunMismatch
@@ -168,16 +171,102 @@ def prompt_renderer(task: Task, tokenizer, chat: bool, system_prompt: str | None
     return lambda p: chat_prompt(tokenizer, task.user_message(p), system_prompt)
 
 
+class TaskSpec(NamedTuple):
+    """What :func:`load_problems` takes: enough for another process to load the same problems."""
+
+    name: str
+    data_files: str | None
+    limit: int | None
+    shard: Shard | None
+    options: dict[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSpec:
+    """What builds a run's engine: the backend, the resolved model path, the backend's options,
+    and how prompts are rendered (chat mode, system prompt)."""
+
+    backend: str
+    path: str
+    options: dict[str, Any]
+    chat: bool = False
+    system_prompt: str | None = None
+
+
+def worker_place(info: dict[str, Any]) -> dict[str, Any]:
+    """run.json's entry for one worker: its host and device (from the backend's model_info)."""
+    return {"host": platform.node(), "device": info.get("device")}
+
+
+class ProcessExecutor:
+    """One backend in this process with the task's prompt renderer: the executor of a plain run,
+    and the engine inside every Ray worker, so both draw through :func:`_sample_loop`."""
+
+    name = "process"
+
+    def __init__(self, task: Task, spec: EngineSpec) -> None:
+        self.task, self.spec = task, spec
+        self.engine = get_backend(spec.backend, spec.path, **spec.options)
+        self.render = prompt_renderer(task, self.engine.tokenizer, spec.chat, spec.system_prompt)
+        self.info = self.engine.model_info()
+
+    def describe(self, example: Problem) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the backend's model_info, run.json's prompt record with ``example`` rendered)."""
+        template = self.task.chat_message if self.spec.chat else self.task.template
+        return self.info, prompt_record(self.engine.tokenizer, template, self.spec.chat, self.spec.system_prompt,
+                                        self.render(example))
+
+    def record(self) -> dict[str, Any]:
+        """run.json's ``executor``: its name and where its one worker runs."""
+        return {"name": self.name, "workers": [worker_place(self.info)]}
+
+    def sample(self, run: RunDir, todo: list[tuple[Problem, int]], settings: SamplingSettings, seed_rule: str,
+               size: int, bar) -> tuple[int, int]:
+        """Samples start..n-1 of each (problem, start) of ``todo`` into ``run``'s store (see
+        :func:`_sample_loop`); returns (samples, completion tokens) written."""
+        return _sample_loop(self.engine, run, self.task.name, todo, settings, seed_rule, self.render, size, bar)
+
+    def gold_nll(self, problems: Sequence[Problem]) -> list[tuple[float, int]]:
+        """(NLL in nats, answer tokens) of each problem's gold answer span given its prompt."""
+        return self.engine.gold_nll([p.prompt for p in problems], [p.answer_span for p in problems])
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def check_executor(kind: str, workers: int | None) -> None:
+    """Refuse an unknown executor, or a worker count without the ray executor or below 1."""
+    if kind not in ("process", "ray"):
+        raise InvalidSetting("executor", kind, "process or ray")
+    if workers is not None and (kind != "ray" or workers < 1):
+        raise InvalidSetting("workers", workers, "a count >= 1, with the ray executor only")
+
+
+def _open_executor(kind: str, workers: int | None, task: Task, engine: EngineSpec, run: RunDir,
+                   task_spec: TaskSpec, problems_sha256: str):
+    """The executor ``kind`` of a run (see :func:`check_executor`): a :class:`ProcessExecutor`,
+    or a :class:`harness.ray_executor.RayExecutor` of ``workers`` actors that load ``task_spec``'s
+    problems themselves (checked against ``problems_sha256``)."""
+    if kind == "process":
+        return ProcessExecutor(task, engine)
+    from harness.ray_executor import RayExecutor
+
+    return RayExecutor(workers, run, task_spec, problems_sha256, engine)
+
+
 def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: SamplingSettings, *,
                backend: str = "hf", limit: int | None = None, shard: Shard | None = None, chat: bool = False,
                chunk: int | None = None, data_files: str | None = None, system_prompt: str | None = None,
                task_options: dict[str, Any] | None = None, backend_options: dict[str, Any] | None = None,
-               progress: bool = True) -> dict[str, Any]:
+               progress: bool = True, executor: str = "process", workers: int | None = None) -> dict[str, Any]:
     """Sample ``settings.n`` completions per problem into run directory ``out`` (resumable);
     returns the cost record (also written to cost.json). ``settings.stop`` (e.g. from generation
     kwargs) is added to the task's stops of the mode (chat or completion); ``system_prompt`` (chat
-    mode only) opens each chat."""
+    mode only) opens each chat.
+    ``executor``: "process" (this process) or "ray" (``workers`` Ray actors, see
+    :mod:`harness.ray_executor`); both write the same samples, and run.json's ``executor`` names it."""
     check_settings(settings, chunk)
+    check_executor(executor, workers)
     if system_prompt is not None and not chat:
         raise InvalidSetting("system_prompt", system_prompt, "none without chat mode (chat templates only)")
     run = RunDir(out)
@@ -196,12 +285,12 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
         sampler["seed_rule"] = identity(prior, ("sampler",))["sampler.seed_rule"] if had else "problem-hash"
         sampler["n"] = max(settings.n, prior["sampler"]["n"] if prior.get("sampler") else 0)  # the largest n asked
         old = run.verify(manifest, skip=("model.dtype",)) or {}  # before the (slow) model load
-        with contextlib.closing(get_backend(backend, path, **(backend_options or {}))) as engine:
-            info = engine.model_info()
-            manifest = _loaded(manifest, model, path, info)
-            render = prompt_renderer(task, engine.tokenizer, chat, system_prompt)
-            manifest["prompt"] = prompt_record(engine.tokenizer, task.chat_message if chat else task.template,
-                                               chat, system_prompt, render(problems[0]))
+        engine_spec = EngineSpec(backend, path, backend_options or {}, chat, system_prompt)
+        with contextlib.closing(_open_executor(executor, workers, task, engine_spec, run,
+                                               TaskSpec(task_name, data_files, limit, shard, task_options),
+                                               task_record["problems_sha256"])) as engine:
+            info, manifest["prompt"] = engine.describe(problems[0])
+            manifest = {**_loaded(manifest, model, path, info), "executor": engine.record()}
             run.verify(manifest)
             manifest.update(start_time=old.get("start_time", _now()), end_time=None, wall_s=old.get("wall_s", 0.0))
             run.write_manifest(manifest)
@@ -210,9 +299,10 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
             bar = progress_bar(total=len(problems), initial=len(problems) - len(todo), unit="problem",
                                disable=not progress, desc=f"{task.name} n={settings.n}")
             t0 = time.perf_counter()
-            samples, tokens = _sample_loop(engine, run, task.name, todo, settings, sampler["seed_rule"], render,
-                                           chunk or -(-SAMPLES_IN_FLIGHT // settings.n), bar)
+            samples, tokens = engine.sample(run, todo, settings, sampler["seed_rule"],
+                                            chunk or -(-SAMPLES_IN_FLIGHT // settings.n), bar)
             wall = time.perf_counter() - t0
+            manifest["executor"] = engine.record()
         run.store.compact()
         manifest.update(end_time=_now(), wall_s=manifest["wall_s"] + wall)
         run.write_manifest(manifest)
@@ -309,9 +399,12 @@ def _existing_problems(run: RunDir, old: dict[str, Any], asked: dict[str, Any] |
 def run_likelihood(task_name: str | None, model: str, out: str | os.PathLike, *, backend: str = "hf",
                    limit: int | None = None, shard: Shard | None = None, data_files: str | None = None,
                    task_options: dict[str, Any] | None = None,
-                   backend_options: dict[str, Any] | None = None):
+                   backend_options: dict[str, Any] | None = None, executor: str = "process",
+                   workers: int | None = None):
     """Gold-answer NLL of every problem into ``out``/problems.parquet (n, c kept from a scored run).
-    On an existing run, the task, limit, data files, options and shard come from its run.json."""
+    On an existing run, the task, limit, data files, options and shard come from its run.json.
+    ``executor`` and ``workers`` as in :func:`run_sample`."""
+    check_executor(executor, workers)
     run = RunDir(out)
     if task_name is None and not run.run_file.is_file():
         raise InvalidSetting("task", None, f"a task name ({run.path} holds no run yet)")
@@ -321,18 +414,23 @@ def run_likelihood(task_name: str | None, model: str, out: str | os.PathLike, *,
         if old:
             asked = {"task.name": task_name, "task.options.limit": limit, "task.options.data_files": data_files,
                      "shard": shard_spec(shard), "task.options": task_options or None}
+            task_spec = TaskSpec(*_from_manifest(old, asked))
             task, problems, task_record = _existing_problems(run, old, asked)
         else:
-            task, problems, task_record = load_problems(task_name, data_files, limit, shard, task_options)
+            task_spec = TaskSpec(task_name, data_files, limit, shard, task_options)
+            task, problems, task_record = load_problems(*task_spec)
         manifest = {"model": {"id": model_id(model, path), "revision": (backend_options or {}).get("revision")},
                     "task": task_record, "sampler": None, "shard": shard_spec(shard) if not old else old["shard"]}
         run.verify(manifest, parts=("model", "task"), skip=("model.dtype",))
-        with contextlib.closing(get_backend(backend, path, **(backend_options or {}))) as engine:
-            manifest = _loaded(manifest, model, path, engine.model_info())
+        engine_spec = EngineSpec(backend, path, backend_options or {})
+        with contextlib.closing(_open_executor(executor, workers, task, engine_spec, run, task_spec,
+                                               task_record["problems_sha256"])) as engine:
+            manifest = _loaded(manifest, model, path, engine.info)
             run.verify(manifest, parts=("model", "task"))
             if not old:
-                run.write_manifest({**manifest, "likelihood": {"backend": backend}, "start_time": _now()})
-            nll = engine.gold_nll([p.prompt for p in problems], [p.answer_span for p in problems])
+                run.write_manifest({**manifest, "likelihood": {"backend": backend}, "start_time": _now(),
+                                    "executor": engine.record()})
+            nll = engine.gold_nll(problems)
         rows = run.read_problems()
         for p, (value, n_tokens) in zip(problems, nll, strict=True):
             row = rows.setdefault((task.name, p.id), {"task": task.name, "problem_id": p.id, "n": 0, "c": 0})

