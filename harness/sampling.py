@@ -153,10 +153,12 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
                backend: str = "hf", limit: int | None = None, shard: Shard | None = None, chat: bool = False,
                chunk: int | None = None, data_files: str | None = None, system_prompt: str | None = None,
                task_options: dict[str, Any] | None = None, backend_options: dict[str, Any] | None = None,
-               progress: bool = True) -> dict[str, Any]:
+               progress: bool = True, allocator=None) -> dict[str, Any]:
     """Sample ``settings.n`` completions per problem into run directory ``out`` (resumable);
     returns the cost record (also written to cost.json). ``settings.stop`` is replaced by the task's
-    stops of the mode (chat or completion); ``system_prompt`` (chat mode only) opens each chat."""
+    stops of the mode (chat or completion); ``system_prompt`` (chat mode only) opens each chat.
+    ``allocator`` (:class:`harness.adaptive.Allocator`): per-problem n chosen in rounds, at most
+    ``settings.n`` each, drawn through the same growing-n path; run.json records it as ``adaptive``."""
     check_settings(settings, chunk)
     if system_prompt is not None and not chat:
         raise InvalidSetting("system_prompt", system_prompt, "none without chat mode (chat templates only)")
@@ -183,14 +185,25 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
                                                chat, system_prompt, render(problems[0]))
             run.verify(manifest)
             manifest.update(start_time=old.get("start_time", _now()), end_time=None, wall_s=old.get("wall_s", 0.0))
+            if old.get("adaptive") or allocator is not None:  # its n_i depend on outcomes, whatever comes later
+                manifest["adaptive"] = old.get("adaptive") or allocator.record(None)
             run.write_manifest(manifest)
             stored = run.store.stored_counts(task.name, settings.n)
             todo = [(p, stored.get(p.id, 0)) for p in problems if stored.get(p.id, 0) < settings.n]
             bar = progress_bar(total=len(problems), initial=len(problems) - len(todo), unit="problem",
                                disable=not progress, desc=f"{task.name} n={settings.n}")
             t0 = time.perf_counter()
-            samples, tokens = _sample_loop(engine, run, task.name, todo, settings, sampler["seed_rule"], render,
-                                           chunk or -(-SAMPLES_IN_FLIGHT // settings.n), bar)
+            if allocator is None:
+                samples, tokens = _sample_loop(engine, run, task.name, todo, settings, sampler["seed_rule"], render,
+                                               chunk or -(-SAMPLES_IN_FLIGHT // settings.n), bar)
+            else:
+                bar.close()
+                samples, tokens = allocator.run(lambda todo, n: _sample_loop(
+                    engine, run, task.name, todo, dataclasses.replace(settings, n=n), sampler["seed_rule"], render,
+                    chunk or -(-SAMPLES_IN_FLIGHT // n), progress_bar(total=len(todo), disable=not progress,
+                                                                      desc=f"{task.name} n={n}")),
+                    task, run.store, problems)
+                manifest["adaptive"] = allocator.record(old.get("adaptive"))
             wall = time.perf_counter() - t0
         run.store.compact()
         manifest.update(end_time=_now(), wall_s=manifest["wall_s"] + wall)
