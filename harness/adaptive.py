@@ -6,9 +6,11 @@ solvable with p_i ~ 1/K, and only more samples of *it* tell which. Sampling runs
 
 - round 0: every problem gets ``first_n`` samples (default ⌊S / (4 P)⌋, at least 1);
 - round r >= 1: fit the success model of :func:`harness.passk.extrapolate_pass_at_k` (least BIC) to
-  (n_i, c_i) and give the round min(samples left, Σ_i n_i) samples (the total at most doubles) in
-  proportion to each problem's posterior variance Var(pass@K_i | n_i, c_i), each problem at most
-  doubling its n_i and never past ``max_n`` (largest-remainder rounding);
+  (n_i, c_i) and give the round min(samples left, Σ_i n_i) samples (the total at most doubles) to
+  the problems in order of decreasing n_i · Var(pass@K_i | n_i, c_i), the posterior variance of
+  their pass@K (≈ 0 once solved), each taking up to GROWTH · n_i more (never past ``max_n``): a
+  round deepens a few unsolved problems, which tells unsolvable from rare-but-solvable, rather
+  than spreading thin;
 - stop when S samples are stored, or no problem has variance left or room to grow.
 
 Sample i of a problem is always the same draw (the run's seed rule), so an adaptive run's rows are
@@ -33,7 +35,7 @@ from harness.passk import Extrapolation, extrapolate_pass_at_k
 from harness.sampling import _judge
 
 FIRST_SHARE = 4  # round 0 spends about 1/FIRST_SHARE of the budget, uniformly
-GROWTH = 3  # a round adds at most GROWTH · n_i samples to problem i
+GROWTH = 7  # a round adds at most GROWTH · n_i samples to problem i
 
 
 def first_n(problems: int, budget: int) -> int:
@@ -41,19 +43,16 @@ def first_n(problems: int, budget: int) -> int:
     return max(1, budget // (FIRST_SHARE * problems))
 
 
-def largest_remainder(weights: np.ndarray, total: int, caps: np.ndarray) -> np.ndarray:
-    """Integers x_i <= caps_i with Σ x_i = min(total, Σ caps_i), close to total · w_i / Σ w (the
-    share of a capped problem passes to the others): int64 [P]."""
-    weights, caps = np.where(caps > 0, np.asarray(weights, np.float64), 0.0), np.asarray(caps, np.int64)
+def greedy_fill(weights: np.ndarray, total: int, caps: np.ndarray) -> np.ndarray:
+    """Integers x_i <= caps_i with Σ x_i = min(total, Σ_{w_i > 0} caps_i): problems in order of
+    decreasing weight (ties: lower index first) each take their cap until the total is spent, so a
+    round deepens a few problems rather than spreading thin: int64 [P]."""
+    weights, caps = np.asarray(weights, np.float64), np.asarray(caps, np.int64)
+    order = np.argsort(-weights, kind="stable")
+    order = order[weights[order] > 0]
+    take = np.minimum(caps[order], np.maximum(int(total) - (np.cumsum(caps[order]) - caps[order]), 0))
     out = np.zeros(caps.size, dtype=np.int64)
-    total = min(int(total), int(caps.sum()))
-    while out.sum() < total and weights[out < caps].sum() > 0:
-        share = (total - out.sum()) * np.where(out < caps, weights, 0.0) / weights[out < caps].sum()
-        add = np.minimum(np.floor(share).astype(np.int64), caps - out)
-        room = (out + add < caps) & (weights > 0)
-        order = np.argsort(-np.where(room, share - np.floor(share), -1.0), kind="stable")
-        add[order[:min(total - out.sum() - add.sum(), int(room.sum()))]] += 1
-        out += add
+    out[order] = take
     return out
 
 
@@ -64,7 +63,7 @@ def next_round(n: np.ndarray, c: np.ndarray, target_k: int, left: int, max_n: in
     chosen = fit.fits[[f.model for f in fit.fits].index(fit.model)]
     variance = chosen.posterior(n, c, [target_k])[1][:, 0]
     caps = np.minimum(GROWTH * np.maximum(n, 1), max_n - n)
-    return largest_remainder(np.maximum(variance, 0.0), min(left, int(n.sum())), caps)
+    return greedy_fill(np.maximum(variance, 0.0) * n, min(left, int(n.sum())), caps)
 
 
 def estimate(n, c, k, level: float = 0.95) -> Extrapolation:

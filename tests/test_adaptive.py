@@ -13,16 +13,16 @@ from helpers import knowledge_rung
 from test_sampling_run import t2
 
 from harness import records
-from harness.adaptive import estimate, largest_remainder, simulate
+from harness.adaptive import estimate, greedy_fill, simulate
 from harness.store import SampleStore
 
 
-def test_largest_remainder_spends_the_total_within_caps():
+def test_greedy_fill_spends_the_total_within_caps_heaviest_first():
     caps = np.array([3, 10, 10, 0, 5])
-    x = largest_remainder(np.array([5.0, 1.0, 1.0, 9.0, 0.0]), 12, caps)
-    assert x.sum() == 12 and np.all(x <= caps) and x[3] == 0 and x[4] == 0 and x[0] == 3
-    assert largest_remainder(np.ones(3), 100, np.array([2, 2, 2])).tolist() == [2, 2, 2]
-    assert largest_remainder(np.array([1.0, 1.0, 2.0]), 3, np.full(3, 9)).tolist() == [1, 1, 1]
+    x = greedy_fill(np.array([5.0, 1.0, 2.0, 9.0, 0.0]), 12, caps)
+    assert x.tolist() == [3, 0, 9, 0, 0]
+    assert greedy_fill(np.ones(3), 100, np.array([2, 2, 2])).tolist() == [2, 2, 2]
+    assert greedy_fill(np.ones(3), 3, np.full(3, 9)).tolist() == [3, 0, 0]  # ties: lower index first
 
 
 def test_adaptive_estimates_are_unbiased_where_the_fixed_n_formula_is_not():
@@ -40,7 +40,7 @@ def test_adaptive_estimates_are_unbiased_where_the_fixed_n_formula_is_not():
         naive.append((c / n).mean() - truth[0])
     bias, se = np.mean(errors, axis=0), np.std(errors, axis=0) / np.sqrt(len(errors))
     assert np.all(np.abs(bias) < 0.01) and np.all(np.abs(bias) < 4 * se + 0.005), (bias, se)
-    assert np.mean(naive) > 0.03, np.mean(naive)
+    assert np.mean(naive) > max(0.005, 2 * np.std(naive) / np.sqrt(len(naive)), 2 * abs(bias[0])), naive
 
 
 @pytest.fixture(scope="module")
