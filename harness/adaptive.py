@@ -11,7 +11,7 @@ solvable with p_i ~ 1/K, and only more samples of *it* tell which. Sampling runs
   their pass@K (≈ 0 once solved), each taking up to GROWTH · n_i more (never past ``max_n``): a
   round deepens a few unsolved problems, which tells unsolvable from rare-but-solvable, rather
   than spreading thin;
-- stop when S samples are stored, or no problem has variance left or room to grow.
+- stop when S samples are stored, or no problem has room to grow.
 
 Sample i of a problem is always the same draw (the run's seed rule), so an adaptive run's rows are
 rows of a uniform run with the same seed. Estimates are the fit's posterior means
@@ -44,12 +44,11 @@ def first_n(problems: int, budget: int) -> int:
 
 
 def greedy_fill(weights: np.ndarray, total: int, caps: np.ndarray) -> np.ndarray:
-    """Integers x_i <= caps_i with Σ x_i = min(total, Σ_{w_i > 0} caps_i): problems in order of
+    """Integers x_i <= caps_i with Σ x_i = min(total, Σ caps_i): problems in order of
     decreasing weight (ties: lower index first) each take their cap until the total is spent, so a
     round deepens a few problems rather than spreading thin: int64 [P]."""
     weights, caps = np.asarray(weights, np.float64), np.asarray(caps, np.int64)
     order = np.argsort(-weights, kind="stable")
-    order = order[weights[order] > 0]
     take = np.minimum(caps[order], np.maximum(int(total) - (np.cumsum(caps[order]) - caps[order]), 0))
     out = np.zeros(caps.size, dtype=np.int64)
     out[order] = take

@@ -344,35 +344,41 @@ def score_run(out: str | os.PathLike, task_options: dict[str, Any] | None = None
     old = run.require()
     accepted = options_of(old["task"]["name"])
     with run.locked():
-        table = run.store.read()
-        if table.num_rows == 0:
+        if not run.store.shards():
             raise DataError(f"{run.store.dir}: no samples to score (sample into {run.path} first)")
         task, problems, _ = _existing_problems(
             run, old, extra_options={k: v for k, v in (task_options or {}).items() if k in accepted})
         task.chat = bool((old.get("sampler") or {}).get("chat"))  # replies are judged as they were drawn
         try:
-            return _score(run, task, {p.id: p for p in problems}, table)
+            return _score(run, task, {p.id: p for p in problems})
         finally:
             task.close()
 
 
-def _score(run: RunDir, task: Task, by_id: dict[str, Problem], table):
-    rows = table.select(["task", "problem_id", "sample_idx", "text"]).to_pylist()
-    missing = sorted({r["problem_id"] for r in rows} - by_id.keys())
-    if missing:
-        raise DataError(f"{run.path}: samples of problem(s) {', '.join(missing[:3])} not in task {task.name} "
-                        f"as loaded from {task.source}")
-    verdicts = _judge(task, [(by_id[r["problem_id"]], r["text"]) for r in rows])
-    scores = {"task": [r["task"] for r in rows], "problem_id": [r["problem_id"] for r in rows],
-              "sample_idx": [r["sample_idx"] for r in rows], "answer": [v[0] for v in verdicts],
-              "correct": [v[1] for v in verdicts], "verifier_message": [v[2] for v in verdicts]}
-    scores_path = records.write_table(run.scores_file, "scores", scores)
-    problems = run.read_problems()
+SCORE_BATCH = 65_536  # samples judged and written per batch: memory is one batch of texts, not the run's
+
+
+def _score(run: RunDir, task: Task, by_id: dict[str, Problem]):
+    """scores.parquet streamed batch by batch (rows in store order), then problems.parquet's n and c."""
     counts: dict[tuple[str, str], list[int]] = {}
-    for r, (_, ok, _) in zip(rows, verdicts, strict=True):
-        c = counts.setdefault((r["task"], r["problem_id"]), [0, 0])
-        c[0] += 1
-        c[1] += int(ok)
+
+    def scored():
+        for batch in run.store.batches(["task", "problem_id", "sample_idx", "text"], SCORE_BATCH):
+            rows = batch.to_pydict()
+            missing = sorted(set(rows["problem_id"]) - by_id.keys())
+            if missing:
+                raise DataError(f"{run.path}: samples of problem(s) {', '.join(missing[:3])} not in task "
+                                f"{task.name} as loaded from {task.source}")
+            verdicts = _judge(task, [(by_id[p], t) for p, t in zip(rows["problem_id"], rows["text"], strict=True)])
+            for key, (_, ok, _) in zip(zip(rows["task"], rows["problem_id"]), verdicts, strict=True):
+                c = counts.setdefault(key, [0, 0])
+                c[0], c[1] = c[0] + 1, c[1] + int(ok)
+            yield {"task": rows["task"], "problem_id": rows["problem_id"], "sample_idx": rows["sample_idx"],
+                   "answer": [v[0] for v in verdicts], "correct": [v[1] for v in verdicts],
+                   "verifier_message": [v[2] for v in verdicts]}
+
+    scores_path = records.write_batches(run.scores_file, "scores", scored())
+    problems = run.read_problems()
     for key, (n, c) in counts.items():
         row = problems.setdefault(key, {"task": key[0], "problem_id": key[1], "nll": None, "answer_tokens": None})
         row.update(n=n, c=c, prompt=by_id[key[1]].prompt, gold=by_id[key[1]].answer)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +81,30 @@ class SampleStore:
         """{problem id: how many of samples 0..n-1 of ``task`` are stored} (problems with none left
         out). The driver appends each problem's samples start..n-1 as one shard, so they are always
         samples 0..count-1. Reads the key columns only (no texts): resume starts fast at 10⁷ samples."""
-        shards = self.shards()
-        if not shards:
-            return {}
-        table = pa.concat_tables(records.read_table(path, "samples", list(KEY)) for path in shards)
+        table = self._keys()
         table = table.filter(pc.and_(pc.equal(table["task"], task), pc.less(table["sample_idx"], n)))
         counts = table.group_by("problem_id").aggregate([("sample_idx", "count_distinct")])
         return dict(zip(counts["problem_id"].to_pylist(), counts["sample_idx_count_distinct"].to_pylist()))
+
+    def _keys(self) -> pa.Table:
+        """The key columns of every stored row (duplicates included), no texts."""
+        parts = [records.read_table(path, "samples", list(KEY)) for path in self.shards()]
+        if not parts:
+            return pa.schema([(k, records.COLUMNS["samples"][k]) for k in KEY]).empty_table()
+        return pa.concat_tables(parts)
+
+    def batches(self, columns: Sequence[str], rows: int = 65_536) -> Iterator[pa.Table]:
+        """The samples' ``columns``, one row per key, as tables of at most ``rows`` rows, shard by
+        shard (in store order, not sorted), holding one batch of texts at a time. A store that holds
+        some key twice (a compaction killed midway) is read whole instead (:meth:`read`, which checks
+        the copies agree)."""
+        keys = self._keys()
+        if keys.num_rows and keys.group_by(list(KEY)).aggregate([]).num_rows < keys.num_rows:
+            whole = self.read().select(list(columns))
+            yield from (whole.slice(i, rows) for i in range(0, whole.num_rows, rows))
+            return
+        for path in self.shards():
+            yield from records.iter_table(path, "samples", columns, rows)
 
 
 def read_shards(shards: Sequence[Path]) -> pa.Table:
