@@ -93,13 +93,26 @@ class SampleStore:
             return pa.schema([(k, records.COLUMNS["samples"][k]) for k in KEY]).empty_table()
         return pa.concat_tables(parts)
 
+    def _may_repeat(self) -> bool:
+        """Whether two shards hold overlapping sample_idx ranges [min, max] of one problem (a shard
+        holds each key at most once: the driver, :meth:`compact` and merges write deduplicated
+        rows). Reads one shard's key columns at a time: memory is per shard, not per store."""
+        spans = [records.read_table(path, "samples", list(KEY)).group_by(["task", "problem_id"]).aggregate(
+            [("sample_idx", "min"), ("sample_idx", "max")]) for path in self.shards()]
+        if len(spans) < 2:
+            return False
+        table = pa.concat_tables(spans).sort_by([("task", "ascending"), ("problem_id", "ascending"),
+                                                 ("sample_idx_min", "ascending")])
+        same = [pc.equal(table[k].slice(1), table[k].slice(0, table.num_rows - 1)) for k in ("task", "problem_id")]
+        overlap = pc.less_equal(table["sample_idx_min"].slice(1), table["sample_idx_max"].slice(0, table.num_rows - 1))
+        return bool(pc.any(pc.and_(pc.and_(*same), overlap)).as_py())
+
     def batches(self, columns: Sequence[str], rows: int = 65_536) -> Iterator[pa.Table]:
         """The samples' ``columns``, one row per key, as tables of at most ``rows`` rows, shard by
-        shard (in store order, not sorted), holding one batch of texts at a time. A store that holds
-        some key twice (a compaction killed midway) is read whole instead (:meth:`read`, which checks
-        the copies agree)."""
-        keys = self._keys()
-        if keys.num_rows and keys.group_by(list(KEY)).aggregate([]).num_rows < keys.num_rows:
+        shard (in store order, not sorted), holding one batch of texts at a time. A store that may
+        hold some key twice (a compaction killed midway: :meth:`_may_repeat`) is read whole instead
+        (:meth:`read`, which checks the copies agree)."""
+        if self._may_repeat():
             whole = self.read().select(list(columns))
             yield from (whole.slice(i, rows) for i in range(0, whole.num_rows, rows))
             return

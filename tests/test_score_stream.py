@@ -4,6 +4,7 @@ boundaries, and a store holding a key twice (a compaction killed midway) is stil
 
 from __future__ import annotations
 
+import pyarrow.compute as pc
 import pytest
 
 from harness import records, sampling
@@ -41,3 +42,20 @@ def test_streamed_scores_judge_each_stored_sample_once(tmp_path, monkeypatch, co
     assert all(s["answer"] == "banana" or s["correct"] for s in scores)
     table = records.read_table(problems_file, "problems").to_pylist()
     assert [(r["n"], r["c"]) for r in table] == [(7, 3)] * len(problems)
+
+
+def test_a_grown_store_streams_without_a_whole_read_and_a_repeated_key_is_read_once(tmp_path):
+    """Shards holding disjoint sample ranges of one problem (a grown run) stream as they are; a
+    key stored in two shards sends reading through the deduplicating whole read."""
+    grown, repeated = SampleStore(tmp_path / "grown"), SampleStore(tmp_path / "repeated")
+    texts_run(tmp_path / "base")
+    rows = SampleStore(tmp_path / "base").read()
+    grown.append(rows.filter(pc.less(rows["sample_idx"], 4)))
+    grown.append(rows.filter(pc.greater_equal(rows["sample_idx"], 4)))
+    repeated.append(rows)
+    repeated.append(rows.filter(pc.equal(rows["sample_idx"], 6)))
+    for store in (grown, repeated):
+        keys = [(r["problem_id"], r["sample_idx"]) for b in store.batches(["problem_id", "sample_idx"], 4)
+                for r in b.to_pylist()]
+        assert sorted(keys) == sorted((r["problem_id"], r["sample_idx"]) for r in rows.to_pylist())
+    assert not grown._may_repeat() and repeated._may_repeat()
