@@ -251,10 +251,11 @@ def _write_cost(run: RunDir, task: str, wanted: set[str], info: dict[str, Any], 
     """cost.json of the run's stored samples of ``wanted`` problems (FLOPs from the model config)."""
     per_problem: dict[str, list[int]] = {}
     prompt_len: dict[str, int] = {}
-    for row in run.store.read().select(["task", "problem_id", "prompt_tokens", "completion_tokens"]).to_pylist():
-        if row["task"] == task and row["problem_id"] in wanted:
-            per_problem.setdefault(row["problem_id"], []).append(row["completion_tokens"])
-            prompt_len[row["problem_id"]] = row["prompt_tokens"]
+    for batch in run.store.batches(["task", "problem_id", "prompt_tokens", "completion_tokens"]):  # no texts
+        for row in batch.to_pylist():
+            if row["task"] == task and row["problem_id"] in wanted:
+                per_problem.setdefault(row["problem_id"], []).append(row["completion_tokens"])
+                prompt_len[row["problem_id"]] = row["prompt_tokens"]
     cost: dict[str, Any] = {"wall_s": wall_s, "wall_s_this_session": wall_session}
     try:
         from harness.cost import sampling_cost
