@@ -32,6 +32,9 @@ from harness.store import SampleStore
 
 N = 10_000
 NOTES = """
+The baseline row is only the previous scorer's reading step (no judging): its memory grows with the
+store's texts, the streamed scorer's does not. `t2 passk` here sees up to 101 distinct answers per
+problem (100 wrong numbers + the gold), so its exact maj@k costs more than in bench_passk.py (<= 10).
 Not streamed yet (outside these phases): at the end of each `t2 sample` session the store is
 compacted when it holds more than 64 shards (`SampleStore.compact` reads it whole, texts included),
 which at 10^7 samples holds the whole store in memory. (cost.json reads the token columns only.)
