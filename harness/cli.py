@@ -152,6 +152,15 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     settings = SamplingSettings(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                 max_tokens=args.max_tokens, seed=args.seed)
     settings = gen_kwargs.apply(settings, gen_kwargs.parse(args.gen_kwargs), args.backend)
+    allocator = None
+    if args.adaptive:
+        from harness.adaptive import Allocator
+
+        if args.budget is None or args.target_k is None:
+            raise UsageError("--adaptive: needs --budget S (samples in all) and --target-k K (the k to estimate)")
+        allocator = Allocator(budget=args.budget, target_k=args.target_k, max_n=args.n)
+    elif args.budget is not None or args.target_k is not None:
+        raise UsageError("--budget/--target-k: only with --adaptive")
     options = backend_options(
         args.backend, device=args.device, dtype=args.dtype, revision=args.revision, attention=args.attention,
         max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
@@ -161,7 +170,8 @@ def _cmd_sample(args: argparse.Namespace) -> None:
                         shard=parse_shard(args.shard), chat=args.chat, chunk=args.chunk, data_files=args.data_files,
                         system_prompt=args.system_prompt,
                         task_options=parse_task_options(args.task_option, args.num_fewshot), backend_options=options,
-                        executor="ray" if args.ray else "process", workers=args.workers)
+                        executor="ray" if args.ray else "process", workers=args.workers,
+                        allocator=allocator)
 
 
 def _cmd_likelihood(args: argparse.Namespace) -> None:
@@ -216,8 +226,9 @@ def _cmd_passk(args: argparse.Namespace) -> None:
         raise UsageError(f"--bootstrap: expected a count >= 0, got {args.bootstrap}")
     beside = RunDir(problems_path.parent)
     scores = records.read_table(beside.scores_file, "scores") if beside.scores_file.is_file() else None
+    adaptive = bool((beside.manifest() or {}).get("adaptive"))  # n_i chosen from outcomes: likelihood only
     table = passk.passk_table(records.read_table(problems_path, "problems"), scores, ks=args.k,
-                              n_boot=args.bootstrap, seed=args.seed)
+                              n_boot=args.bootstrap, seed=args.seed, adaptive=adaptive)
     out = records.write_table(Path(args.out) if args.out else beside.passk_file, "passk", table)
     print(report.passk_text(table))
     print(f"wrote {out}" + ("" if scores is not None else " (no scores.parquet beside it: maj@k not computed)"))
@@ -490,6 +501,11 @@ def _run_commands(sub) -> None:
     p.add_argument("--system-prompt", default=None, metavar="TEXT",
                    help="--chat: a system turn before each problem (recorded in run.json, part of the run's identity)")
     p.add_argument("--chunk", type=int, default=None, help="problems per generate call / store flush")
+    p.add_argument("--adaptive", action="store_true",
+                   help="sample in rounds, each round's samples to the problems that most affect pass@K "
+                        "(-n caps each problem's n; see harness.adaptive)")
+    p.add_argument("--budget", type=int, default=None, help="--adaptive: samples in all (over every problem)")
+    p.add_argument("--target-k", type=int, default=None, help="--adaptive: the k whose pass@k to pin down")
     p.add_argument("--attention", choices=["stock", "prefix"], default=None,
                    help="hf: 'prefix' stores each prompt's KV once (harness.kernels shared-prefix attention)")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model replica")

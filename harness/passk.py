@@ -295,6 +295,11 @@ class SuccessFit:
         p = self.params
         return p["one"] + (1 - p["zero"] - p["one"]) * beta_pass_at_k(p["a"], p["b"], k)
 
+    def posterior(self, n, c, k) -> tuple[np.ndarray, np.ndarray]:
+        """(E, Var) of pass@k_i = 1 − (1 − p_i)^k given (n_i, c_i), at the fitted θ: float64 [P, K] each."""
+        n, c = _sample_counts(n, c)
+        return _posterior_pass(self, self.theta, n.astype(np.float64), c.astype(np.float64), _counts("k", k))
+
 
 def _mixture_weights(theta: np.ndarray, zero: bool, one: bool) -> np.ndarray:
     """(Beta, zero, one) weights = softmax(0, η_0, η_1), absent masses at 0."""
@@ -361,7 +366,7 @@ def _posterior_pass(fit: SuccessFit, theta: np.ndarray, n: np.ndarray, c: np.nda
     w = np.exp(joint - logsumexp(joint, axis=0))[:, :, None]
     a, b = np.exp(theta[0]) + c[:, None], np.exp(theta[1]) + (n - c)[:, None]
     fail, fail2 = (np.exp(betaln(a, b + j * ks[None, :]) - betaln(a, b)) for j in (1, 2))
-    mean = w[2] + w[0] * (1 - fail)
+    mean = np.clip(w[2] + w[0] * (1 - fail), 0.0, 1.0)  # (1 − fail can round below 0 when fail ≈ 1)
     return mean, w[2] + w[0] * (1 - 2 * fail + fail2) - mean ** 2
 
 
@@ -416,7 +421,7 @@ def _model_interval(fit: SuccessFit, n, c, ks, sampled: np.ndarray, level: float
     return estimate, expit(logit - z), expit(logit + z), values, posterior
 
 
-def extrapolate_pass_at_k(n, c, k, level: float = 0.95) -> Extrapolation:
+def extrapolate_pass_at_k(n, c, k, level: float = 0.95, use_samples: bool = True) -> Extrapolation:
     """pass@k of a set of problems at any k >= 1, also past the samples (k > n_i).
 
     Fits p ~ Beta (beta-binomial), Beta + a point mass of never-solvable problems (zero-inflated),
@@ -428,6 +433,9 @@ def extrapolate_pass_at_k(n, c, k, level: float = 0.95) -> Extrapolation:
     each covers parameter uncertainty and the problems' own randomness (:func:`_model_interval`).
     What n samples per problem cannot see, they cannot tell: mass at p << 1/n_max is told apart
     from p = 0 only by the family's shape (``results/bench/extrapolate.md`` measures where it fails).
+    ``use_samples=False``: the posterior mean for every problem and k (an adaptively allocated run,
+    whose n_i depend on the outcomes: the likelihood, unlike the fixed-n formula, ignores the
+    stopping rule).
     """
     n, c = _sample_counts(n, c)
     ks = _counts("k", k)
@@ -441,7 +449,7 @@ def extrapolate_pass_at_k(n, c, k, level: float = 0.95) -> Extrapolation:
     bic = np.array([f.bic for f in fits])
     weights = np.exp(-(bic - bic.min()) / 2)
     weights /= weights.sum()
-    sampled = _sampled_pass(n, c, ks)
+    sampled = _sampled_pass(n, c, ks) if use_samples else np.full((n.size, ks.size), np.nan)
     nf, cf = n.astype(np.float64), c.astype(np.float64)
     results = [_model_interval(f, nf, cf, ks, sampled, level) for f in fits]
     best = int(np.argmin(bic))
@@ -814,7 +822,7 @@ _PASS_COLUMNS = ("pass_at_k", "pass_at_k_low", "pass_at_k_high")
 
 
 def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence[int] | None = None,
-                n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pa.Table:
+                n_boot: int = 1000, level: float = 0.95, seed: int = 0, adaptive: bool = False) -> pa.Table:
     """The passk table: one row per task and k (columns of records.COLUMNS["passk"] plus the sources).
 
     problems: a records "problems" table (task, problem_id, n, c, nll, answer_tokens).
@@ -828,7 +836,10 @@ def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence
     likelihoods when every problem has an NLL (exact, what T² measures), else from samples with
     Beta smoothing of c = 0 questions (n_smoothed); in extrapolated rows, questions with k > n_i
     or c_i = 0 take the extrapolation's posterior mean (n_smoothed counts them). Default k: :func:`default_ks` of the
-    task's largest n.
+    task's largest n. ``adaptive``: the run's n_i were chosen from its outcomes (``t2 sample
+    --adaptive``), so pass@k and the task loss come from the likelihood fit at every k (source
+    ``posterior:<model>``, :func:`extrapolate_pass_at_k` with ``use_samples=False``) and maj@k is NaN
+    (its fixed-n formula is biased under data-dependent n).
     """
     cols = problems.select(["task", "problem_id", "n", "c", "nll"]).to_pydict()
     by_task: dict[str, list[int]] = defaultdict(list)
@@ -847,13 +858,13 @@ def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence
             raise DataError(f"problems table: task {task} problem {ids[i]} has neither samples (n = 0) nor an nll")
         task_ks = np.array(ks if ks is not None else default_ks(int(n.max()) if sampled else None), dtype=np.int64)
         if sampled:
-            table = _sampled_rows(n, c, task_ks, n_boot, level, seed)
+            table = _sampled_rows(n, c, task_ks, n_boot, level, seed, adaptive)
         else:
             stats = bootstrap_mean(np.exp(log_pass_at_k_from_nll(nll, task_ks)), n_boot, level, seed)
             table = {**dict(zip(_PASS_COLUMNS, stats)), "source": ["likelihood"] * task_ks.size}
         if has_nll:
             table["task_loss"], table["n_smoothed"] = task_loss_from_nll(nll, task_ks), [0] * task_ks.size
-        table["maj_at_k"] = _task_maj_at_k(groups, task, ids, task_ks)
+        table["maj_at_k"] = np.full(task_ks.size, np.nan) if adaptive else _task_maj_at_k(groups, task, ids, task_ks)
         for col in ("pass_at_k", "pass_at_k_low", "pass_at_k_high", "maj_at_k", "task_loss", "n_smoothed", "source"):
             rows[col] += list(np.asarray(table[col]).tolist())
         rows["task"] += [task] * task_ks.size
@@ -865,10 +876,12 @@ def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence
     return pa.table({col: rows[col] for col in order})
 
 
-def _sampled_rows(n: np.ndarray, c: np.ndarray, ks: np.ndarray, n_boot: int, level: float, seed: int) -> dict:
+def _sampled_rows(n: np.ndarray, c: np.ndarray, ks: np.ndarray, n_boot: int, level: float, seed: int,
+                  adaptive: bool = False) -> dict:
     """pass@k [low, high], source, task loss and n_smoothed per k of a sampled task: the unbiased
-    estimate with a bootstrap interval for k <= min n, :func:`extrapolate_pass_at_k` above it."""
-    inside = ks <= n.min()
+    estimate with a bootstrap interval for k <= min n, :func:`extrapolate_pass_at_k` above it (at
+    every k for an ``adaptive`` run: its posterior means)."""
+    inside = (ks <= n.min()) & (not adaptive)
     out = {col: np.full(ks.size, np.nan) for col in _PASS_COLUMNS + ("task_loss",)}
     out["n_smoothed"], out["source"] = np.zeros(ks.size, dtype=np.int64), np.full(ks.size, "samples", dtype=object)
     if inside.any():
@@ -877,13 +890,13 @@ def _sampled_rows(n: np.ndarray, c: np.ndarray, ks: np.ndarray, n_boot: int, lev
             out[col][inside] = value
         out["task_loss"][inside], out["n_smoothed"][inside] = task_loss_from_samples(n, c, ks[inside])
     if not inside.all():
-        ex = extrapolate_pass_at_k(n, c, ks[~inside], level)
+        ex = extrapolate_pass_at_k(n, c, ks[~inside], level, use_samples=not adaptive)
         for col, value in zip(_PASS_COLUMNS, (ex.pass_at_k, ex.low, ex.high)):
             out[col][~inside] = value
-        smoothed = (ks[~inside][None, :] > n[:, None]) | (c[:, None] == 0)  # posterior mean, not 0
+        smoothed = (ks[~inside][None, :] > n[:, None]) | (c[:, None] == 0) | adaptive  # posterior mean, not 0
         out["task_loss"][~inside] = -np.log(np.where(smoothed, ex.posterior, ex.per_problem)).mean(axis=0)
         out["n_smoothed"][~inside] = smoothed.sum(axis=0)
-        out["source"][~inside] = f"extrapolated:{ex.model}"
+        out["source"][~inside] = f"{'posterior' if adaptive else 'extrapolated'}:{ex.model}"
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,48 @@ def write_table(path: str | os.PathLike, kind: str, data: pa.Table | Mapping[str
     table = to_table(kind, data)
     _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
     return path
+
+
+def write_batches(path: str | os.PathLike, kind: str, batches: Iterable[pa.Table | Mapping[str, Any]]) -> Path:
+    """Write a parquet record of ``kind`` from an iterable of row batches, atomically, holding one
+    batch at a time (no batch: an empty table); returns the path."""
+    path = Path(path)
+
+    def write(tmp: Path) -> None:
+        writer = None
+        try:
+            for batch in batches:
+                table = to_table(kind, batch)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            pq.write_table(to_table(kind, pa.schema(list(COLUMNS[kind].items())).empty_table()), tmp)
+
+    _atomic_write(path, write)
+    return path
+
+
+def iter_table(path: str | os.PathLike, kind: str, columns: Sequence[str], rows: int) -> Iterator[pa.Table]:
+    """The ``columns`` of a parquet record of ``kind`` (header checked as in :func:`read_table`) as
+    tables of at most ``rows`` rows, read one at a time."""
+    path = Path(path)
+    try:
+        source = pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise RecordError(f"{path}: no such file (expected a t2 '{kind}' table)") from None
+    except (pa.ArrowInvalid, OSError) as e:
+        raise RecordError(f"{path}: not a readable parquet file ({e})") from None
+    meta = source.schema_arrow.metadata or {}
+    _check_header(path, kind, meta.get(_KIND_KEY.encode(), b"").decode() or None,
+                  meta.get(_VERSION_KEY.encode(), b"").decode() or None)
+    missing = [name for name in columns if name not in source.schema_arrow.names]
+    if missing:
+        raise RecordError(f"{path}: '{kind}' table lacks column(s) {', '.join(missing)}")
+    for batch in source.iter_batches(batch_size=rows, columns=list(columns)):
+        yield pa.Table.from_batches([batch])
 
 
 def read_table(path: str | os.PathLike, kind: str, columns: Sequence[str] | None = None) -> pa.Table:

@@ -258,13 +258,16 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
                backend: str = "hf", limit: int | None = None, shard: Shard | None = None, chat: bool = False,
                chunk: int | None = None, data_files: str | None = None, system_prompt: str | None = None,
                task_options: dict[str, Any] | None = None, backend_options: dict[str, Any] | None = None,
-               progress: bool = True, executor: str = "process", workers: int | None = None) -> dict[str, Any]:
+               progress: bool = True, executor: str = "process", workers: int | None = None,
+               allocator=None) -> dict[str, Any]:
     """Sample ``settings.n`` completions per problem into run directory ``out`` (resumable);
     returns the cost record (also written to cost.json). ``settings.stop`` (e.g. from generation
     kwargs) is added to the task's stops of the mode (chat or completion); ``system_prompt`` (chat
     mode only) opens each chat.
     ``executor``: "process" (this process) or "ray" (``workers`` Ray actors, see
-    :mod:`harness.ray_executor`); both write the same samples, and run.json's ``executor`` names it."""
+    :mod:`harness.ray_executor`); both write the same samples, and run.json's ``executor`` names it.
+    ``allocator`` (:class:`harness.adaptive.Allocator`): per-problem n chosen in rounds, at most
+    ``settings.n`` each, drawn through the same growing-n path; run.json records it as ``adaptive``."""
     check_settings(settings, chunk)
     check_executor(executor, workers)
     if system_prompt is not None and not chat:
@@ -293,14 +296,24 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
             manifest = {**_loaded(manifest, model, path, info), "executor": engine.record()}
             run.verify(manifest)
             manifest.update(start_time=old.get("start_time", _now()), end_time=None, wall_s=old.get("wall_s", 0.0))
+            if old.get("adaptive") or allocator is not None:  # its n_i depend on outcomes, whatever comes later
+                manifest["adaptive"] = old.get("adaptive") or allocator.record(None)
             run.write_manifest(manifest)
             stored = run.store.stored_counts(task.name, settings.n)
             todo = [(p, stored.get(p.id, 0)) for p in problems if stored.get(p.id, 0) < settings.n]
             bar = progress_bar(total=len(problems), initial=len(problems) - len(todo), unit="problem",
                                disable=not progress, desc=f"{task.name} n={settings.n}")
             t0 = time.perf_counter()
-            samples, tokens = engine.sample(run, todo, settings, sampler["seed_rule"],
-                                            chunk or -(-SAMPLES_IN_FLIGHT // settings.n), bar)
+            size = lambda n: chunk or -(-SAMPLES_IN_FLIGHT // n)
+            if allocator is None:
+                samples, tokens = engine.sample(run, todo, settings, sampler["seed_rule"], size(settings.n), bar)
+            else:
+                bar.close()
+                samples, tokens = allocator.run(lambda todo, n: engine.sample(
+                    run, todo, dataclasses.replace(settings, n=n), sampler["seed_rule"], size(n),
+                    progress_bar(total=len(todo), disable=not progress, desc=f"{task.name} n={n}")),
+                    task, run.store, problems)
+                manifest["adaptive"] = allocator.record(old.get("adaptive"))
             wall = time.perf_counter() - t0
             manifest["executor"] = engine.record()
         run.store.compact()
@@ -349,10 +362,11 @@ def _write_cost(run: RunDir, task: str, wanted: set[str], info: dict[str, Any], 
     """cost.json of the run's stored samples of ``wanted`` problems (FLOPs from the model config)."""
     per_problem: dict[str, list[int]] = {}
     prompt_len: dict[str, int] = {}
-    for row in run.store.read().select(["task", "problem_id", "prompt_tokens", "completion_tokens"]).to_pylist():
-        if row["task"] == task and row["problem_id"] in wanted:
-            per_problem.setdefault(row["problem_id"], []).append(row["completion_tokens"])
-            prompt_len[row["problem_id"]] = row["prompt_tokens"]
+    for batch in run.store.batches(["task", "problem_id", "prompt_tokens", "completion_tokens"]):  # no texts
+        for row in batch.to_pylist():
+            if row["task"] == task and row["problem_id"] in wanted:
+                per_problem.setdefault(row["problem_id"], []).append(row["completion_tokens"])
+                prompt_len[row["problem_id"]] = row["prompt_tokens"]
     cost: dict[str, Any] = {"wall_s": wall_s, "wall_s_this_session": wall_session}
     try:
         from harness.cost import sampling_cost
@@ -450,35 +464,41 @@ def score_run(out: str | os.PathLike, task_options: dict[str, Any] | None = None
     old = run.require()
     accepted = options_of(old["task"]["name"])
     with run.locked():
-        table = run.store.read()
-        if table.num_rows == 0:
+        if not run.store.shards():
             raise DataError(f"{run.store.dir}: no samples to score (sample into {run.path} first)")
         task, problems, _ = _existing_problems(
             run, old, extra_options={k: v for k, v in (task_options or {}).items() if k in accepted})
         task.chat = bool((old.get("sampler") or {}).get("chat"))  # replies are judged as they were drawn
         try:
-            return _score(run, task, {p.id: p for p in problems}, table)
+            return _score(run, task, {p.id: p for p in problems})
         finally:
             task.close()
 
 
-def _score(run: RunDir, task: Task, by_id: dict[str, Problem], table):
-    rows = table.select(["task", "problem_id", "sample_idx", "text"]).to_pylist()
-    missing = sorted({r["problem_id"] for r in rows} - by_id.keys())
-    if missing:
-        raise DataError(f"{run.path}: samples of problem(s) {', '.join(missing[:3])} not in task {task.name} "
-                        f"as loaded from {task.source}")
-    verdicts = _judge(task, [(by_id[r["problem_id"]], r["text"]) for r in rows])
-    scores = {"task": [r["task"] for r in rows], "problem_id": [r["problem_id"] for r in rows],
-              "sample_idx": [r["sample_idx"] for r in rows], "answer": [v[0] for v in verdicts],
-              "correct": [v[1] for v in verdicts], "verifier_message": [v[2] for v in verdicts]}
-    scores_path = records.write_table(run.scores_file, "scores", scores)
-    problems = run.read_problems()
+SCORE_BATCH = 65_536  # samples judged and written per batch: memory is one batch of texts, not the run's
+
+
+def _score(run: RunDir, task: Task, by_id: dict[str, Problem]):
+    """scores.parquet streamed batch by batch (rows in store order), then problems.parquet's n and c."""
     counts: dict[tuple[str, str], list[int]] = {}
-    for r, (_, ok, _) in zip(rows, verdicts, strict=True):
-        c = counts.setdefault((r["task"], r["problem_id"]), [0, 0])
-        c[0] += 1
-        c[1] += int(ok)
+
+    def scored():
+        for batch in run.store.batches(["task", "problem_id", "sample_idx", "text"], SCORE_BATCH):
+            rows = batch.to_pydict()
+            missing = sorted(set(rows["problem_id"]) - by_id.keys())
+            if missing:
+                raise DataError(f"{run.path}: samples of problem(s) {', '.join(missing[:3])} not in task "
+                                f"{task.name} as loaded from {task.source}")
+            verdicts = _judge(task, [(by_id[p], t) for p, t in zip(rows["problem_id"], rows["text"], strict=True)])
+            for key, (_, ok, _) in zip(zip(rows["task"], rows["problem_id"]), verdicts, strict=True):
+                c = counts.setdefault(key, [0, 0])
+                c[0], c[1] = c[0] + 1, c[1] + int(ok)
+            yield {"task": rows["task"], "problem_id": rows["problem_id"], "sample_idx": rows["sample_idx"],
+                   "answer": [v[0] for v in verdicts], "correct": [v[1] for v in verdicts],
+                   "verifier_message": [v[2] for v in verdicts]}
+
+    scores_path = records.write_batches(run.scores_file, "scores", scored())
+    problems = run.read_problems()
     for key, (n, c) in counts.items():
         row = problems.setdefault(key, {"task": key[0], "problem_id": key[1], "nll": None, "answer_tokens": None})
         row.update(n=n, c=c, prompt=by_id[key[1]].prompt, gold=by_id[key[1]].answer)

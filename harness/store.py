@@ -15,7 +15,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +86,43 @@ class SampleStore:
         """{problem id: how many of samples 0..n-1 of ``task`` are stored} (problems with none left
         out). The driver appends each problem's samples start..n-1 as one shard, so they are always
         samples 0..count-1. Reads the key columns only (no texts): resume starts fast at 10⁷ samples."""
-        shards = self.shards()
-        if not shards:
-            return {}
-        table = pa.concat_tables(records.read_table(path, "samples", list(KEY)) for path in shards)
+        table = self._keys()
         table = table.filter(pc.and_(pc.equal(table["task"], task), pc.less(table["sample_idx"], n)))
         counts = table.group_by("problem_id").aggregate([("sample_idx", "count_distinct")])
         return dict(zip(counts["problem_id"].to_pylist(), counts["sample_idx_count_distinct"].to_pylist()))
+
+    def _keys(self) -> pa.Table:
+        """The key columns of every stored row (duplicates included), no texts."""
+        parts = [records.read_table(path, "samples", list(KEY)) for path in self.shards()]
+        if not parts:
+            return pa.schema([(k, records.COLUMNS["samples"][k]) for k in KEY]).empty_table()
+        return pa.concat_tables(parts)
+
+    def _may_repeat(self) -> bool:
+        """Whether two shards hold overlapping sample_idx ranges [min, max] of one problem (a shard
+        holds each key at most once: the driver, :meth:`compact` and merges write deduplicated
+        rows). Reads one shard's key columns at a time: memory is per shard, not per store."""
+        spans = [records.read_table(path, "samples", list(KEY)).group_by(["task", "problem_id"]).aggregate(
+            [("sample_idx", "min"), ("sample_idx", "max")]) for path in self.shards()]
+        if len(spans) < 2:
+            return False
+        table = pa.concat_tables(spans).sort_by([("task", "ascending"), ("problem_id", "ascending"),
+                                                 ("sample_idx_min", "ascending")])
+        same = [pc.equal(table[k].slice(1), table[k].slice(0, table.num_rows - 1)) for k in ("task", "problem_id")]
+        overlap = pc.less_equal(table["sample_idx_min"].slice(1), table["sample_idx_max"].slice(0, table.num_rows - 1))
+        return bool(pc.any(pc.and_(pc.and_(*same), overlap)).as_py())
+
+    def batches(self, columns: Sequence[str], rows: int = 65_536) -> Iterator[pa.Table]:
+        """The samples' ``columns``, one row per key, as tables of at most ``rows`` rows, shard by
+        shard (in store order, not sorted), holding one batch of texts at a time. A store that may
+        hold some key twice (a compaction killed midway: :meth:`_may_repeat`) is read whole instead
+        (:meth:`read`, which checks the copies agree)."""
+        if self._may_repeat():
+            whole = self.read().select(list(columns))
+            yield from (whole.slice(i, rows) for i in range(0, whole.num_rows, rows))
+            return
+        for path in self.shards():
+            yield from records.iter_table(path, "samples", columns, rows)
 
 
 def read_shards(shards: Sequence[Path]) -> pa.Table:

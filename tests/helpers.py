@@ -89,3 +89,17 @@ def attributes(obj, **values):
     finally:
         for name, value in before.items():
             setattr(obj, name, value)
+
+
+def knowledge_rung(out, d_model: int = 32, tokens: int = 300_000, questions: int = 24, seed: int = 0):
+    """A micro-ladder model (``harness.ladder``: 2 layers, width ``d_model``, ``tokens`` training
+    tokens) trained here on the synthetic knowledge task's corpus (seed ``seed``, ``questions``
+    held-out questions); reused when ``out`` already holds it. Returns ``out``."""
+    from harness.tasks import get_task
+
+    from harness.ladder import Rung, build_tokenizer, encode_corpus, train
+
+    docs = get_task("knowledge", n=questions, seed=seed).corpus(1500, seed=seed)
+    tokenizer = build_tokenizer(docs, 384, out.with_name(out.name + "-tokenizer"))
+    train(Rung(d_model, 2, tokens), encode_corpus(docs, tokenizer), tokenizer, out, seed=seed)
+    return out

@@ -41,7 +41,7 @@ def _third_party_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     found = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     found |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module}
-    local = {"harness", "conftest"} | {p.stem for p in (REPO / "tests").glob("*.py")}
+    local = {"harness", "conftest"} | {p.stem for p in (REPO / "tests").rglob("*.py")}  # bench scripts import each other
     return {m.split(".")[0] for m in found} - set(sys.stdlib_module_names) - local
 
 

@@ -9,7 +9,7 @@ each (10^7 estimates in one call) against the reference loop of Chen et al. 2021
 10,000 with up to 60 distinct answers per problem, one core (``taskset -c 1``), <= 60 s.
 4. ``t2 passk`` on 10^7 scored samples (1,000 problems × 10^4) in a child process: wall time and
 peak RSS (goal <= 2 GB); and reading votes by an arrow group-by vs the per-sample Python lists
-(``_votes_by_problem``, still used by reliability) on 10^6 of them.
+(``votes_by_problem``, still used by reliability) on 10^6 of them.
 
 The full reference is 10^7 calls, too slow to run: it is timed on a random subset of
 (problem, k) pairs and its per-call time extrapolated. The max absolute difference is checked on
@@ -39,10 +39,10 @@ from harness.passk import (
     _answer_groups,
     _majority,
     _majority_counts,
-    _votes_by_problem,
     default_ks,
     pass_at_k,
     passk_table,
+    votes_by_problem,
 )
 
 P, N, SUBSET, EXACT = 1_000, 10_000, 20_000, 300
@@ -175,7 +175,7 @@ def ten_million_rows() -> list[str]:
         small = scores.slice(0, 1_000_000)
         del scores
         start = time.process_time()
-        _votes_by_problem(small)
+        votes_by_problem(small)
         t_lists = time.process_time() - start
         start = time.process_time()
         _answer_groups(small)
@@ -188,7 +188,7 @@ def ten_million_rows() -> list[str]:
     peak, cpu = child.ru_maxrss / 2**20, child.ru_utime + child.ru_stime  # KiB -> GiB; CPU s
     return [f"| `t2 passk` on 10^7 scored samples (1,000 problems × 10^4, ≤ 10 answers each), child process: "
             f"CPU s (wall s) / peak RSS (GiB; goal <= 2) | **{cpu:.0f}** ({wall:.0f}) / **{peak:.2f}** |",
-            f"| reading votes of 10^6 scored samples: per-sample Python lists (`_votes_by_problem`) / arrow "
+            f"| reading votes of 10^6 scored samples: per-sample Python lists (`votes_by_problem`) / arrow "
             f"group-by (`_answer_groups`) (CPU s) | {t_lists:.2f} / {t_groups:.2f} = **{t_lists / t_groups:.0f}×** |"]
 
 

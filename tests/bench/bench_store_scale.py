@@ -1,0 +1,122 @@
+"""Benchmark: the store and the scorer at 10^6 and 10^7 samples (issue 15, item 6).
+
+A run directory of the synthetic arithmetic task (P questions × 10^4 samples, short texts: " 42."
+style answers, right on ~1 sample in 4) is written in shards of 100 problems (10^6 samples). Each phase runs in its own child process, which reports its CPU time, wall time and peak
+RSS (ru_maxrss): resume start (``SampleStore.stored_counts``, key columns only), ``t2 score``
+(streamed, harness.sampling.SCORE_BATCH rows of texts at a time) and ``t2 passk``. Baseline, at
+10^6 only: the previous scorer's reading, every text of the store as one Python list
+(``store.read()...to_pylist()``) before judging. Goal: peak memory <= 2 GB at 10^7.
+
+Run by hand: python tests/bench/bench_store_scale.py [--sizes 100 1000]  (problems; writes
+results/bench/store_scale.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from harness import records
+from harness.rundir import RunDir
+from harness.sampling import load_problems
+from harness.store import SampleStore
+
+N = 10_000
+NOTES = """
+The baseline row is only the previous scorer's reading step (no judging): its memory grows with the
+store's texts, the streamed scorer's does not. `t2 passk` here sees up to 101 distinct answers per
+problem (100 wrong numbers + the gold), so its exact maj@k costs more than in bench_passk.py (<= 10).
+Not streamed yet (outside these phases): at the end of each `t2 sample` session the store is
+compacted when it holds more than 64 shards (`SampleStore.compact` reads it whole, texts included),
+which at 10^7 samples holds the whole store in memory. (cost.json reads the token columns only.)
+"""
+CHILD = """
+import json, resource, sys, time
+t0, c0 = time.perf_counter(), time.process_time()
+{body}
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({{"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "rss_gib": usage.ru_maxrss / 2**20}}))
+"""
+PHASES = {
+    "resume start (stored_counts)": "from harness.store import SampleStore\n"
+                                    "SampleStore(sys.argv[1]).stored_counts('arithmetic', 10_000)",
+    "t2 score (streamed)": "from harness.cli import main\nmain(['score', sys.argv[1]])",
+    "t2 passk": "from harness.cli import main\nmain(['passk', sys.argv[1], '--bootstrap', '200'])",
+    "baseline: previous score's read (all texts as Python lists)":
+        "from harness.store import SampleStore\n"
+        "rows = SampleStore(sys.argv[1]).read().select(['task', 'problem_id', 'sample_idx', 'text']).to_pylist()",
+}
+
+
+def write_run(path: Path, problems: int, per_shard: int = 100) -> None:
+    """The run directory: run.json of the arithmetic task, shards of ``per_shard`` problems × N samples."""
+    task, chosen, record = load_problems("arithmetic", None, None, None, {"n": problems, "seed": 0})
+    RunDir(path).write_manifest({"task": record, "sampler": None, "shard": None})
+    rng, store, idx = np.random.default_rng(0), SampleStore(path), np.arange(N)
+    for first in range(0, len(chosen), per_shard):
+        group = chosen[first:first + per_shard]
+        right = rng.random((len(group), N)) < 0.25
+        wrong = np.char.add(np.char.add(" ", rng.integers(0, 100, (len(group), N)).astype(str)), ".")
+        texts = np.where(right, np.array([f" {p.answer}." for p in group])[:, None], wrong).ravel()
+        rows = len(group) * N
+        store.append(pa.table({
+            "task": pa.array([task.name] * rows), "problem_id": pa.array(np.repeat([p.id for p in group], N)),
+            "sample_idx": np.tile(idx, len(group)), "seed": np.tile(idx, len(group)), "text": pa.array(texts),
+            "prompt_tokens": np.full(rows, 20), "completion_tokens": np.full(rows, 2),
+            "cached_prompt_tokens": np.tile(np.where(idx == 0, 0, 20), len(group)),
+            "finish_reason": pa.array(["stop"] * rows), "cumulative_logprob": np.full(rows, -1.0)}))
+
+
+def measure(body: str, run: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD.format(body=body), str(run)], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000], help="problems (× 10^4 samples)")
+    parser.add_argument("--baseline-up-to", type=int, default=100, help="run the baseline up to this many problems")
+    args = parser.parse_args()
+    lines = ["| samples | phase | CPU s | wall s | peak RSS (GiB) |", "|---:|---|---:|---:|---:|"]
+    for problems in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Path(tmp) / "run"
+            start = time.perf_counter()
+            write_run(run, problems)
+            lines.append(f"| {problems * N:,} | (writing the store: {-(-problems // 100)} shards of 100 problems) | | "
+                         f"{time.perf_counter() - start:.0f} | |")
+            for name, body in PHASES.items():
+                if name.startswith("baseline") and problems > args.baseline_up_to:
+                    continue
+                m = measure(body, run)
+                lines.append(f"| {problems * N:,} | {name} | {m['cpu']:.1f} | {m['wall']:.1f} | **{m['rss_gib']:.2f}** |")
+                print(lines[-1], flush=True)
+            scored = records.read_table(run / "problems.parquet", "problems", ["n"])["n"].to_numpy()
+            assert scored.sum() == problems * N, "score missed samples"
+    load = os.getloadavg()
+    text = ("# Store and scorer at 10^6 and 10^7 samples\n\n"
+            f"Command: `python tests/bench/bench_store_scale.py --sizes {' '.join(map(str, args.sizes))}` on the "
+            "2-core development CPU shared with other jobs (load average at the end: "
+            f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} over 1 / 5 / 15 min), each phase a child process "
+            "(peak RSS = its ru_maxrss). Synthetic arithmetic task, 10^4 samples per problem, texts of 3-5 "
+            "characters, in shards of 100 problems (10^6 samples). Goal: peak <= 2 GB at 10^7.\n\n"
+            + "\n".join(lines) + "\n" + NOTES)
+    out = Path(__file__).resolve().parents[2] / "results" / "bench" / "store_scale.md"
+    out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
