@@ -223,12 +223,13 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
 def _engine(run: RunDir, backend: str, path: str, options: dict[str, Any] | None,
             old: dict[str, Any]) -> Iterator[tuple[Backend, TextIO]]:
     """(the backend loaded on ``path``, a stream on the terminal) with every engine log line and
-    warning in RUN/engine.log (:func:`engine_output`). Without an explicit dtype an existing run
-    loads the dtype its run.json records, so it resumes as it began."""
+    warning in RUN/engine.log (:func:`engine_output`). An existing run loads the dtype its run.json
+    records (another explicit one is refused), so it resumes as it began."""
     options = dict(options or {})
     recorded = (old.get("model") or {}).get("dtype")
-    if recorded and "dtype" not in options:
-        options["dtype"] = recorded
+    if recorded and options.setdefault("dtype", recorded) != recorded:  # refused before the log is touched
+        raise RunMismatch(f"{run.run_file}: this run has model.dtype={recorded!r} but the command asks for "
+                          f"{options['dtype']!r}; runs are never mixed", "model.dtype")
     with engine_output(run.path / ENGINE_LOG) as terminal, \
             contextlib.closing(get_backend(backend, path, **options)) as engine:
         yield engine, terminal

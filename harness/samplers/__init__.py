@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TextIO
 
-from harness.errors import InvalidSetting
+from harness.errors import InvalidSetting, T2Error
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def engine_output(log: str | os.PathLike) -> Iterator[TextIO]:
     """Send everything written to this process's stdout and stderr file descriptors to ``log``
     (appended) while inside: engine log lines, library warnings, and every process started inside
     (vLLM's engine core inherits the descriptors). Yields a text stream on the original stderr,
-    for the harness's own progress; on an exception it names the log there."""
+    for the harness's own progress; when the engine fails it names the log there."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
@@ -156,8 +156,9 @@ def engine_output(log: str | os.PathLike) -> Iterator[TextIO]:
         os.dup2(sink.fileno(), 2)
         try:
             yield terminal
-        except BaseException:
-            terminal.write(f"engine output (vLLM / transformers logs, warnings): {log}\n")
+        except Exception as e:
+            if not isinstance(e, T2Error):  # a bad input's one line says it all; a crash's cause is in the log
+                terminal.write(f"engine output (vLLM / transformers logs, warnings): {log}\n")
             raise
         finally:
             sys.stdout.flush()
