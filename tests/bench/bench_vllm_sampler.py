@@ -215,8 +215,9 @@ def streaming(args) -> None:
     texts = {}
     with tempfile.TemporaryDirectory() as workdir:
         arms = streaming_arms(backend, problems, settings, Path(workdir))
-        for _ in range(args.repeats):
-            for name, fn in arms.items():
+        for i in range(args.repeats):
+            order = list(arms)[i % len(arms):] + list(arms)[:i % len(arms)]  # each arm takes each slot in turn
+            for name, fn in ((name, arms[name]) for name in order):
                 backend.llm.reset_prefix_cache()
                 seconds, _, (text, tokens) = measure(fn)
                 results.setdefault(name, []).append((seconds, tokens))
@@ -232,8 +233,8 @@ def streaming(args) -> None:
              f"{args.model} ({info['dtype']}) on {info['device']} ({os.cpu_count()} cores shared with other users), "
              f"vllm {info['versions']['vllm']}, torch {info['versions']['torch']}; {len(problems)} GSM8K problems "
              f"({args.n_shot}-shot) x n = {args.n} x max {args.max_tokens} new tokens, temperature 1, GSM8K stops; "
-             f"engine max_num_seqs {backend.max_num_seqs}; arms interleaved, {args.repeats} round(s), prefix cache "
-             f"reset before each run; load average at the end {load}. All arms drew identical completions: {same}.",
+             f"engine max_num_seqs {backend.max_num_seqs}; arms interleaved (their order rotated each round), "
+             f"{args.repeats} round(s), prefix cache reset before each run; rows \"all\": the rounds summed; load average at the end {load}. All arms drew identical completions: {same}.",
              "", "| round | arm | completion tokens | seconds | tokens/s | ratio to bare (same round) |",
              "|---:|---|---:|---:|---:|---:|"]
     for i in range(args.repeats):
@@ -241,6 +242,11 @@ def streaming(args) -> None:
             seconds, tokens = results[name][i]
             table.append(f"| {i + 1} | {name} | {tokens} | {seconds:.1f} | {tokens / seconds:.1f} | "
                          f"{tokens / seconds / base[i]:.3f} |")
+    total = {name: (sum(r[0] for r in results[name]), sum(r[1] for r in results[name])) for name in names}
+    for name in names:
+        seconds, tokens = total[name]
+        table.append(f"| all | {name} | {tokens} | {seconds:.1f} | {tokens / seconds:.1f} | "
+                     f"{tokens / seconds / (total[names[0]][1] / total[names[0]][0]):.3f} |")
     text = "\n".join(table) + "\n"
     print(text)
     STREAMING_OUT.write_text(text)
