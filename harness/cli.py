@@ -168,7 +168,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
         data_parallel_size=args.data_parallel_size)
     sampling.run_sample(args.task, args.model, args.out, settings, backend=args.backend, limit=args.limit,
                         shard=parse_shard(args.shard), chat=args.chat, chunk=args.chunk, data_files=args.data_files,
-                        system_prompt=args.system_prompt,
+                        system_prompt=args.system_prompt, with_likelihood=args.with_likelihood,
                         task_options=parse_task_options(args.task_option, args.num_fewshot), backend_options=options,
                         executor="ray" if args.ray else "process", workers=args.workers,
                         allocator=allocator)
@@ -180,7 +180,8 @@ def _cmd_likelihood(args: argparse.Namespace) -> None:
     out = sampling.run_likelihood(
         args.task, args.model, args.out, backend=args.backend, limit=args.limit, shard=parse_shard(args.shard),
         data_files=args.data_files, task_options=parse_task_options(args.task_option, args.num_fewshot),
-        backend_options=backend_options(args.backend, device=args.device, dtype=args.dtype, revision=args.revision),
+        backend_options=backend_options(args.backend or "hf", device=args.device, dtype=args.dtype,
+                                        revision=args.revision),
         executor="ray" if args.ray else "process", workers=args.workers)
     print(f"wrote {out}")
 
@@ -433,10 +434,12 @@ def _add(sub, name: str, handler: Callable[[argparse.Namespace], None], help: st
 def _sampler_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
     p.add_argument("--task", required=task_required,
                    help="task name (see `t2 tasks`)" + ("" if task_required else "; default: the run's"))
-    p.add_argument("--model", required=True,
-                   help="smollm2-135m (offline default), an HF hub id, or a local model folder")
+    p.add_argument("--model", required=task_required,
+                   help="smollm2-135m (offline default), an HF hub id, or a local model folder"
+                   + ("" if task_required else "; default: the run's"))
     p.add_argument("--out", required=True, help="run directory to write (resumed if it exists)")
-    p.add_argument("--backend", choices=["vllm", "hf"], default="hf", help="sampler backend (default hf)")
+    p.add_argument("--backend", choices=["vllm", "hf"], default="hf" if task_required else None,
+                   help="sampler backend (default hf" + (")" if task_required else "; on an existing run, the run's)"))
     p.add_argument("--limit", type=int, default=None, help="use only the first P problems")
     p.add_argument("--shard", default=None, help="i/N: this machine's share of the problems")
     p.add_argument("--device", default=None, help="hf backend device (cpu, cuda); default: cuda if available")
@@ -500,7 +503,11 @@ def _run_commands(sub) -> None:
                         "chat-mode stops, answers read from the reply (fenced code, final answer)")
     p.add_argument("--system-prompt", default=None, metavar="TEXT",
                    help="--chat: a system turn before each problem (recorded in run.json, part of the run's identity)")
-    p.add_argument("--chunk", type=int, default=None, help="problems per generate call / store flush")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="most problems in flight (default: vllm 2 x its max_num_seqs samples, hf 256 samples)")
+    p.add_argument("--with-likelihood", action="store_true",
+                   help="also score the gold answers' NLL into problems.parquet with the same engine "
+                        "(what `t2 likelihood` writes; one engine start)")
     p.add_argument("--adaptive", action="store_true",
                    help="sample in rounds, each round's samples to the problems that most affect pass@K "
                         "(-n caps each problem's n; see harness.adaptive)")
@@ -515,7 +522,8 @@ def _run_commands(sub) -> None:
 
     p = _add(sub, "likelihood", _cmd_likelihood, "gold-answer NLL per question (likelihood mode)",
              "t2 likelihood --task arithmetic --model smollm2-135m --out results/arith-smol\n"
-             "on an existing run, the task, --limit, --data-files, --task-option and --shard come from its run.json")
+             "on an existing run, the task, --limit, --data-files, --task-option and --shard come from its run.json,\n"
+             "and so do --model, --backend and --dtype when not given: t2 likelihood --out results/arith-smol")
     _sampler_args(p, task_required=False)
 
     p = _add(sub, "score", _cmd_score, "run the task's verifier over a run's samples",

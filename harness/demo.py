@@ -129,14 +129,13 @@ def evaluate(model: Path, task: str, run_dir: Path, p: Preset, seed: int, device
     checkpoint on one task's held-out questions; a finished run directory is reused."""
     from harness.passk import passk_table
     from harness.samplers import SamplingSettings
-    from harness.sampling import run_likelihood, run_sample, score_run
+    from harness.sampling import run_sample, score_run
 
     if (run_dir / "passk.parquet").is_file():
         return run_dir
     options = {"n": p.questions, "seed": seed}
     run_sample(task, str(model), run_dir, SamplingSettings(n=p.n, max_tokens=p.max_tokens, seed=seed),
-               task_options=options, backend_options={"device": device}, progress=False)
-    run_likelihood(task, str(model), run_dir, task_options=options, backend_options={"device": device})
+               task_options=options, backend_options={"device": device}, progress=False, with_likelihood=True)
     scores, problems = score_run(run_dir)
     table = passk_table(records.read_table(problems, "problems"), records.read_table(scores, "scores"),
                         n_boot=200, seed=seed)

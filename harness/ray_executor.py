@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import os
 import platform
 import sys
@@ -43,7 +44,7 @@ from harness.errors import DataError, InvalidSetting, T2Error, WorkerError
 from harness.progress import progress_bar
 from harness.rundir import RunDir
 from harness.samplers import SamplingSettings
-from harness.sampling import EngineSpec, ProcessExecutor, TaskSpec, _chunks, load_problems, worker_place
+from harness.sampling import EngineSpec, ProcessExecutor, TaskSpec, load_problems, worker_place
 from harness.tasks.base import Problem
 
 IN_FLIGHT = 2  # chunks queued on each actor: the next one is there when the current one returns
@@ -105,6 +106,20 @@ class SampleWorker:
         todo = [(self.by_id[i], start) for i in ids]
         return self.executor.sample(self.run, todo, settings, seed_rule, len(todo),
                                     progress_bar(total=len(todo), disable=True))
+
+
+CHUNK_SAMPLES = 256  # default chunk: ⌈CHUNK_SAMPLES / n⌉ problems (one problem once n >= 256)
+
+
+def _chunks(todo: list[tuple[Problem, int]], size: int) -> list[tuple[list[Problem], int]]:
+    """``todo`` ((problem, first missing sample_idx) pairs) as (problems, first index) chunks of at
+    most ``size`` problems that share their first index, in order of that index."""
+    ordered = sorted(todo, key=lambda item: item[1])
+    chunks = []
+    for start, group in itertools.groupby(ordered, key=lambda item: item[1]):
+        problems = [p for p, _ in group]
+        chunks += [(problems[i:i + size], start) for i in range(0, len(problems), size)]
+    return chunks
 
 
 @dataclasses.dataclass
@@ -218,8 +233,9 @@ class RayExecutor:
              "completion_tokens": w.tokens} for w in self.workers]}
 
     def sample(self, run: RunDir, todo: list[tuple[Problem, int]], settings: SamplingSettings, seed_rule: str,
-               size: int, bar) -> tuple[int, int]:
-        """Draw ``todo`` on the workers in chunks of ``size`` problems, each handed to the first
+               size: int | None, bar) -> tuple[int, int]:
+        """Draw ``todo`` on the workers in chunks of ``size`` problems (None: ⌈:data:`CHUNK_SAMPLES` / n⌉),
+        each handed to the first
         worker with room; returns (samples, completion tokens) written by all of them. A dead
         worker's problems already in the store are not drawn again."""
         t0 = time.perf_counter()
@@ -239,6 +255,7 @@ class RayExecutor:
             bar.update(len(chunk.ids) - len(left))
             return left
 
+        size = size or -(-CHUNK_SAMPLES // settings.n)
         chunks = [_Chunk([p.id for p in batch], start) for batch, start in _chunks(todo, size)]
         self._run(chunks, lambda w, c: w.actor.sample.remote(c.ids, c.start, settings, seed_rule), done, missing,
                   "while sampling")

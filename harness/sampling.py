@@ -11,15 +11,18 @@ The run directory (files, manifest, identity, lock, merge) is :class:`harness.ru
   seed + i for every problem) resumes and grows with its own rule. A
   that differs from run.json in its run identity (see :mod:`harness.rundir`) is refused before
   anything is written; a second process on the same directory is refused at once (the lock).
-- Flushes: ``chunk`` problems (all their prompts at once) go to ``backend.sample`` per call; as soon
-  as a call returns, each problem's n samples are appended to the store as their own shard, so a
-  kill loses at most the chunk in flight; at the end of a session more than 64 such shards are
-  compacted into one (:meth:`SampleStore.compact`). Default chunk: ⌈256 / n⌉ problems (≈256 samples in
-  flight; one problem once n >= 256); the hf backend packs a chunk into decode batches, vllm
-  schedules it itself. A larger ``chunk`` fills a GPU better and risks more on a kill.
-- Executors: a :class:`ProcessExecutor` (one backend in this process) draws the chunks, or with
-  ``executor="ray"`` a :class:`harness.ray_executor.RayExecutor` hands them to Ray actors, each
-  running a ProcessExecutor: the same loop, so the same samples.
+- Flushes: problems stream through ``backend.stream`` (vllm submits new problems while earlier ones
+  decode; hf refills per decode batch); the moment a problem's samples all exist they are appended
+  to the store as their own shard, so a kill loses at most the problems in flight; at the end of a
+  session more than 64 such shards are compacted into one (:meth:`SampleStore.compact`). ``chunk``
+  bounds the problems in flight (as ``chunk`` times the most samples one draws); default: the
+  backend's, vllm twice its scheduler's ``max_num_seqs`` samples, hf 256 samples. A larger bound
+  fills a GPU better and risks more on a kill.
+- Engine output: everything the engine and libraries print (vLLM's log lines, warnings, load bars)
+  goes to ``engine.log`` in the run directory; the terminal shows the progress bar and summary.
+- Executors: a :class:`ProcessExecutor` (one backend in this process) streams the problems, or
+  with ``executor="ray"`` a :class:`harness.ray_executor.RayExecutor` hands chunks of them to Ray
+  actors, each running a ProcessExecutor: the same loop, so the same samples.
 - Shards: ``shard=(i, N)`` keeps problem p iff ``int(sha256(p.id)[:16 hex], 16) mod N == i``:
   stable across machines and data order, every problem in exactly one shard. ``limit`` applies first.
 - problems.parquet: one row per problem; ``t2 score`` fills n and c, ``t2 likelihood`` fills nll
@@ -35,14 +38,13 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
-import itertools
 import math
 import os
 import platform
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, TextIO
 
 from harness import records
 from harness.errors import DataError, InvalidSetting, RunMismatch
@@ -50,11 +52,18 @@ from harness.models import resolve_model, training_metadata
 from harness.progress import progress_bar
 from harness.provenance import harness_source, model_commit, package_versions, prompt_record
 from harness.rundir import RunDir, identity, model_id
-from harness.samplers import MAX_SAMPLES, SamplingSettings, get_backend, sample_seeds
+from harness.samplers import (
+    MAX_SAMPLES,
+    SampleRequest,
+    SamplingSettings,
+    engine_output,
+    get_backend,
+    sample_seeds,
+)
 from harness.tasks.base import Problem, Task, data_files_hash, provenance
 
 Shard = tuple[int, int]
-SAMPLES_IN_FLIGHT = 256  # default chunk: ⌈SAMPLES_IN_FLIGHT / n⌉ problems per backend call
+ENGINE_LOG = "engine.log"  # in the run directory: the engine's own log lines and library warnings
 
 
 def shard_of(problem_id: str, n_shards: int) -> int:
@@ -221,7 +230,7 @@ class ProcessExecutor:
         return {"name": self.name, "workers": [worker_place(self.info)]}
 
     def sample(self, run: RunDir, todo: list[tuple[Problem, int]], settings: SamplingSettings, seed_rule: str,
-               size: int, bar) -> tuple[int, int]:
+               size: int | None, bar) -> tuple[int, int]:
         """Samples start..n-1 of each (problem, start) of ``todo`` into ``run``'s store (see
         :func:`_sample_loop`); returns (samples, completion tokens) written."""
         return _sample_loop(self.engine, run, self.task.name, todo, settings, seed_rule, self.render, size, bar)
@@ -259,7 +268,7 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
                chunk: int | None = None, data_files: str | None = None, system_prompt: str | None = None,
                task_options: dict[str, Any] | None = None, backend_options: dict[str, Any] | None = None,
                progress: bool = True, executor: str = "process", workers: int | None = None,
-               allocator=None) -> dict[str, Any]:
+               allocator=None, with_likelihood: bool = False) -> dict[str, Any]:
     """Sample ``settings.n`` completions per problem into run directory ``out`` (resumable);
     returns the cost record (also written to cost.json). ``settings.stop`` (e.g. from generation
     kwargs) is added to the task's stops of the mode (chat or completion); ``system_prompt`` (chat
@@ -267,7 +276,9 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
     ``executor``: "process" (this process) or "ray" (``workers`` Ray actors, see
     :mod:`harness.ray_executor`); both write the same samples, and run.json's ``executor`` names it.
     ``allocator`` (:class:`harness.adaptive.Allocator`): per-problem n chosen in rounds, at most
-    ``settings.n`` each, drawn through the same growing-n path; run.json records it as ``adaptive``."""
+    ``settings.n`` each, drawn through the same growing-n path; run.json records it as ``adaptive``.
+    ``with_likelihood``: then score the gold answers' NLL with the same engine (what
+    :func:`run_likelihood` writes into problems.parquet)."""
     check_settings(settings, chunk)
     check_executor(executor, workers)
     if system_prompt is not None and not chat:
@@ -288,72 +299,101 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
         sampler["seed_rule"] = identity(prior, ("sampler",))["sampler.seed_rule"] if had else "problem-hash"
         sampler["n"] = max(settings.n, prior["sampler"]["n"] if prior.get("sampler") else 0)  # the largest n asked
         old = run.verify(manifest, skip=("model.dtype",)) or {}  # before the (slow) model load
-        engine_spec = EngineSpec(backend, path, backend_options or {}, chat, system_prompt)
-        with contextlib.closing(_open_executor(executor, workers, task, engine_spec, run,
-                                               TaskSpec(task_name, data_files, limit, shard, task_options),
-                                               task_record["problems_sha256"])) as engine:
+        engine_spec = EngineSpec(backend, path, _run_dtype(run, backend_options, old), chat, system_prompt)
+        with _executor(executor, workers, task, engine_spec, run,
+                       TaskSpec(task_name, data_files, limit, shard, task_options),
+                       task_record["problems_sha256"]) as (engine, terminal):
             info, manifest["prompt"] = engine.describe(problems[0])
             manifest = {**_loaded(manifest, model, path, info), "executor": engine.record()}
             run.verify(manifest)
-            manifest.update(start_time=old.get("start_time", _now()), end_time=None, wall_s=old.get("wall_s", 0.0))
+            manifest.update(start_time=old.get("start_time", _now()), end_time=None, wall_s=old.get("wall_s", 0.0),
+                            likelihood={"backend": backend} if with_likelihood else old.get("likelihood"))
             if old.get("adaptive") or allocator is not None:  # its n_i depend on outcomes, whatever comes later
                 manifest["adaptive"] = old.get("adaptive") or allocator.record(None)
             run.write_manifest(manifest)
             stored = run.store.stored_counts(task.name, settings.n)
             todo = [(p, stored.get(p.id, 0)) for p in problems if stored.get(p.id, 0) < settings.n]
             bar = progress_bar(total=len(problems), initial=len(problems) - len(todo), unit="problem",
-                               disable=not progress, desc=f"{task.name} n={settings.n}")
+                               disable=not progress, desc=f"{task.name} n={settings.n}", file=terminal)
             t0 = time.perf_counter()
-            size = lambda n: chunk or -(-SAMPLES_IN_FLIGHT // n)
             if allocator is None:
-                samples, tokens = engine.sample(run, todo, settings, sampler["seed_rule"], size(settings.n), bar)
+                samples, tokens = engine.sample(run, todo, settings, sampler["seed_rule"], chunk, bar)
             else:
                 bar.close()
                 samples, tokens = allocator.run(lambda todo, n: engine.sample(
-                    run, todo, dataclasses.replace(settings, n=n), sampler["seed_rule"], size(n),
-                    progress_bar(total=len(todo), disable=not progress, desc=f"{task.name} n={n}")),
+                    run, todo, dataclasses.replace(settings, n=n), sampler["seed_rule"], chunk,
+                    progress_bar(total=len(todo), disable=not progress, desc=f"{task.name} n={n}", file=terminal)),
                     task, run.store, problems)
                 manifest["adaptive"] = allocator.record(old.get("adaptive"))
             wall = time.perf_counter() - t0
             manifest["executor"] = engine.record()
+            if with_likelihood:
+                _store_likelihood(run, task.name, problems, engine)
         run.store.compact()
         manifest.update(end_time=_now(), wall_s=manifest["wall_s"] + wall)
         run.write_manifest(manifest)
         cost = _write_cost(run, task.name, {p.id for p in problems}, info, manifest["wall_s"], wall)
     flops = f", {cost['total_flops']:.3g} FLOPs" if "total_flops" in cost else ""
     print(f"{out}: {cost['n_problems']} problems, {cost['n_samples']} samples, {cost['tokens']} completion "
-          f"tokens; this session {samples} samples in {wall:.1f} s ({tokens / max(wall, 1e-9):.1f} tok/s){flops}")
+          f"tokens; this session {samples} samples in {wall:.1f} s ({tokens / max(wall, 1e-9):.1f} tok/s){flops}; "
+          f"{backend} backend, {info.get('dtype')} on {info.get('device')}; engine log {run.path / ENGINE_LOG}"
+          + (f"; gold NLL in {run.problems_file}" if with_likelihood else ""))
     return cost
 
 
-def _chunks(todo: list[tuple[Problem, int]], size: int) -> list[tuple[list[Problem], int]]:
-    """``todo`` ((problem, first missing sample_idx) pairs) as (problems, first index) chunks of at
-    most ``size`` problems that share their first index, in order of that index."""
-    ordered = sorted(todo, key=lambda item: item[1])
-    chunks = []
-    for start, group in itertools.groupby(ordered, key=lambda item: item[1]):
-        problems = [p for p, _ in group]
-        chunks += [(problems[i:i + size], start) for i in range(0, len(problems), size)]
-    return chunks
+def _run_dtype(run: RunDir, options: dict[str, Any] | None, old: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the dtype an existing run's run.json records (another explicit one is
+    refused before anything is loaded or written), so a run resumes as it began."""
+    options = dict(options or {})
+    recorded = (old.get("model") or {}).get("dtype")
+    if recorded and options.setdefault("dtype", recorded) != recorded:
+        raise RunMismatch(f"{run.run_file}: this run has model.dtype={recorded!r} but the command asks for "
+                          f"{options['dtype']!r}; runs are never mixed", "model.dtype")
+    return options
+
+
+@contextlib.contextmanager
+def _executor(kind: str, workers: int | None, task: Task, engine: EngineSpec, run: RunDir, task_spec: TaskSpec,
+              problems_sha256: str) -> Iterator[tuple[ProcessExecutor, TextIO]]:
+    """(the run's executor (:func:`_open_executor`), a stream on the terminal) with every engine log
+    line and library warning in RUN/engine.log (:func:`engine_output`)."""
+    with engine_output(run.path / ENGINE_LOG) as terminal, \
+            contextlib.closing(_open_executor(kind, workers, task, engine, run, task_spec, problems_sha256)) as ex:
+        yield ex, terminal
+
+
+def _store_likelihood(run: RunDir, task: str, problems: list[Problem], engine: ProcessExecutor):
+    """Gold-answer NLL and answer tokens of every problem into problems.parquet (n, c kept)."""
+    nll = engine.gold_nll(problems)
+    rows = run.read_problems()
+    for p, (value, n_tokens) in zip(problems, nll, strict=True):
+        row = rows.setdefault((task, p.id), {"task": task, "problem_id": p.id, "n": 0, "c": 0})
+        row.update(nll=value, answer_tokens=n_tokens, prompt=p.prompt, gold=p.answer)
+    return run.write_problems(rows)
 
 
 def _sample_loop(engine, run: RunDir, task: str, todo: list[tuple[Problem, int]], settings: SamplingSettings,
-                 seed_rule: str, render: Callable[[Problem], str], size: int, bar) -> tuple[int, int]:
-    """Draw each (problem, start) of ``todo`` its samples start..n-1 with ``seed_rule``'s seeds, in
-    chunks of ``size`` problems, each problem's rows flushed as soon as its chunk returns; returns
-    (samples, completion tokens) written."""
+                 seed_rule: str, render: Callable[[Problem], str], size: int | None, bar=None) -> tuple[int, int]:
+    """Draw each (problem, start) of ``todo`` its samples start..n-1 with ``seed_rule``'s seeds
+    through ``engine.stream``, at most ``size`` problems in flight (``size`` times the most samples
+    one of them draws; None: the backend's default), each problem's rows appended to the store the
+    moment they all exist, so a kill loses only the problems in flight; ``bar`` moves per problem.
+    Returns (samples, completion tokens) written (also the path a distributed worker calls)."""
+    ordered = sorted(todo, key=lambda item: item[1])  # equal starts adjacent (hf batches share one)
+    seeds = sample_seeds(seed_rule, settings.seed, task, [p.id for p, _ in ordered])
+    requests = (SampleRequest(p, render(p), seed, start) for (p, start), seed in zip(ordered, seeds, strict=True))
     t0, samples, tokens = time.perf_counter(), 0, 0
-    for batch, start in _chunks(todo, size):
-        prompts = [render(p) for p in batch]
-        seeds = sample_seeds(seed_rule, settings.seed, task, [p.id for p in batch])
-        for problem, completions in zip(batch, engine.sample(prompts, settings, seeds, start), strict=True):
-            run.store.append([{"task": task, "problem_id": problem.id, **dataclasses.asdict(c)} for c in completions])
-            samples += len(completions)
-            tokens += sum(c.completion_tokens for c in completions)
-        elapsed = time.perf_counter() - t0
-        bar.set_postfix_str(f"{samples / elapsed:.1f} samples/s, {tokens / elapsed:.1f} tok/s")
-        bar.update(len(batch))
-    bar.close()
+    per_problem = settings.n - (ordered[0][1] if ordered else 0)  # the most samples one problem draws
+    for problem, completions in engine.stream(requests, settings, size * per_problem if size else None):
+        run.store.append([{"task": task, "problem_id": problem.id, **dataclasses.asdict(c)} for c in completions])
+        samples += len(completions)
+        tokens += sum(c.completion_tokens for c in completions)
+        if bar is not None:
+            elapsed = time.perf_counter() - t0
+            bar.set_postfix_str(f"{samples / elapsed:.1f} samples/s, {tokens / elapsed:.1f} tok/s", refresh=False)
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return samples, tokens
 
 
@@ -410,19 +450,19 @@ def _existing_problems(run: RunDir, old: dict[str, Any], asked: dict[str, Any] |
     return task, problems, record
 
 
-def run_likelihood(task_name: str | None, model: str, out: str | os.PathLike, *, backend: str = "hf",
+def run_likelihood(task_name: str | None, model: str | None, out: str | os.PathLike, *, backend: str | None = None,
                    limit: int | None = None, shard: Shard | None = None, data_files: str | None = None,
                    task_options: dict[str, Any] | None = None,
                    backend_options: dict[str, Any] | None = None, executor: str = "process",
                    workers: int | None = None):
     """Gold-answer NLL of every problem into ``out``/problems.parquet (n, c kept from a scored run).
-    On an existing run, the task, limit, data files, options and shard come from its run.json.
+    On an existing run, the task, limit, data files, options and shard come from its run.json, and
+    so do the model, the backend and the dtype when not given (``model``/``backend`` None).
     ``executor`` and ``workers`` as in :func:`run_sample`."""
     check_executor(executor, workers)
     run = RunDir(out)
     if task_name is None and not run.run_file.is_file():
         raise InvalidSetting("task", None, f"a task name ({run.path} holds no run yet)")
-    path = resolve_model(model)
     with run.locked():
         old = run.manifest()
         if old:
@@ -433,23 +473,25 @@ def run_likelihood(task_name: str | None, model: str, out: str | os.PathLike, *,
         else:
             task_spec = TaskSpec(task_name, data_files, limit, shard, task_options)
             task, problems, task_record = load_problems(*task_spec)
+        if model is None and not old:
+            raise InvalidSetting("model", None, f"a model ({run.path} holds no run yet)")
+        if model is None:  # the run's own model, at its revision
+            model = old["model"]["id"]
+            backend_options = {"revision": old["model"].get("revision"), **(backend_options or {})}
+        backend = backend or ((old or {}).get("sampler") or (old or {}).get("likelihood") or {}).get("backend", "hf")
+        path = resolve_model(model)
         manifest = {"model": {"id": model_id(model, path), "revision": (backend_options or {}).get("revision")},
                     "task": task_record, "sampler": None, "shard": shard_spec(shard) if not old else old["shard"]}
         run.verify(manifest, parts=("model", "task"), skip=("model.dtype",))
-        engine_spec = EngineSpec(backend, path, backend_options or {})
-        with contextlib.closing(_open_executor(executor, workers, task, engine_spec, run, task_spec,
-                                               task_record["problems_sha256"])) as engine:
+        engine_spec = EngineSpec(backend, path, _run_dtype(run, backend_options, old or {}))
+        with _executor(executor, workers, task, engine_spec, run, task_spec,
+                       task_record["problems_sha256"]) as (engine, _):
             manifest = _loaded(manifest, model, path, engine.info)
             run.verify(manifest, parts=("model", "task"))
             if not old:
                 run.write_manifest({**manifest, "likelihood": {"backend": backend}, "start_time": _now(),
                                     "executor": engine.record()})
-            nll = engine.gold_nll(problems)
-        rows = run.read_problems()
-        for p, (value, n_tokens) in zip(problems, nll, strict=True):
-            row = rows.setdefault((task.name, p.id), {"task": task.name, "problem_id": p.id, "n": 0, "c": 0})
-            row.update(nll=value, answer_tokens=n_tokens, prompt=p.prompt, gold=p.answer)
-        return run.write_problems(rows)
+            return _store_likelihood(run, task.name, problems, engine)
 
 
 def score_run(out: str | os.PathLike, task_options: dict[str, Any] | None = None):

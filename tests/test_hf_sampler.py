@@ -13,7 +13,7 @@ import torch
 from harness.tasks import get_task
 from helpers import attributes, tiny_causal_lm
 
-from harness.samplers import SamplingSettings, get_backend
+from harness.samplers import SampleRequest, SamplingSettings, get_backend
 from harness.samplers.hf import HFBackend
 from harness.sampling import run_sample
 from harness.store import SampleStore
@@ -255,3 +255,25 @@ def test_backend_rejects_bad_options():
         HFBackend("smollm2-135m", device="cpu", attention="flash")
     with pytest.raises(ValueError, match="max_batch"):
         HFBackend("smollm2-135m", device="cpu", max_batch=0)
+
+
+def test_stream_reads_lazily_flushes_per_window_and_equals_sample(tiny, tiny_prompts):
+    """``stream`` (the driver's path): requests are read as windows of ``in_flight`` samples fill,
+    each problem comes back once its window's decode batch ends, and the samples are ``sample``'s."""
+    settings = SamplingSettings(n=4, max_tokens=10, seed=3, top_p=0.95)
+    want = tiny.sample(tiny_prompts, settings)
+    read: list[int] = []
+
+    def requests():
+        for k, prompt in enumerate(tiny_prompts):
+            read.append(k)
+            yield SampleRequest(k, prompt, settings.seed, 0)
+
+    got = {}
+    for k, completions in tiny.stream(requests(), settings, in_flight=8):  # windows of 2 problems x 4 samples
+        assert len(read) <= 2 * (k // 2) + 3  # its window and the one request that closed it
+        got[k] = completions
+    assert sorted(got) == list(range(len(tiny_prompts)))
+    _assert_same(want, [got[k] for k in range(len(tiny_prompts))])
+    tail = tiny.stream([SampleRequest("p", tiny_prompts[0], settings.seed, 2)], settings)
+    assert [(key, [c.sample_idx for c in cs]) for key, cs in tail] == [("p", [2, 3])]

@@ -169,3 +169,76 @@ def test_problem_seeds_and_growing_n_match_the_hf_backend(backend, problems):
     hf = HFBackend("smollm2-135m", device="cpu", dtype="float32").sample(prompts, settings, seeds)
     assert [[(c.sample_idx, c.seed) for c in x] for x in whole] == [[(c.sample_idx, c.seed) for c in x] for x in hf]
     assert [[c.seed for c in x] for x in whole] == [[s + i for i in range(4)] for s in seeds]
+
+
+def test_stream_keeps_a_bound_refills_and_equals_sample(backend, problems):
+    """``stream`` (the driver's path) reads requests lazily, keeps at most ``in_flight`` samples
+    unfinished (plus the request that crossed it), hands each problem back once its samples all
+    exist, and draws exactly ``sample``'s completions; leaving early aborts what is running."""
+    from harness.samplers import SampleRequest
+
+    settings = SamplingSettings(n=4, temperature=1.0, max_tokens=24, seed=0)
+    seeds = [11 * k for k in range(len(problems))]
+    whole = backend.sample([p.prompt for p in problems], settings, seeds)
+    read: list[int] = []
+
+    def requests():
+        for k, p in enumerate(problems):
+            read.append(k)
+            yield SampleRequest(k, p.prompt, seeds[k], k % 2)  # odd problems: samples 1..3 only
+
+    got, done = {}, 0
+    for k, completions in backend.stream(requests(), settings, in_flight=5):
+        assert len(read) - done <= 2  # 4 + 3 samples cross the bound of 5: at most 2 problems in flight
+        done += 1
+        got[k] = completions
+    for k in range(len(problems)):
+        assert [(c.sample_idx, c.seed, c.text) for c in got[k]] == \
+               [(c.sample_idx, c.seed, c.text) for c in whole[k][k % 2:]]
+    early = backend.stream((SampleRequest(k, p.prompt, k) for k, p in enumerate(problems)), settings)
+    next(early)
+    early.close()
+    assert backend.llm.llm_engine.get_num_unfinished_requests() == 0
+
+
+def test_t2_sample_vllm_is_quiet_streams_and_scores_likelihood_with_one_engine(backend, problems, gsm8k_file,
+                                                                               tmp_path):
+    """`t2 sample --backend vllm --with-likelihood`: the terminal holds the progress bar and the
+    summary, not vLLM's log lines (those are in RUN/engine.log); the model runs in float32 like the
+    hf backend's default; the stored samples are ``sample``'s with the problem seeds; the gold NLL
+    in problems.parquet is the engine's."""
+    import re
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from harness import records
+    from harness.samplers import sample_seeds
+    from harness.store import SampleStore
+
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "sample", "--task", "gsm8k", "--data-files", str(gsm8k_file),
+         "--task-option", "n_shot=2", "--model", "smollm2-135m", "--backend", "vllm", "--out", str(run),
+         "--limit", "4", "-n", "3", "--max-tokens", "16", "--chunk", "1", "--max-model-len", "2048",
+         "--with-likelihood"], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    engine_line = re.compile(r"\b(INFO|WARNING|DEBUG)\b.*\[\w+\.py:\d+\]")  # vLLM's log format
+    assert not [line for line in (proc.stderr + proc.stdout).splitlines() if engine_line.search(line)]
+    assert "4/4" in proc.stderr and "float32 on cpu" in proc.stdout  # progress, then the summary
+    log = (run / "engine.log").read_text(errors="replace")
+    assert len([line for line in log.splitlines() if engine_line.search(line)]) > 10
+    assert records.read_json(run / "run.json", "run")["model"]["dtype"] == "float32"
+
+    settings = SamplingSettings(n=3, temperature=1.0, max_tokens=16, stop=tuple(GSM8K.stop))
+    want = backend.sample([p.prompt for p in problems], settings,
+                          sample_seeds("problem-hash", 0, "gsm8k", [p.id for p in problems]))
+    table = SampleStore(run).read().to_pydict()
+    stored = {(p, i): t for p, i, t in zip(table["problem_id"], table["sample_idx"], table["text"], strict=True)}
+    assert stored == {(p.id, c.sample_idx): c.text for p, cs in zip(problems, want) for c in cs}
+    nll = pq.read_table(run / "problems.parquet").to_pydict()
+    got = dict(zip(nll["problem_id"], nll["nll"], strict=True))
+    expected = backend.gold_nll([p.prompt for p in problems], [p.answer_span for p in problems])
+    for p, (value, _) in zip(problems, expected):
+        assert got[p.id] == pytest.approx(value, rel=1e-4)

