@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
@@ -190,7 +190,8 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, workers: int | None, run: RunDir, task_spec: TaskSpec, problems_sha256: str,
-                 engine: EngineSpec) -> None:
+                 engine: EngineSpec, terminal: TextIO | None = None) -> None:
+        self.terminal = terminal or sys.stderr  # where the driver's notices go (the engine log takes stderr)
         self.actors: list[Any] = []
         self.workers: list[_Worker] = []
         self.owns_ray = _connect()
@@ -260,9 +261,6 @@ class RayExecutor:
         self._run(chunks, lambda w, c: w.actor.sample.remote(c.ids, c.start, settings, seed_rule), done, missing,
                   "while sampling")
         bar.close()
-        for i, w in enumerate(self.workers):
-            print(f"  Ray worker {i} on {w.place['host']} ({w.place['device']}): {w.problems} problems, "
-                  f"{w.samples} samples, {w.tokens} completion tokens{'' if w.alive else ' (died)'}")
         return self._total("samples"), self._total("tokens")
 
     def gold_nll(self, problems: Sequence[Problem]) -> list[tuple[float, int]]:
@@ -315,7 +313,7 @@ class RayExecutor:
         if worker.alive:
             worker.alive = False
             print(f"t2: Ray worker {self.workers.index(worker)} on {worker.place['host']} died; "
-                  "its problems go to the other workers", file=sys.stderr)
+                  "its problems go to the other workers", file=self.terminal)
 
     def close(self) -> None:
         """Stop the actors (freeing their devices), and the cluster if this executor started it."""

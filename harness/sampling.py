@@ -252,7 +252,7 @@ def check_executor(kind: str, workers: int | None) -> None:
 
 
 def _open_executor(kind: str, workers: int | None, task: Task, engine: EngineSpec, run: RunDir,
-                   task_spec: TaskSpec, problems_sha256: str):
+                   task_spec: TaskSpec, problems_sha256: str, terminal: TextIO | None = None):
     """The executor ``kind`` of a run (see :func:`check_executor`): a :class:`ProcessExecutor`,
     or a :class:`harness.ray_executor.RayExecutor` of ``workers`` actors that load ``task_spec``'s
     problems themselves (checked against ``problems_sha256``)."""
@@ -260,7 +260,7 @@ def _open_executor(kind: str, workers: int | None, task: Task, engine: EngineSpe
         return ProcessExecutor(task, engine)
     from harness.ray_executor import RayExecutor
 
-    return RayExecutor(workers, run, task_spec, problems_sha256, engine)
+    return RayExecutor(workers, run, task_spec, problems_sha256, engine, terminal)
 
 
 def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: SamplingSettings, *,
@@ -338,6 +338,10 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
           f"tokens; this session {samples} samples in {wall:.1f} s ({tokens / max(wall, 1e-9):.1f} tok/s){flops}; "
           f"{backend} backend, {info.get('dtype')} on {info.get('device')}; engine log {run.path / ENGINE_LOG}"
           + (f"; gold NLL in {run.problems_file}" if with_likelihood else ""))
+    if manifest["executor"]["name"] == "ray":
+        for i, w in enumerate(manifest["executor"]["workers"]):
+            print(f"  Ray worker {i} on {w['host']} ({w['device']}): {w['problems']} problems, {w['samples']} "
+                  f"samples, {w['completion_tokens']} completion tokens{'' if w['alive'] else ' (died)'}")
     return cost
 
 
@@ -358,7 +362,8 @@ def _executor(kind: str, workers: int | None, task: Task, engine: EngineSpec, ru
     """(the run's executor (:func:`_open_executor`), a stream on the terminal) with every engine log
     line and library warning in RUN/engine.log (:func:`engine_output`)."""
     with engine_output(run.path / ENGINE_LOG) as terminal, \
-            contextlib.closing(_open_executor(kind, workers, task, engine, run, task_spec, problems_sha256)) as ex:
+            contextlib.closing(_open_executor(kind, workers, task, engine, run, task_spec, problems_sha256,
+                                              terminal)) as ex:
         yield ex, terminal
 
 
