@@ -78,9 +78,9 @@ def test_samples_well_formed_and_token_counts_match_tokenizer(backend, problems)
             assert math.isfinite(c.cumulative_logprob) and c.cumulative_logprob < 0
             # no stop strings here: a "stop" completion ended with EOS, which is counted but not in the text
             retokenized = len(tok(c.text, add_special_tokens=False).input_ids) + (c.finish_reason == "stop")
-            # a sampled token sequence need not be the tokenizer's canonical split of its text;
-            # re-tokenizing can only merge tokens, never split them further
-            assert retokenized <= c.completion_tokens
+            # a sampled token sequence need not be the tokenizer's canonical split of its text (and a
+            # token that ends mid-character decodes to U+FFFD, which re-encodes differently): close, not equal
+            assert abs(retokenized - c.completion_tokens) <= 2
             exact += retokenized == c.completion_tokens
             total += 1
     assert exact >= 0.85 * total, f"only {exact}/{total} completions re-tokenize to their token count"
@@ -201,7 +201,7 @@ def test_stream_keeps_a_bound_refills_and_equals_sample(backend, problems):
     assert backend.llm.llm_engine.get_num_unfinished_requests() == 0
 
 
-def test_t2_sample_vllm_is_quiet_streams_and_scores_likelihood_with_one_engine(backend, problems, gsm8k_file,
+def test_t2_sample_vllm_is_quiet_streams_and_scores_likelihood_with_one_engine(backend, problems, gsm8k_split,
                                                                                tmp_path):
     """`t2 sample --backend vllm --with-likelihood`: the terminal holds the progress bar and the
     summary, not vLLM's log lines (those are in RUN/engine.log); the model runs in float32 like the
@@ -217,10 +217,10 @@ def test_t2_sample_vllm_is_quiet_streams_and_scores_likelihood_with_one_engine(b
     from harness.samplers import sample_seeds
     from harness.store import SampleStore
 
-    run = tmp_path / "run"
+    run, (train, test) = tmp_path / "run", gsm8k_split
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "sample", "--task", "gsm8k", "--data-files", str(gsm8k_file),
-         "--task-option", "n_shot=2", "--model", "smollm2-135m", "--backend", "vllm", "--out", str(run),
+        [sys.executable, "-m", "harness.cli", "sample", "--task", "gsm8k", "--data-files", f"train={train},test={test}",
+         "--num-fewshot", "2", "--model", "smollm2-135m", "--backend", "vllm", "--out", str(run),
          "--limit", "4", "-n", "3", "--max-tokens", "16", "--chunk", "1", "--max-model-len", "2048",
          "--with-likelihood"], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
