@@ -53,7 +53,8 @@ class Preset:
     (FLOPs, N non-embedding). per_slice: checkpoints per isoFLOP slice, the widths whose tokens per
     parameter D/N lie nearest (in log) to tpp_center, within tpp. questions: held-out
     questions per task. people: the knowledge task's fact base (None: the task's default, 200
-    persons). n: samples per question. C_train / C_inf: the forecast's budgets (FLOPs;
+    persons). batch_size: training sequences per optimizer step. n: samples per
+    question. C_train / C_inf: the forecast's budgets (FLOPs;
     FLOPs per served token). corpus_docs: training documents per task.
     """
 
@@ -65,6 +66,7 @@ class Preset:
     tpp_center: float = 60.0
     questions: int = 100
     people: int | None = None
+    batch_size: int = 32
     n: int = 64
     max_tokens: int = 6
     C_train: float = 1e11
@@ -80,7 +82,7 @@ PRESETS: dict[str, Preset] = {
                    questions=24, people=5, n=16, C_train=2e10, C_inf=2e5, corpus_docs=1500, starts=100),
     # the default on 2 CPU cores: ≤ 15 minutes
     "cpu": Preset(widths=(8, 16, 24, 32, 40, 48, 56, 64), budgets=(1e10, 2e10, 6e10, 2e11),
-                  tpp=(1.0, 3000.0), tpp_center=40.0, C_train=1e11, C_inf=1e5),
+                  tpp=(1.0, 3000.0), tpp_center=40.0, batch_size=8, C_train=1e11, C_inf=1e5),
     # a GPU machine: wider, deeper, more questions
     "gpu": Preset(widths=(16, 24, 32, 48, 64, 96, 128, 192, 256), budgets=(1e12, 3e12, 1e13, 3e13), n_layers=4,
                   tpp=(1.0, 3000.0), tpp_center=40.0, questions=400, n=256, C_train=3e12, C_inf=2e7,
@@ -102,7 +104,7 @@ def ladder_rungs(p: Preset) -> list[Rung]:
         sizes = {d: non_embedding_params(d, p.n_layers, p.vocab) for d in p.widths}
         fits = [d for d, N in sizes.items() if p.tpp[0] <= C / (6 * N * N) <= p.tpp[1]]
         near = sorted(fits, key=lambda d: abs(math.log(C / (6 * sizes[d] ** 2) / p.tpp_center)))[: p.per_slice]
-        rungs += [Rung(d, p.n_layers, int(round(C / (6 * sizes[d])))) for d in sorted(near)]
+        rungs += [Rung(d, p.n_layers, int(round(C / (6 * sizes[d]))), batch_size=p.batch_size) for d in sorted(near)]
     return rungs
 
 
@@ -230,7 +232,7 @@ def validation_model(N_target: float, p: Preset, cache: Path, stream: np.ndarray
     [1, n]."""
     d = width_for(N_target, p)
     N = non_embedding_params(d, p.n_layers, p.vocab)
-    rung = Rung(d, p.n_layers, int(round(p.C_train / (6 * N))))
+    rung = Rung(d, p.n_layers, int(round(p.C_train / (6 * N))), batch_size=p.batch_size)
     folder = cache / "models" / f"validate-{rung.name}"
     train(rung, stream, tokenizer, folder, seed=seed, device=device)
     return folder, int(min(p.n, max(1, round(p.C_inf / (2 * N)))))

@@ -31,16 +31,19 @@ SEQ_LEN = 64
 
 @dataclass(frozen=True)
 class Rung:
-    """One model of the ladder: width, depth and training tokens D."""
+    """One model of the ladder: width, depth, training tokens D and sequences per optimizer step
+    (at the ladder's small D, the number of steps D/(batch·SEQ_LEN) limits what a model learns)."""
 
     d_model: int
     n_layers: int
     tokens: int
     n_heads: int = 4
+    batch_size: int = 32
 
     @property
     def name(self) -> str:
-        return f"d{self.d_model}-l{self.n_layers}-D{self.tokens}"
+        batch = f"-b{self.batch_size}" if self.batch_size != 32 else ""
+        return f"d{self.d_model}-l{self.n_layers}-D{self.tokens}{batch}"
 
 
 def matmul_peak_flops(size: int = 1024, repeats: int = 8, trials: int = 5) -> float:
@@ -94,8 +97,9 @@ def encode_corpus(texts: Sequence[str], tokenizer) -> np.ndarray:
 
 
 def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0,
-          batch_size: int = 32, lr: float = 3e-3, device: str = "cpu") -> dict:
-    """Train one rung on random SEQ_LEN windows of ``stream`` for exactly ``rung.tokens`` tokens,
+          lr: float = 3e-3, device: str = "cpu") -> dict:
+    """Train one rung on random SEQ_LEN windows of ``stream`` (``rung.batch_size`` per step) for
+    exactly ``rung.tokens`` tokens (rounded up to whole steps),
     save it to ``out`` (atomically: a temporary folder renamed at the end) and return its
     training record. A folder that already has a record is reused, not retrained."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -108,6 +112,7 @@ def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0,
     torch.manual_seed(seed)
     config = llama_config(rung, len(tokenizer), tokenizer.eos_token_id)
     model = LlamaForCausalLM(config).to(device)
+    batch_size = rung.batch_size
     tokens_per_step = batch_size * SEQ_LEN
     steps = max(1, math.ceil(rung.tokens / tokens_per_step))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)

@@ -205,11 +205,14 @@ def demo_markdown(p: Any, preset: str, s: Mapping[str, Any], pooled: str = "all"
 
 Preset `{preset}`: a micro-ladder of {len(ladder)} Llama checkpoints ({p.n_layers} layers, widths
 {", ".join(map(str, sorted({int(r["checkpoint"].split("-")[0][1:]) for r in ladder})))}) trained on the
-synthetic tasks' corpora on {len(p.budgets)} isoFLOP slices C_train ∈
+synthetic tasks' corpora ({p.batch_size} sequences of 64 tokens per optimizer step) on
+{len(p.budgets)} isoFLOP slices C_train ∈
 {{{", ".join(f"{c:.0e}" for c in p.budgets)}}} FLOPs (6ND, N non-embedding), evaluated on {p.questions}
 held-out questions per task with n = {p.n} samples each (temperature 1) and in likelihood mode.
-Total wall time {s["wall"] / 60:.1f} min. Task loss (nats) = mean over questions of −log pass@k from the
-gold answer's likelihood; accuracy = unbiased pass@k from the samples. Task "{pooled}" pools the
+Total wall time {s["wall"] / 60:.1f} min (this run: checkpoints and runs already in `cache/` are
+reused; each checkpoint's training time as recorded is in the ladder table). Task loss (nats) =
+mean over questions of −log pass@k from the gold answer's likelihood; accuracy = unbiased pass@k
+from the samples. Task "{pooled}" pools the
 tasks' questions. Every number below is also in `validation.json`.
 
 ## Time and training speed
