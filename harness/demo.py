@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ import torch
 from harness import records
 from harness.errors import InvalidSetting
 from harness.ladder import Rung, build_tokenizer, encode_corpus, llama_config, matmul_peak_flops, train
+from harness.models import TRAINING_FILE
 from harness.progress import progress_bar
 from harness.report import demo_markdown, forecast_verdict, real_demo_markdown
 
@@ -82,7 +84,7 @@ PRESETS: dict[str, Preset] = {
                    questions=24, people=5, n=16, C_train=2e10, C_inf=2e5, corpus_docs=1500, starts=100),
     # the default on 2 CPU cores: ≤ 15 minutes
     "cpu": Preset(widths=(8, 16, 24, 32, 40, 48, 56, 64), budgets=(1e10, 2e10, 6e10, 2e11),
-                  tpp=(1.0, 3000.0), tpp_center=40.0, batch_size=8, C_train=1e11, C_inf=1e5),
+                  tpp=(1.0, 3000.0), tpp_center=40.0, batch_size=8, C_train=2e11, C_inf=1e5),
     # a GPU machine: wider, deeper, more questions
     "gpu": Preset(widths=(16, 24, 32, 48, 64, 96, 128, 192, 256), budgets=(1e12, 3e12, 1e13, 3e13), n_layers=4,
                   tpp=(1.0, 3000.0), tpp_center=40.0, questions=400, n=256, C_train=3e12, C_inf=2e7,
@@ -229,11 +231,14 @@ def validation_model(N_target: float, p: Preset, cache: Path, stream: np.ndarray
                      device: str) -> tuple[Path, int]:
     """Train the ladder architecture nearest ``N_target`` on the whole budget p.C_train
     (D = C_train/(6N) for its actual N); returns its folder and its k = C_inf/(2N), an integer in
-    [1, n]."""
+    [1, n]. A ladder rung of the same width and D is the same model (same seed and corpus), so it is
+    copied instead of trained again."""
     d = width_for(N_target, p)
     N = non_embedding_params(d, p.n_layers, p.vocab)
     rung = Rung(d, p.n_layers, int(round(p.C_train / (6 * N))), batch_size=p.batch_size)
-    folder = cache / "models" / f"validate-{rung.name}"
+    folder, twin = cache / "models" / f"validate-{rung.name}", cache / "models" / rung.name
+    if (twin / TRAINING_FILE).is_file() and not folder.exists():  # the same rung, seed and corpus: the same model
+        shutil.copytree(twin, folder)
     train(rung, stream, tokenizer, folder, seed=seed, device=device)
     return folder, int(min(p.n, max(1, round(p.C_inf / (2 * N)))))
 
