@@ -4,8 +4,9 @@ Each rung is a `LlamaForCausalLM` of a given width and depth trained for exactly
 (D = steps × batch × seq_len) with AdamW and a cosine schedule, saved as a normal HF folder with
 its tokenizer, so both the hf and the vllm backends load it. The folder's ``t2_training.json``
 records N (total and non-embedding parameters), D, the 6ND convention and the FLOPs measured by
-``torch.utils.flop_counter.FlopCounterMode`` on one training step (× steps), and the wall time.
-Everything is deterministic from the seed.
+``torch.utils.flop_counter.FlopCounterMode`` on one training step (× steps), the wall and CPU
+times. :func:`matmul_peak_flops` measures the machine's float32 matmul rate, the ceiling that
+training FLOPs per CPU-second are reported against. Everything is deterministic from the seed.
 """
 
 from __future__ import annotations
@@ -30,16 +31,34 @@ SEQ_LEN = 64
 
 @dataclass(frozen=True)
 class Rung:
-    """One model of the ladder: width, depth and training tokens D."""
+    """One model of the ladder: width, depth, training tokens D and sequences per optimizer step
+    (at the ladder's small D, the number of steps D/(batch·SEQ_LEN) limits what a model learns)."""
 
     d_model: int
     n_layers: int
     tokens: int
     n_heads: int = 4
+    batch_size: int = 32
 
     @property
     def name(self) -> str:
-        return f"d{self.d_model}-l{self.n_layers}-D{self.tokens}"
+        batch = f"-b{self.batch_size}" if self.batch_size != 32 else ""
+        return f"d{self.d_model}-l{self.n_layers}-D{self.tokens}{batch}"
+
+
+def matmul_peak_flops(size: int = 1024, repeats: int = 8, trials: int = 5) -> float:
+    """FLOPs per CPU-second of a float32 ``size``×``size`` matmul (2·size³ FLOPs each) with torch's
+    current thread count: the best of ``trials`` timings of ``repeats`` products. CPU time, not wall
+    time, so other processes on a shared machine do not lower it (threads add their CPU time up)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    best = math.inf
+    for _ in range(trials):
+        start = time.process_time()
+        for _ in range(repeats):
+            a @ b
+        best = min(best, time.process_time() - start)
+    return 2.0 * size**3 * repeats / max(best, 1e-9)
 
 
 def build_tokenizer(texts: Sequence[str], vocab_size: int, out: Path):
@@ -78,8 +97,9 @@ def encode_corpus(texts: Sequence[str], tokenizer) -> np.ndarray:
 
 
 def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0,
-          batch_size: int = 32, lr: float = 3e-3, device: str = "cpu") -> dict:
-    """Train one rung on random SEQ_LEN windows of ``stream`` for exactly ``rung.tokens`` tokens,
+          lr: float = 3e-3, device: str = "cpu") -> dict:
+    """Train one rung on random SEQ_LEN windows of ``stream`` (``rung.batch_size`` per step) for
+    exactly ``rung.tokens`` tokens (rounded up to whole steps),
     save it to ``out`` (atomically: a temporary folder renamed at the end) and return its
     training record. A folder that already has a record is reused, not retrained."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -92,6 +112,7 @@ def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0,
     torch.manual_seed(seed)
     config = llama_config(rung, len(tokenizer), tokenizer.eos_token_id)
     model = LlamaForCausalLM(config).to(device)
+    batch_size = rung.batch_size
     tokens_per_step = batch_size * SEQ_LEN
     steps = max(1, math.ceil(rung.tokens / tokens_per_step))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -101,7 +122,7 @@ def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0,
     rng = np.random.default_rng(seed)
     data = torch.from_numpy(stream.astype(np.int64))
     step_flops = 0.0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     model.train()
     for step in progress_bar(range(steps), desc=f"train {rung.name}", leave=False):
         starts = torch.from_numpy(rng.integers(0, len(data) - SEQ_LEN - 1, size=batch_size))
@@ -118,7 +139,7 @@ def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0,
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     counts = param_counts(config)
     record = {
         "rung": asdict(rung), "seed": seed, "steps": steps, "batch_size": batch_size, "seq_len": SEQ_LEN,
@@ -126,6 +147,7 @@ def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0,
         "tokens_trained": steps * tokens_per_step,
         "training_flops_6nd": 6.0 * counts["non_embedding"] * steps * tokens_per_step,
         "training_flops_measured": step_flops * steps, "final_loss": float(loss.item()), "wall_s": wall,
+        "cpu_s": cpu,
     }
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

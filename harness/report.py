@@ -172,19 +172,20 @@ def write_reliability_report(table: pa.Table, curves: Sequence[Any], out: str | 
 # ---------------------------------------------------------------- the demo's reports
 
 
-def forecast_verdict(approach: int, metric: str, t2: Mapping[str, Any], chinchilla: Mapping[str, Any]) -> str:
-    """One line: did the T² forecast beat the Chinchilla choice on the measured metric ("loss", lower
-    is better, or "pass@k")? Rows are the demo's validation rows."""
-    if t2["checkpoint"] == chinchilla["checkpoint"]:
-        return (f"Approach {approach}: the T² optimum and the Chinchilla choice fall on the same ladder "
-                f"architecture ({t2['checkpoint']}), so this budget cannot tell them apart.")
-    key = "measured loss" if metric == "loss" else "measured pass@k"
-    better = t2[key] < chinchilla[key] if metric == "loss" else t2[key] > chinchilla[key]
-    unit = " nats" if metric == "loss" else ""
-    return (f"Approach {approach}: the forecast {'**held**' if better else '**did not hold**'}: measured "
-            f"{metric} {t2[key]:.4g}{unit} for the T² model (N = {t2['N']:.4g}, D/N = {t2['D/N']:.4g}, "
-            f"k = {t2['k']}) vs {chinchilla[key]:.4g}{unit} for the Chinchilla model (N = {chinchilla['N']:.4g}, "
-            f"D/N = {chinchilla['D/N']:.4g}, k = {chinchilla['k']}).")
+def forecast_verdict(v: Mapping[str, Any]) -> str:
+    """One line from a verdict of ``harness.demo.judge``: held / not held / indistinguishable, with
+    the measured metric of both models and the paired standard error of their difference."""
+    unit = " nats" if v["metric"] == "loss" else ""
+    if v["t2_checkpoint"] == v["chinchilla_checkpoint"]:
+        return (f"Approach {v['approach']}: **indistinguishable**: the T² optimum and the Chinchilla choice fall "
+                f"on the same ladder architecture ({v['t2_checkpoint']}).")
+    words = {"held": "the forecast **held**", "not held": "the forecast **did not hold**",
+             "indistinguishable": f"**indistinguishable** (difference within {v['z']:g} standard errors)"}
+    return (f"Approach {v['approach']}: {words[v['verdict']]}: measured {v['metric']} {v['t2_measured']:.4g}{unit} "
+            f"for the T² model (N = {v['t2_N']:.4g}, D/N = {v['t2_D/N']:.4g}, k = {v['t2_k']}) vs "
+            f"{v['chinchilla_measured']:.4g}{unit} for the Chinchilla model (N = {v['chinchilla_N']:.4g}, "
+            f"D/N = {v['chinchilla_D/N']:.4g}, k = {v['chinchilla_k']}); T² advantage "
+            f"{v['t2_advantage']:.3g}{unit} ± {v['standard_error']:.2g} (paired standard error over questions).")
 
 
 def _in_nats(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -192,55 +193,77 @@ def _in_nats(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return {c: f"{c} (nats)" if "loss" in c and "(" not in c else c for c in rows[0]}
 
 
-def demo_markdown(p: Any, preset: str, ladder: list[dict], evaluation: list[dict], fits: list[dict],
-                  held_out: list[dict], fit_warnings: list[str], validation: list[dict], verdicts: list[str],
-                  wall: float, pooled: str = "all") -> str:
-    """report.md of ``t2 demo``: preset ``p`` (a ``harness.demo.Preset``), the ladder, the evaluation,
-    the fits and forecast, held-out validation and the forecast's verdicts."""
+def demo_markdown(p: Any, preset: str, s: Mapping[str, Any], pooled: str = "all") -> str:
+    """report.md of ``t2 demo``: preset ``p`` (a ``harness.demo.Preset``) and the sections ``s`` of
+    ``harness.demo._pipeline`` (ladder, evaluation, fits, held_out, fit_warnings, validation,
+    verdicts, summary: validation.json's content, stages, wall)."""
     plots = "\n".join(f"![{name}](plots/{name}.png)" for name in
                       (f"{pooled}-loss-isoflop", f"{pooled}-loss-passk", f"{pooled}-loss-predicted",
                        f"{pooled}-accuracy-passk"))
+    speed, ladder = s["summary"]["training"], s["ladder"]
     return f"""# t2 demo report
 
 Preset `{preset}`: a micro-ladder of {len(ladder)} Llama checkpoints ({p.n_layers} layers, widths
-{", ".join(map(str, p.widths))}) trained on the four synthetic tasks' corpora at C_train ∈
+{", ".join(map(str, sorted({int(r["checkpoint"].split("-")[0][1:]) for r in ladder})))}) trained on the
+synthetic tasks' corpora ({p.batch_size} sequences of 64 tokens per optimizer step) on
+{len(p.budgets)} isoFLOP slices C_train ∈
 {{{", ".join(f"{c:.0e}" for c in p.budgets)}}} FLOPs (6ND, N non-embedding), evaluated on {p.questions}
 held-out questions per task with n = {p.n} samples each (temperature 1) and in likelihood mode.
-Total wall time {wall / 60:.1f} min. Task loss (nats) = mean over questions of −log pass@k from the
-gold answer's likelihood; accuracy = unbiased pass@k from the samples. Task "{pooled}" pools the
-four tasks' questions.
+Total wall time {s["wall"] / 60:.1f} min (this run: checkpoints and runs already in `cache/` are
+reused; each checkpoint's training time as recorded is in the ladder table). Task loss (nats) =
+mean over questions of −log pass@k from the gold answer's likelihood; accuracy = unbiased pass@k
+from the samples. Task "{pooled}" pools the
+tasks' questions. Every number below is also in `validation.json`.
+
+## Time and training speed
+
+{markdown_table(s["stages"])}
+
+CPU seconds are this process's (all threads), so on a shared machine they are what each stage takes
+alone on one core. Training ran at {speed["training_flops_per_cpu_s"] / 1e9:.3g} GFLOP per CPU-second
+({speed["training_flops"]:.3g} measured FLOPs in {speed["training_cpu_s"]:.0f} CPU s and
+{speed["training_wall_s"]:.0f} s wall, as recorded when each checkpoint was trained), against this
+machine's float32 matmul peak of {speed["matmul_peak_flops_per_cpu_s"] / 1e9:.3g} GFLOP per CPU-second
+(torch, one thread, 1024×1024): {speed["fraction_of_peak"]:.0%} of peak.
 
 ## Ladder
 
 {markdown_table(ladder)}
 
+## Learnability (pass@1 over the ladder against the majority-answer baseline)
+
+{markdown_table(s["summary"]["tasks"])}
+
 ## Evaluation (per checkpoint and task)
 
-{markdown_table(evaluation)}
+{markdown_table(s["evaluation"])}
 
 ## T² fits and the forecast at C_train = {p.C_train:.3g}, C_inf = {p.C_inf:.3g} FLOPs per token
 
 Approach 1 fits the task loss (nats), Approach 2 the pass@k accuracy; `*` marks the T² optimum
 (D = C_train/(6N), k = C_inf/(2N)), next to the Chinchilla-only choice scored by the same law.
+"optimum at bound" names the search-box limits the optimum sits on; "parameters at bound" the
+fitted parameters on their bounds (empty: none).
 
-{markdown_table(fits)}
+{markdown_table(s["fits"])}
 
-Fit warnings: {"; ".join(fit_warnings) if fit_warnings else "none"}.
+Fit warnings: {"; ".join(s["fit_warnings"]) if s["fit_warnings"] else "none"}.
 
 ## Held-out validation (fit on the less overtrained checkpoints, relative error on the most overtrained)
 
-{markdown_table(held_out)}
+{markdown_table(s["held_out"])}
 
 ## Did the forecast hold?
 
 For each pooled law, its T² optimum and its Chinchilla-only choice are trained at the same
 C_train = {p.C_train:.3g} (the ladder architecture nearest each N, D = C_train/(6N)) and evaluated
 at the same C_inf = {p.C_inf:.3g} (k = C_inf/(2N), rounded to an integer ≤ n). Approach 1 is judged
-on the measured task loss, Approach 2 on the measured pass@k.
+on the measured task loss, Approach 2 on the measured pass@k, each by the paired difference over
+the same questions.
 
-{markdown_table(validation, _in_nats(validation))}
+{markdown_table(s["validation"], _in_nats(s["validation"]))}
 
-{chr(10).join(f"- {v}" for v in verdicts)}
+{chr(10).join(f"- {forecast_verdict(v)}" for v in s["verdicts"])}
 
 ## Plots
 

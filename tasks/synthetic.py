@@ -5,24 +5,28 @@ Every question is a prompt ending in a cloze ("... The result is") whose gold an
 number; answer_span = " " + answer. ``random.Random`` streams are seeded by (task, seed, purpose),
 so the same seed gives the same questions and fact base on every machine, and distinct seeds give
 distinct ones. ``corpus(n_docs, seed)`` draws training documents in the same style from the same
-distribution, never containing a held-out question's prompt:
+distribution, never containing a held-out question's prompt (except knowledge, whose questions
+are facts the corpus states):
 
-- knowledge: a fact base of invented people (city, colour, food, pet, job). The corpus holds a
-  biography of *every* person (the facts are shared: that is what recall tests) and cloze
-  question lines for the *training* half of the people only; held-out questions ask the cloze for
-  the other half (the "mixed training" split of Allen-Zhu & Li, Physics of LMs 3.1).
+- knowledge: a fact base of invented people (city, colour, food, pet, job). The corpus holds every
+  person's biography, its sentences in a random order; questions ask one fact in the biography's
+  own phrasing ("Nolu lives in"), so recall is memorisation of facts seen in pretraining and
+  grows with N (capacity) and D (passes over the biographies). Version 1 asked held-out persons
+  in a phrasing learnt only from the other persons' question lines (knowledge extraction, the
+  "mixed training" of Allen-Zhu & Li, Physics of LMs 3.1): every micro-ladder checkpoint stayed
+  at pass@1 ≤ 0.013 (issue 18), so that is now the shift.
 - arithmetic, spatial: corpus lines are fresh draws, minus any held-out prompt.
 - causal: the corpus states the causal rules and tells stories about training names; questions
   use held-out names.
 
 Distribution shift (``shift`` = 0, 1, 2, ...; 0 is the training distribution): arithmetic gets
 longer chains and larger numbers, spatial longer rows and farther positions, causal longer causal
-chains, knowledge an unseen question phrasing. The verifier is exact match of the completion's
-first word or number (case-insensitive).
+chains, knowledge the question phrasing the corpus never uses ("The home city of Nolu is"). The
+verifier is exact match of the completion's first word or number (case-insensitive).
 
 Few-shot (``num_fewshot``): examples come from the training distribution, as corpus lines
 "prompt answer." one per line before the question: a pool of 256 distinct training draws at shift
-0 that are no held-out prompt (knowledge: the cloze lines about training people).
+0 that are no held-out prompt (knowledge: facts of the fact base beyond the n asked).
 """
 
 from __future__ import annotations
@@ -123,74 +127,80 @@ class _Synthetic(Task):
 # --- knowledge recall -------------------------------------------------------------------------
 
 _SYLLABLES = ["ba", "do", "ki", "lu", "me", "no", "pa", "ri", "so", "ta", "vo", "ze", "ga", "fi", "ho"]
-# attribute: (biography sentence, cloze prompt, shifted cloze prompt, values)
+# attribute: (biography sentence before its value, cloze prompt of shift >= 1, values)
 _ATTRIBUTES = {
-    "city": ("{e} lives in {v}.", "The home city of {e} is", "{e} has a home in the city of",
+    "city": ("{e} lives in", "The home city of {e} is",
              ["Paris", "Rome", "Oslo", "Cairo", "Lima", "Tokyo", "Delhi", "Dublin", "Madrid", "Berlin"]),
-    "color": ("{e} likes the color {v}.", "The favorite color of {e} is", "{e} loves the color",
+    "color": ("{e} likes the color", "The favorite color of {e} is",
               ["red", "blue", "green", "yellow", "purple", "orange", "pink", "brown", "black", "white"]),
-    "food": ("{e} eats {v} every day.", "The favorite food of {e} is", "Every day {e} has a meal of",
+    "food": ("{e} eats", "The favorite food of {e} is",
              ["rice", "bread", "soup", "fish", "apples", "cheese", "beans", "eggs", "pasta", "plums"]),
-    "pet": ("{e} has a pet {v}.", "The pet of {e} is a", "At home {e} keeps a",
+    "pet": ("{e} has a pet", "The pet of {e} is a",
             ["cat", "dog", "bird", "horse", "goat", "rabbit", "mouse", "frog", "duck", "pig"]),
-    "job": ("{e} works as a {v}.", "The job of {e} is", "For a living {e} is a",
+    "job": ("{e} works as a", "The job of {e} is",
             ["baker", "farmer", "doctor", "teacher", "pilot", "singer", "painter", "nurse", "tailor", "cook"]),
 }
 
 
 class Knowledge(_Synthetic):
-    """Recall of invented facts. Questions: one attribute of one held-out person."""
+    """Recall of invented facts stated in the corpus. The fact base holds ``people`` persons (default
+    200: 1,000 facts of log2(10) bits each); questions ask one attribute of the first n/5 persons
+    in the biographies' own phrasing ("Nolu lives in"). Shift >= 1 asks the same fact in a phrasing
+    the corpus never uses ("The home city of Nolu is"): extraction, which micro-models do not learn
+    (Allen-Zhu & Li, Physics of LMs 3.1)."""
 
     name = "knowledge"
-    template = "The favorite color of {person} is {answer}"
+    version = "2"
+    template = "{person} likes the color {answer}"
+
+    def __init__(self, seed: int = 0, n: int = 1000, shift: int | bool = 0, people: int = 200,
+                 **options: object) -> None:
+        super().__init__(seed=seed, n=n, shift=shift, **options)
+        if people < -(-self.n // len(_ATTRIBUTES)):
+            raise InvalidSetting("people", people, f"at least n/{len(_ATTRIBUTES)} persons (knowledge)")
+        self.people = int(people)
+        self.source += f" people={self.people}"
 
     def facts(self) -> dict[str, dict[str, str]]:
-        """The fact base: person -> attribute -> value; the first half are training people."""
+        """The fact base: person -> attribute -> value, in question order."""
         rng = self._rng("facts")
-        n_people = 2 * -(-self.n // len(_ATTRIBUTES))
         names: list[str] = []
         seen: set[str] = set()
-        while len(names) < n_people:
+        while len(names) < self.people:
             name = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
             if name not in seen:
                 seen.add(name)
                 names.append(name)
-        return {e: {a: rng.choice(spec[3]) for a, spec in _ATTRIBUTES.items()} for e in names}
+        return {e: {a: rng.choice(spec[2]) for a, spec in _ATTRIBUTES.items()} for e in names}
 
-    def _split(self) -> tuple[dict, dict]:
-        facts = self.facts()
-        people = list(facts)
-        half = len(people) // 2
-        return {e: facts[e] for e in people[:half]}, {e: facts[e] for e in people[half:]}
+    def _pairs(self) -> list[tuple[str, str]]:
+        """Every (person, attribute) of the fact base, in question order."""
+        return [(e, a) for e in self.facts() for a in _ATTRIBUTES]
 
     def fewshot_pool(self) -> tuple[list[Problem], str, str]:
-        """The corpus's cloze lines about training people (their facts are in the corpus too)."""
-        train, _ = self._split()
-        pool = [Problem(f"knowledge/train/{i}", _ATTRIBUTES[a][1].format(e=e), train[e][a], " " + train[e][a])
-                for i, (e, a) in enumerate((e, a) for e in train for a in _ATTRIBUTES)]
-        return pool, "train", f"synthetic:knowledge seed={self.seed} training people"
+        """Facts of the fact base beyond the n asked, in the corpus's phrasing (the corpus states them)."""
+        facts = self.facts()
+        pool = [Problem(f"knowledge/train/{i}", _ATTRIBUTES[a][0].format(e=e), facts[e][a], " " + facts[e][a])
+                for i, (e, a) in enumerate(self._pairs()[self.n:])]
+        return pool, "train", f"synthetic:knowledge seed={self.seed} people={self.people} facts beyond n={self.n}"
 
     def _questions(self) -> list[Problem]:
-        _, test = self._split()
-        column = 2 if self.shift else 1
-        pairs = [(e, a) for e in test for a in _ATTRIBUTES][: self.n]
-        return [Problem(f"knowledge/{i}", _ATTRIBUTES[a][column].format(e=e), test[e][a],
-                        " " + test[e][a], {"shift": self.shift, "person": e, "attribute": a})
-                for i, (e, a) in enumerate(pairs)]
+        facts = self.facts()
+        column = 1 if self.shift else 0
+        return [Problem(f"knowledge/{i}", _ATTRIBUTES[a][column].format(e=e), facts[e][a],
+                        " " + facts[e][a], {"shift": self.shift, "person": e, "attribute": a})
+                for i, (e, a) in enumerate(self._pairs()[: self.n])]
 
     def _docs(self, seed: int) -> Iterator[str]:
-        train, test = self._split()
-        facts = {**train, **test}
+        facts = self.facts()
         rng = self._rng(f"corpus/{seed}")
-        while True:  # one epoch: a biography of everyone, cloze lines about every training person
-            docs = []
-            for e, attrs in facts.items():
-                order = rng.sample(list(attrs), len(attrs))
-                docs.append(" ".join(_ATTRIBUTES[a][0].format(e=e, v=attrs[a]) for a in order))
-            for e, attrs in train.items():
-                docs.append("\n".join(f"{_ATTRIBUTES[a][1].format(e=e)} {v}." for a, v in attrs.items()))
-            rng.shuffle(docs)
-            yield from docs
+        while True:  # one epoch: every person's biography, its sentences in a random order
+            people = list(facts)
+            rng.shuffle(people)
+            for i in range(0, len(people), self._lines_per_doc):
+                yield "\n".join(" ".join(f"{_ATTRIBUTES[a][0].format(e=e)} {facts[e][a]}."
+                                         for a in rng.sample(list(_ATTRIBUTES), len(_ATTRIBUTES)))
+                                for e in people[i:i + self._lines_per_doc])
 
 
 # --- multi-step arithmetic --------------------------------------------------------------------

@@ -104,10 +104,59 @@ def test_fits_converge_and_the_report_renders(demo):
     verdicts = report.split("## Did the forecast hold?")[1].split("## Plots")[0]
     for approach in (1, 2):
         line = next(v for v in verdicts.splitlines() if v.startswith(f"- Approach {approach}: "))
-        assert "**held**" in line or "**did not hold**" in line or "same ladder architecture" in line
+        assert "**held**" in line or "**did not hold**" in line or "**indistinguishable**" in line
     for line in report.splitlines():
         if line.startswith("![") and "](" in line:
             assert (demo / line.split("](")[1].rstrip(")")).is_file(), line
+
+
+def test_validation_json_has_the_promised_schema(demo):
+    """validation.json: held-out errors per task and approach (the report's numbers), one verdict per
+    approach that agrees with the measured numbers, bound flags per fitted law, learnability per task
+    and the training speed against the measured matmul peak."""
+    v = json.loads((demo / "validation.json").read_text())
+    keys = {(r["task"], r["approach"]) for r in v["heldout"]}
+    assert keys == {(t, a) for t in (POOLED, *TASKS) for a in (1, 2)}
+    for r in v["heldout"]:
+        assert 0 <= r["test_median_rel_error"] <= r["test_max_rel_error"]
+        assert r["test_mean_rel_error"] <= r["test_max_rel_error"] and r["test_checkpoints"] >= 1
+    assert [f["approach"] for f in v["forecast"]] == [1, 2]
+    for f in v["forecast"]:
+        assert f["verdict"] in ("held", "not held", "indistinguishable")
+        sign = -1 if f["metric"] == "loss" else 1
+        assert f["t2_advantage"] == pytest.approx(sign * (f["t2_measured"] - f["chinchilla_measured"]), abs=1e-9)
+        if f["verdict"] != "indistinguishable":
+            assert abs(f["t2_advantage"]) > f["z"] * f["standard_error"]
+            assert (f["t2_advantage"] > 0) == (f["verdict"] == "held")
+    assert set(v["optimum_at_bound"]) == {f"{t}/{a}" for t in (POOLED, *TASKS) for a in (1, 2)}
+    assert all(isinstance(flag, bool) for flag in v["optimum_at_bound"].values())
+    assert set(v["parameters_at_bound"]) == set(v["optimum_at_bound"])
+    assert [t["task"] for t in v["tasks"]] == list(TASKS)
+    for t in v["tasks"]:
+        assert 0 < t["chance"] <= 1 and 0 <= t["worst_pass@1"] <= t["best_pass@1"] <= 1
+    speed = v["training"]
+    assert speed["training_flops_per_cpu_s"] == pytest.approx(speed["training_flops"] / speed["training_cpu_s"])
+    assert 0 < speed["fraction_of_peak"] < 1.5 and speed["matmul_peak_flops_per_cpu_s"] > 1e9
+    report = (demo / "report.md").read_text()
+    assert "## Time and training speed" in report and "## Learnability" in report
+
+
+def test_rung_batch_size_sets_the_optimizer_steps(tmp_path):
+    """A rung trains exactly ceil(D / (batch·SEQ_LEN)) steps of ``batch_size`` sequences, records
+    them with its CPU time, and its folder name carries a batch other than the default."""
+    from harness.tasks import get_task
+
+    from harness.ladder import SEQ_LEN, Rung, build_tokenizer, encode_corpus, matmul_peak_flops, train
+
+    docs = get_task("causal", n=10).corpus(40)
+    tokenizer = build_tokenizer(docs, 300, tmp_path / "tok")
+    stream = encode_corpus(docs, tokenizer)
+    rung = Rung(8, 1, 10 * 4 * SEQ_LEN - 5, batch_size=4)
+    assert rung.name.endswith("-b4") and not Rung(8, 1, 100).name.endswith("-b32")
+    record = train(rung, stream, tokenizer, tmp_path / rung.name)
+    assert record["steps"] == 10 and record["batch_size"] == 4 and record["tokens_trained"] == 10 * 4 * SEQ_LEN
+    assert 0 < record["cpu_s"] and (tmp_path / rung.name / "config.json").is_file()
+    assert matmul_peak_flops(size=256, repeats=2, trials=2) > 1e8
 
 
 @pytest.mark.vllm
