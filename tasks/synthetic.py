@@ -153,9 +153,9 @@ class Knowledge(_Synthetic):
     version = "2"
     template = "{person} likes the color {answer}"
 
-    def __init__(self, seed: int = 0, n: int = 1000, shift: int | bool = 0, people: int = 200,
-                 **options: object) -> None:
-        super().__init__(seed=seed, n=n, shift=shift, **options)
+    def __init__(self, seed: int = 0, n: int = 1000, shift: int | bool = 0, num_fewshot: int = 0,
+                 fewshot_seed: int = 0, people: int = 200) -> None:
+        super().__init__(seed=seed, n=n, shift=shift, num_fewshot=num_fewshot, fewshot_seed=fewshot_seed)
         if people < -(-self.n // len(_ATTRIBUTES)):
             raise InvalidSetting("people", people, f"at least n/{len(_ATTRIBUTES)} persons (knowledge)")
         self.people = int(people)
