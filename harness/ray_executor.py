@@ -43,7 +43,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from harness.errors import DataError, InvalidSetting, T2Error, WorkerError
 from harness.progress import progress_bar
 from harness.rundir import RunDir
-from harness.samplers import SamplingSettings
+from harness.samplers import SAMPLES_IN_FLIGHT, SamplingSettings
 from harness.sampling import EngineSpec, ProcessExecutor, TaskSpec, load_problems, worker_place
 from harness.tasks.base import Problem
 
@@ -106,9 +106,6 @@ class SampleWorker:
         todo = [(self.by_id[i], start) for i in ids]
         return self.executor.sample(self.run, todo, settings, seed_rule, len(todo),
                                     progress_bar(total=len(todo), disable=True))
-
-
-CHUNK_SAMPLES = 256  # default chunk: ⌈CHUNK_SAMPLES / n⌉ problems (one problem once n >= 256)
 
 
 def _chunks(todo: list[tuple[Problem, int]], size: int) -> list[tuple[list[Problem], int]]:
@@ -235,9 +232,8 @@ class RayExecutor:
 
     def sample(self, run: RunDir, todo: list[tuple[Problem, int]], settings: SamplingSettings, seed_rule: str,
                size: int | None, bar) -> tuple[int, int]:
-        """Draw ``todo`` on the workers in chunks of ``size`` problems (None: ⌈:data:`CHUNK_SAMPLES` / n⌉),
-        each handed to the first
-        worker with room; returns (samples, completion tokens) written by all of them. A dead
+        """Draw ``todo`` on the workers in chunks of ``size`` problems (None: ⌈SAMPLES_IN_FLIGHT / n⌉),
+        each handed to the first worker with room; returns (samples, completion tokens) written by all of them. A dead
         worker's problems already in the store are not drawn again."""
         t0 = time.perf_counter()
 
@@ -256,7 +252,7 @@ class RayExecutor:
             bar.update(len(chunk.ids) - len(left))
             return left
 
-        size = size or -(-CHUNK_SAMPLES // settings.n)
+        size = size or -(-SAMPLES_IN_FLIGHT // settings.n)
         chunks = [_Chunk([p.id for p in batch], start) for batch, start in _chunks(todo, size)]
         self._run(chunks, lambda w, c: w.actor.sample.remote(c.ids, c.start, settings, seed_rule), done, missing,
                   "while sampling")

@@ -97,6 +97,7 @@ def in_order(stream: Iterable[tuple[int, list[Completion]]], count: int) -> list
 SEED_RULES = ("base+i", "problem-hash")  # run.json ``sampler.seed_rule``; absent = "base+i" (runs before it)
 SEED_SPAN = 2**63 - 2**32  # problem seeds lie in [0, SEED_SPAN): base + i < 2^63 for every i < 2^32
 MAX_SAMPLES = 2**32  # sample_idx < MAX_SAMPLES, so no seed wraps
+SAMPLES_IN_FLIGHT = 256  # default work in flight: hf's stream window, a Ray chunk (⌈256 / n⌉ problems)
 
 
 def problem_seed(base_seed: int, task: str, problem_id: str) -> int:

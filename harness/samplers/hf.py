@@ -63,10 +63,9 @@ from harness.errors import DataError
 from harness.kernels import sampling
 from harness.models import load_hf
 
-from . import Completion, SampleRequest, SamplingSettings, in_order, requests_of
+from . import SAMPLES_IN_FLIGHT, Completion, SampleRequest, SamplingSettings, in_order, requests_of
 
 ATTENTIONS = ("stock", "prefix")
-SAMPLES_IN_FLIGHT = 256  # default bound of ``stream``: samples per window of requests
 GQA_SDPA = "t2_sdpa_gqa"
 
 
