@@ -348,6 +348,40 @@ def test_maj_at_k_at_n_10000_uses_the_fast_path_and_agrees_with_simulation():
         assert abs(hits.mean() - p_ok[i].sum()) < 5 * hits.std() / np.sqrt(4_000) + 1e-3
 
 
+def _exact_majority(sizes, scores, abstain, k) -> tuple[Fraction, list[Fraction]]:
+    """(maj@k, [P(v) for v = 0..k]) in exact rationals: every multiset of k draws over the answers
+    and the abstentions, weighted by its number of subsets, ties split evenly."""
+    pools = list(sizes) + [abstain]
+    maj, p_v = Fraction(0), [Fraction(0)] * (k + 1)
+    for draw in itertools.combinations_with_replacement(range(len(pools)), k):
+        counts = Counter(draw)
+        ways = np.prod([comb(pools[g], x) for g, x in counts.items()], dtype=object)
+        votes = {g: x for g, x in counts.items() if g < len(sizes)}
+        top = max(votes.values(), default=0)
+        winners = [g for g, x in votes.items() if x == top]
+        p_v[top] += ways
+        maj += ways * sum((Fraction(scores[g]) for g in winners), Fraction(0)) / max(len(winners), 1)
+    total = comb(sum(pools), k)
+    return maj / total, [p / total for p in p_v]
+
+
+@pytest.mark.parametrize("sizes, abstain, ks", [
+    ([4000, 3500, 2000], 500, [1, 2, 40, 64]),  # three answers: ties at every v up to ~k/3
+    ([150 + i % 7 for i in range(60)], 10_000 - sum(150 + i % 7 for i in range(60)), [1, 2, 3]),  # 60 near-equal
+])
+def test_fast_majority_against_exact_rationals_at_n_10000(sizes, abstain, ks):
+    """n = 10^4 (the Fourier path at every k): maj@k and every P(v) within the stated 1e-12 of exact
+    rational arithmetic over all C(n, k) subsets, ties among many answers included."""
+    answers = [str(g) for g, m in enumerate(sizes) for _ in range(m)] + [None] * abstain
+    flags = [a == "1" for a in answers]
+    maj = maj_at_k(answers, flags, ks)
+    p_v, p_ok = majority_distribution(answers, flags, ks)
+    for i, k in enumerate(ks):
+        want_maj, want_p_v = _exact_majority(sizes, [int(g == 1) for g in range(len(sizes))], abstain, k)
+        assert abs(maj[i] - float(want_maj)) <= 1e-12 and abs(p_ok[i].sum() - float(want_maj)) <= 1e-12
+        np.testing.assert_allclose(p_v[i, : k + 1], [float(p) for p in want_p_v], rtol=0, atol=1e-12)
+
+
 # ---- Beta model -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("a, b", [(0.4, 3.0), (2.0, 1.5)])
