@@ -690,7 +690,10 @@ def _top_vote_products(sizes: np.ndarray, theta: float, lo: np.ndarray, hi: np.n
     pmf = np.where((v >= lo[:, None]) & (v <= hi[:, None]), binom.pmf(v, sizes[:, None], theta), 0.0)
     at = pmf[:, None, :] * _roots_of_unity(points)[(j[:, None] * v) % points]  # [G, J, V]
     head = _fourier_sums(sizes, theta, lo, np.minimum(v[0], hi + 1), points)  # x < v[0]
-    below = np.cumsum(np.concatenate([head[:, :, None], at[:, :, :-1]], axis=2), axis=2)
+    below = np.empty_like(at)  # below[..., i] = head + Σ_{i' < i} at[..., i']
+    below[:, :, 0] = head
+    np.cumsum(at[:, :, :-1], axis=2, out=below[:, :, 1:])
+    below[:, :, 1:] += head[:, :, None]
     nodes = _tie_nodes(pmf, below[:, 0].real, v, k, tol) if weights.shape[0] else 0
     x, gl_w = _gauss_legendre(nodes)
     x = np.concatenate([x] + ([np.array([0.0, 1.0])] if ends else []))

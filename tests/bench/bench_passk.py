@@ -3,41 +3,50 @@
 1. harness.passk.pass_at_k for every k = 1..n on 1,000 problems with n = 10,000 samples
 each (10^7 estimates in one call) against the reference loop of Chen et al. 2021,
 ``1 − prod(1 − k/arange(n−c+1, n+1))`` (numpy), called once per problem and per k.
-2. maj@k (``_majority``: the Fourier path for n > 200 and k > 32) against the exact subset counting
-(``_majority_counts``, the previous implementation) at n = 1,000 and 2,000, where it finishes.
+2. maj@k (``_majority``: the Fourier path for n > 200) against the exact subset counting
+(``_majority_counts``, the first implementation) and the baseline's ``_majority`` at n = 1,000 and
+2,000, where the exact one finishes.
 3. The issue's target: ``passk_table`` (pass@k and maj@k at every default k) on 100 problems × n =
-10,000 with up to 60 distinct answers per problem, one core (``taskset -c 1``), <= 60 s.
-4. ``t2 passk`` on 10^7 scored samples (1,000 problems × 10^4) in a child process: wall time and
-peak RSS (goal <= 2 GB); and reading votes by an arrow group-by vs the per-sample Python lists
-(``votes_by_problem``, still used by reliability) on 10^6 of them.
+10,000 with up to 60 distinct answers per problem, one core (``taskset -c 1``), <= 60 s (aim <= 30):
+the current ``_majority`` against the baseline's, interleaved (baseline, new, baseline, new).
+4. ``t2 passk`` on 10^7 scored samples (1,000 problems × 10^4) in child processes, baseline then
+new: CPU and wall time and peak RSS (goal <= 2 GB); and reading votes by an arrow group-by vs the
+per-sample Python lists (``votes_by_problem``, still used by reliability) on 10^6 of them.
+
+The baseline is ``harness/passk.py`` at git revision ``--baseline`` (default: the commit before
+the Gauss–Legendre fast path), loaded from ``git show`` under another name; only its
+``_majority`` is swapped in, so both sides share everything else.
 
 The full reference is 10^7 calls, too slow to run: it is timed on a random subset of
 (problem, k) pairs and its per-call time extrapolated. The max absolute difference is checked on
 that subset and on every k of a few whole problems; a few hundred entries are also checked against
 exact rational arithmetic (math.comb) to show which side any difference comes from.
 
-Run by hand: taskset -c 1 python tests/bench/bench_passk.py  (writes results/bench/passk.md)
+Run by hand: taskset -c 1 python tests/bench/bench_passk.py [--baseline REV]  (writes results/bench/passk.md)
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import importlib.util
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from math import comb
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
 
-from harness import records
+from harness import passk, records
 from harness.passk import (
     _answer_groups,
-    _majority,
     _majority_counts,
     default_ks,
     pass_at_k,
@@ -46,6 +55,30 @@ from harness.passk import (
 )
 
 P, N, SUBSET, EXACT = 1_000, 10_000, 20_000, 300
+ROOT = Path(__file__).resolve().parents[2]
+BASELINE = "ddadc91"  # the last commit before the Gauss–Legendre fast path of maj@k
+
+
+def baseline_module(rev: str, folder: Path) -> tuple[ModuleType, Path]:
+    """harness/passk.py at git revision ``rev``, imported as ``passk_baseline`` (and its file)."""
+    path = folder / "passk_baseline.py"
+    path.write_text(subprocess.run(["git", "show", f"{rev}:harness/passk.py"], cwd=ROOT, check=True,
+                                   capture_output=True, text=True).stdout)
+    spec = importlib.util.spec_from_file_location("passk_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, path
+
+
+@contextlib.contextmanager
+def majority_of(fn: Callable) -> Iterator[None]:
+    """harness.passk._majority replaced by ``fn`` inside the block (passk_table looks it up at call time)."""
+    current = passk._majority
+    passk._majority = fn
+    try:
+        yield
+    finally:
+        passk._majority = current
 
 
 def reference(n: int, c: int, k: int) -> float:
@@ -108,24 +141,27 @@ def vote_counts(rng: np.random.Generator, n: int, answers: int, concentration: f
     return sizes, scores, int(counts[-1])
 
 
-def majority_rows() -> list[str]:
-    """maj@k at every default k, new vs exact, where the exact one finishes."""
+def majority_rows(baseline: ModuleType) -> list[str]:
+    """maj@k at every default k: exact subset counting / baseline / new, where the exact one finishes."""
     rows = []
     for n, problems in ((1_000, 4), (2_000, 2)):
         rng = np.random.default_rng(n)
         ks = np.array(default_ks(n))
-        t_new = t_old = diff = 0.0
+        seconds, diff = {"exact": 0.0, "baseline": 0.0, "new": 0.0}, 0.0
         for _ in range(problems):
             sizes, scores, abstain = vote_counts(rng, n, 30, 2.0)
-            start = time.process_time()
-            new = _majority(n, ks, sizes, scores[None, :], abstain)[0].sum(axis=1)
-            t_new += time.process_time() - start
-            start = time.process_time()
-            old = _majority_counts(n, ks, sizes, scores[None, :])[0].sum(axis=1)
-            t_old += time.process_time() - start
-            diff = max(diff, float(np.abs(new - old).max()))
-        rows.append(f"| maj@k, {problems} problems × n = {n:,}, 30 answers, every default k: exact / new (CPU s) | "
-                    f"{t_old:.2f} / {t_new:.2f} = **{t_old / t_new:.1f}×**, max abs difference {diff:.1e} |")
+            got = {}
+            for name, fn in (("exact", lambda: _majority_counts(n, ks, sizes, scores[None, :])),
+                             ("baseline", lambda: baseline._majority(n, ks, sizes, scores[None, :], abstain)),
+                             ("new", lambda: passk._majority(n, ks, sizes, scores[None, :], abstain))):
+                start = time.process_time()
+                got[name] = fn()[0].sum(axis=1)
+                seconds[name] += time.process_time() - start
+            diff = max(diff, float(np.abs(got["new"] - got["exact"]).max()))
+        rows.append(f"| maj@k, {problems} problems × n = {n:,}, 30 answers, every default k: exact / baseline / new "
+                    f"(CPU s) | {seconds['exact']:.2f} / {seconds['baseline']:.2f} / {seconds['new']:.2f} = "
+                    f"**{seconds['exact'] / seconds['new']:.1f}×** / **{seconds['baseline'] / seconds['new']:.1f}×**, "
+                    f"max abs difference new − exact {diff:.1e} |")
     return rows
 
 
@@ -152,21 +188,50 @@ def scores_table(rng: np.random.Generator, problems: int, n: int, answers: int, 
     return problems_table, scores
 
 
-def target_rows() -> list[str]:
-    """The issue's target, 100 problems × n = 10^4, up to 60 answers, one table call."""
+def target_rows(baseline: ModuleType) -> list[str]:
+    """The issue's target, 100 problems × n = 10^4, up to 60 answers, one table call; baseline and
+    new interleaved twice (B N B N) so that load hits both alike."""
     rows = []
     for label, concentration in (("Dirichlet(1) shares", 1.0), ("60 near-equal answers, the worst case", 50.0)):
         problems, scores = scores_table(np.random.default_rng(3), 100, 10_000, 60, concentration)
-        start, wall = time.process_time(), time.perf_counter()
-        table = passk_table(problems, scores)
-        seconds, wall = time.process_time() - start, time.perf_counter() - wall
+        cpu, wall, maj = {"baseline": [], "new": []}, {"baseline": [], "new": []}, {}
+        for name in ("baseline", "new") * 2:
+            with majority_of(baseline._majority if name == "baseline" else passk._majority):
+                start, wall_start = time.process_time(), time.perf_counter()
+                table = passk_table(problems, scores)
+                cpu[name].append(time.process_time() - start)
+                wall[name].append(time.perf_counter() - wall_start)
+            maj[name] = table["maj_at_k"].to_numpy()
+        b, n = np.mean(cpu["baseline"]), np.mean(cpu["new"])
         rows.append(f"| passk_table, 100 problems × n = 10,000, ≤ 60 answers ({label}), pass@k + maj@k at "
-                    f"{table.num_rows} default k: CPU s (wall s); goal <= 60 | **{seconds:.1f}** ({wall:.1f}) |")
+                    f"{table.num_rows} default k: CPU s (wall s), mean of 2 interleaved runs, baseline / new; goal <= 60 | "
+                    f"{b:.1f} ({np.mean(wall['baseline']):.1f}) / **{n:.1f}** ({np.mean(wall['new']):.1f}) = "
+                    f"**{b / n:.1f}×**, runs {' '.join(f'{t:.1f}' for t in cpu['baseline'])} / "
+                    f"{' '.join(f'{t:.1f}' for t in cpu['new'])}, max abs difference of maj@k "
+                    f"{np.abs(maj['new'] - maj['baseline']).max():.1e} |")
+        print(rows[-1], flush=True)
     return rows
 
 
-def ten_million_rows() -> list[str]:
-    """t2 passk on 10^7 scored samples in a child process; and the vote-reading step, old vs new."""
+def child(args: list[str]) -> tuple[float, float, float]:
+    """(CPU s, wall s, peak RSS GiB) of one child process (os.wait4: its own rusage)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{args[:3]} exited with status {status}")
+    return usage.ru_utime + usage.ru_stime, time.perf_counter() - start, usage.ru_maxrss / 2**20
+
+
+CLI = ("import importlib.util, sys; import harness.passk as p; path = sys.argv.pop(1)\n"
+       "if path:\n    spec = importlib.util.spec_from_file_location('passk_baseline', path)\n"
+       "    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); p._majority = m._majority\n"
+       "from harness.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def ten_million_rows(baseline_path: Path) -> list[str]:
+    """t2 passk on 10^7 scored samples in child processes (baseline's _majority, then the new one);
+    and the vote-reading step, old vs new."""
     rng = np.random.default_rng(4)
     with tempfile.TemporaryDirectory() as tmp:
         problems, scores = scores_table(rng, 1_000, 10_000, 10, 1.0)
@@ -180,33 +245,39 @@ def ten_million_rows() -> list[str]:
         start = time.process_time()
         _answer_groups(small)
         t_groups = time.process_time() - start
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main(sys.argv[1:]))",
-                        "passk", tmp], check=True, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - start
-    child = resource.getrusage(resource.RUSAGE_CHILDREN)
-    peak, cpu = child.ru_maxrss / 2**20, child.ru_utime + child.ru_stime  # KiB -> GiB; CPU s
-    return [f"| `t2 passk` on 10^7 scored samples (1,000 problems × 10^4, ≤ 10 answers each), child process: "
-            f"CPU s (wall s) / peak RSS (GiB; goal <= 2) | **{cpu:.0f}** ({wall:.0f}) / **{peak:.2f}** |",
+        runs = {name: child([sys.executable, "-c", CLI, path, "passk", tmp])
+                for name, path in (("baseline", str(baseline_path)), ("new", ""))}
+    (b_cpu, b_wall, b_peak), (cpu, wall, peak) = runs["baseline"], runs["new"]
+    return [f"| `t2 passk` on 10^7 scored samples (1,000 problems × 10^4, ≤ 10 answers each), child processes, "
+            f"baseline / new: CPU s (wall s) / peak RSS (GiB; goal <= 2) | {b_cpu:.0f} ({b_wall:.0f}) / {b_peak:.2f} "
+            f"vs **{cpu:.0f}** ({wall:.0f}) / **{peak:.2f}**: **{b_cpu / cpu:.1f}×** |",
             f"| reading votes of 10^6 scored samples: per-sample Python lists (`votes_by_problem`) / arrow "
             f"group-by (`_answer_groups`) (CPU s) | {t_lists:.2f} / {t_groups:.2f} = **{t_lists / t_groups:.0f}×** |"]
 
 
 def main() -> None:
-    rows = pass_at_k_rows() + majority_rows() + target_rows() + ten_million_rows()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--baseline", default=BASELINE, help="git revision whose harness/passk.py _majority is the baseline")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        baseline, baseline_path = baseline_module(args.baseline, Path(folder))
+        rows = pass_at_k_rows() + majority_rows(baseline) + target_rows(baseline) + ten_million_rows(baseline_path)
     load = os.getloadavg()
     table = "\n".join(["| quantity | value |", "|---|---:|"] + rows)
     print(table)
-    out = Path(__file__).resolve().parents[2] / "results" / "bench" / "passk.md"
+    out = ROOT / "results" / "bench" / "passk.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         "# pass@k and maj@k at large n\n\n"
-        "Run by hand with `taskset -c 1 python tests/bench/bench_passk.py` on one core of the 2-core "
-        f"development CPU, shared with other jobs (load average at the end: {load[0]:.1f} / {load[1]:.1f} / "
-        f"{load[2]:.1f} over 1 / 5 / 15 min, on 2 cores), so wall times are inflated several-fold; the new "
-        "sections report the process's CPU seconds (single-threaded, OMP_NUM_THREADS=1) beside them. The pass@k reference's total time is "
-        "extrapolated from its measured per-call time; the full 10^7-call loop was not run. The exact maj@k "
-        "(previous implementation) is run only where it finishes (it took 45.7 s for one problem at n = 4,000).\n\n"
+        f"Run by hand with `taskset -c 1 python tests/bench/bench_passk.py --baseline {args.baseline}` on one core "
+        "of the 2-core development CPU, shared with other jobs (load average at the end: "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} over 1 / 5 / 15 min, on 2 cores), so wall times are "
+        "inflated; the maj@k sections report the process's CPU seconds (single-threaded, OMP_NUM_THREADS=1) "
+        f"beside them. Baseline: `_majority` of harness/passk.py at {args.baseline} (the previous fast path: "
+        "tie polynomial in x, exact subset counting for k <= 32), swapped into the current module, run "
+        "interleaved with the new one. The pass@k reference's total time is extrapolated from its measured "
+        "per-call time; the full 10^7-call loop was not run. The exact maj@k (first implementation) is run "
+        "only where it finishes (it took 45.7 s for one problem at n = 4,000).\n\n"
         + table + "\n")
 
 
