@@ -65,7 +65,7 @@ def baseline_module(rev: str, folder: Path) -> tuple[ModuleType, Path]:
     path.write_text(subprocess.run(["git", "show", f"{rev}:harness/passk.py"], cwd=ROOT, check=True,
                                    capture_output=True, text=True).stdout)
     spec = importlib.util.spec_from_file_location("passk_baseline", path)
-    module = importlib.util.module_from_spec(spec)
+    module = sys.modules["passk_baseline"] = importlib.util.module_from_spec(spec)  # dataclasses look it up
     spec.loader.exec_module(module)
     return module, path
 
@@ -225,7 +225,8 @@ def child(args: list[str]) -> tuple[float, float, float]:
 
 CLI = ("import importlib.util, sys; import harness.passk as p; path = sys.argv.pop(1)\n"
        "if path:\n    spec = importlib.util.spec_from_file_location('passk_baseline', path)\n"
-       "    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); p._majority = m._majority\n"
+       "    m = sys.modules['passk_baseline'] = importlib.util.module_from_spec(spec)\n"
+       "    spec.loader.exec_module(m); p._majority = m._majority\n"
        "from harness.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
