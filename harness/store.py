@@ -19,8 +19,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from harness import records
 from harness.errors import DataError
@@ -49,9 +51,7 @@ class SampleStore:
         table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
         if table.num_rows == 0:
             return None
-        self._flushes += 1
-        name = f"part-{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._flushes:05d}.parquet"
-        return records.write_table(self.dir / name, "samples", table)
+        return records.write_table(self.dir / self._new_name(), "samples", table)
 
     def read(self) -> pa.Table:
         """All samples, one row per key, sorted by key."""
@@ -70,11 +70,14 @@ class SampleStore:
 
     def compact(self, at: int = 64) -> None:
         """Rewrite the store as one shard once it holds more than ``at`` shards (reading many small
-        shards is slow: per-problem flushes make one each). Same rows; a kill midway leaves
-        duplicates with equal text, which reading drops."""
+        shards is slow: per-problem flushes make one each). Streamed: :meth:`_unique_batches` of every
+        column into a temporary that is renamed when complete, then the old shards go, so memory is
+        one batch (and one group of repeated problems, if any) and a kill never loses a row: before
+        the rename the store is as it was, after it the old shards repeat keys with equal text,
+        which reading drops."""
         shards = self.shards()
         if len(shards) > at:
-            self.append(self.read())
+            records.write_batches(self.dir / self._new_name(), "samples", self._unique_batches(shards, None))
             for path in shards:
                 path.unlink()
 
@@ -84,45 +87,144 @@ class SampleStore:
 
     def stored_counts(self, task: str, n: int) -> dict[str, int]:
         """{problem id: how many of samples 0..n-1 of ``task`` are stored} (problems with none left
-        out). The driver appends each problem's samples start..n-1 as one shard, so they are always
-        samples 0..count-1. Reads the key columns only (no texts): resume starts fast at 10⁷ samples."""
-        table = self._keys()
-        table = table.filter(pc.and_(pc.equal(table["task"], task), pc.less(table["sample_idx"], n)))
-        counts = table.group_by("problem_id").aggregate([("sample_idx", "count_distinct")])
-        return dict(zip(counts["problem_id"].to_pylist(), counts["sample_idx_count_distinct"].to_pylist()))
-
-    def _keys(self) -> pa.Table:
-        """The key columns of every stored row (duplicates included), no texts."""
-        parts = [records.read_table(path, "samples", list(KEY)) for path in self.shards()]
-        if not parts:
-            return pa.schema([(k, records.COLUMNS["samples"][k]) for k in KEY]).empty_table()
-        return pa.concat_tables(parts)
-
-    def _may_repeat(self) -> bool:
-        """Whether two shards hold overlapping sample_idx ranges [min, max] of one problem (a shard
-        holds each key at most once: the driver, :meth:`compact` and merges write deduplicated
-        rows). Reads one shard's key columns at a time: memory is per shard, not per store."""
-        spans = [records.read_table(path, "samples", list(KEY)).group_by(["task", "problem_id"]).aggregate(
-            [("sample_idx", "min"), ("sample_idx", "max")]) for path in self.shards()]
-        if len(spans) < 2:
-            return False
-        table = pa.concat_tables(spans).sort_by([("task", "ascending"), ("problem_id", "ascending"),
-                                                 ("sample_idx_min", "ascending")])
-        same = [pc.equal(table[k].slice(1), table[k].slice(0, table.num_rows - 1)) for k in ("task", "problem_id")]
-        overlap = pc.less_equal(table["sample_idx_min"].slice(1), table["sample_idx_max"].slice(0, table.num_rows - 1))
-        return bool(pc.any(pc.and_(pc.and_(*same), overlap)).as_py())
+        out). Reads the key columns only (no texts), _KEY_ROWS rows at a time, into per-shard counts
+        (:func:`_spans`): resume starts fast and small at 10⁷ samples. Problems that two shards both
+        hold (:func:`_repeated`) are counted key by key instead."""
+        shards = self.shards()
+        spans = _spans(shards, below=n)
+        repeated = _repeated(spans)
+        repeated = repeated.filter(pc.equal(repeated["task"], task))
+        mine = spans.filter(pc.equal(spans["task"], task))
+        if repeated.num_rows:
+            mine = mine.filter(pc.invert(pc.is_in(_problem_keys(mine), value_set=_problem_keys(repeated))))
+        counts = mine.group_by("problem_id").aggregate([("below", "sum")])
+        out = {p: c for p, c in zip(counts["problem_id"].to_pylist(), counts["below_sum"].to_pylist()) if c}
+        for table in _repeated_rows(shards, spans, repeated, list(KEY)):
+            table = table.filter(pc.less(table["sample_idx"], n)).group_by("problem_id").aggregate(
+                [("sample_idx", "count_distinct")])
+            out.update(zip(table["problem_id"].to_pylist(), table["sample_idx_count_distinct"].to_pylist()))
+        return out
 
     def batches(self, columns: Sequence[str], rows: int = 65_536) -> Iterator[pa.Table]:
         """The samples' ``columns``, one row per key, as tables of at most ``rows`` rows, shard by
-        shard (in store order, not sorted), holding one batch of texts at a time. A store that may
-        hold some key twice (a compaction killed midway: :meth:`_may_repeat`) is read whole instead
-        (:meth:`read`, which checks the copies agree)."""
-        if self._may_repeat():
-            whole = self.read().select(list(columns))
-            yield from (whole.slice(i, rows) for i in range(0, whole.num_rows, rows))
-            return
-        for path in self.shards():
-            yield from records.iter_table(path, "samples", columns, rows)
+        shard (in store order, not sorted), holding one batch of texts at a time
+        (:meth:`_unique_batches`)."""
+        return self._unique_batches(self.shards(), list(columns), rows)
+
+    def _unique_batches(self, shards: Sequence[Path], columns: list[str] | None, rows: int = 65_536
+                        ) -> Iterator[pa.Table]:
+        """Every stored row of ``shards`` once, ``columns`` of it (None: all, on the shards' unified
+        schema), in tables of at most ``rows`` rows: shard by shard, except the problems that two
+        shards both hold (:func:`_repeated`: a compaction killed midway, a retried task), which come
+        last, _DEDUP_ROWS stored rows at a time, their copies' texts compared (:func:`_dedup`)."""
+        schema = _unified_schema(shards) if columns is None else None
+        names = schema.names if schema is not None else columns
+        spans = _spans(shards)
+        repeated = _repeated(spans)
+        skip = _problem_keys(repeated) if repeated.num_rows else None
+        read = names if skip is None else list(dict.fromkeys([*names, "task", "problem_id"]))
+        for path in shards:
+            for batch in _shard_batches(path, read, rows, schema):
+                if skip is not None:
+                    batch = batch.filter(pc.invert(pc.is_in(_problem_keys(batch), value_set=skip)))
+                yield batch.select(names)
+        for table in _repeated_rows(shards, spans, repeated, list(dict.fromkeys([*names, *KEY, "text"])), schema):
+            table = _dedup(table.sort_by([(k, "ascending") for k in KEY] + [("_shard", "ascending")]), shards)
+            table = table.select(names)
+            yield from (table.slice(i, rows) for i in range(0, table.num_rows, rows))
+
+    def _new_name(self) -> str:
+        """A shard name no other writer takes: time (ns), host, pid and this store's flush count."""
+        self._flushes += 1
+        return f"part-{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._flushes:05d}.parquet"
+
+
+_KEY_ROWS = 1 << 20  # rows of key columns read at a time (resume start, spans)
+_DEDUP_ROWS = 1 << 21  # stored rows (copies included) of repeated problems deduplicated at a time
+_SPAN_COLUMNS = {"shard": pa.int32(), "task": pa.string(), "problem_id": pa.string(), "lo": pa.int64(),
+                 "hi": pa.int64(), "rows": pa.int64(), "below": pa.int64()}
+
+
+def _spans(shards: Sequence[Path], below: int | None = None) -> pa.Table:
+    """One row per shard and problem: shard (index into ``shards``), task, problem_id, lo and hi (its
+    least and largest sample_idx there), rows, and below (rows with sample_idx < ``below``; 0 when
+    None). Reads the key columns only, _KEY_ROWS rows at a time."""
+    parts = []
+    for i, path in enumerate(shards):
+        for batch in records.iter_table(path, "samples", list(KEY), _KEY_ROWS):
+            flag = pc.less(batch["sample_idx"], below) if below is not None else pa.nulls(batch.num_rows, pa.bool_())
+            batch = batch.append_column("below", pc.fill_null(flag, False).cast(pa.int64()))
+            part = batch.group_by(["task", "problem_id"]).aggregate(
+                [("sample_idx", "min"), ("sample_idx", "max"), ("sample_idx", "count"), ("below", "sum")])
+            parts.append(part.append_column("shard", pa.array(np.full(part.num_rows, i, np.int32))))
+    if not parts:
+        return pa.schema(list(_SPAN_COLUMNS.items())).empty_table()
+    table = pa.concat_tables(parts).group_by(["shard", "task", "problem_id"]).aggregate(
+        [("sample_idx_min", "min"), ("sample_idx_max", "max"), ("sample_idx_count", "sum"), ("below_sum", "sum")])
+    return pa.table([table[c] for c in ("shard", "task", "problem_id", "sample_idx_min_min", "sample_idx_max_max",
+                                        "sample_idx_count_sum", "below_sum_sum")], names=list(_SPAN_COLUMNS))
+
+
+def _repeated(spans: pa.Table) -> pa.Table:
+    """(task, problem_id, rows = its stored rows in all shards) of the problems whose sample_idx
+    spans [lo, hi] overlap in two shards (a shard holds each key at most once: the driver,
+    :meth:`SampleStore.compact` and merges write deduplicated rows), sorted; every other problem's
+    shards hold disjoint keys."""
+    table = spans.sort_by([("task", "ascending"), ("problem_id", "ascending"), ("lo", "ascending")])
+    last = table.num_rows - 1
+    if last < 1:
+        return table.select(["task", "problem_id", "rows"]).slice(0, 0)
+    same = [pc.equal(table[k].slice(1), table[k].slice(0, last)) for k in ("task", "problem_id")]
+    overlap = pc.and_(pc.and_(*same), pc.less_equal(table["lo"].slice(1), table["hi"].slice(0, last)))
+    hit = table.slice(1).filter(overlap).select(["task", "problem_id"]).group_by(["task", "problem_id"]).aggregate([])
+    counts = spans.group_by(["task", "problem_id"]).aggregate([("rows", "sum")]).rename_columns(
+        ["task", "problem_id", "rows"])
+    return counts.join(hit, ["task", "problem_id"], join_type="inner").sort_by(
+        [("task", "ascending"), ("problem_id", "ascending")])
+
+
+def _repeated_rows(shards: Sequence[Path], spans: pa.Table, repeated: pa.Table, columns: list[str],
+                   schema: pa.Schema | None = None) -> Iterator[pa.Table]:
+    """The stored rows (``columns`` plus ``_shard``, the index of their shard; copies included) of the
+    ``repeated`` problems, one table per group of them holding <= _DEDUP_ROWS rows (a problem
+    alone may hold more), read from the shards that hold them."""
+    sizes = np.asarray(repeated["rows"].to_numpy(zero_copy_only=False), dtype=np.int64)
+    first = 0
+    while first < sizes.size:
+        last = first + max(1, int(np.searchsorted(np.cumsum(sizes[first:]), _DEDUP_ROWS, side="right")))
+        keys = _problem_keys(repeated.slice(first, last - first))
+        holders = set(spans.filter(pc.is_in(_problem_keys(spans), value_set=keys))["shard"].to_pylist())
+        parts = []
+        for i in sorted(holders):
+            for batch in _shard_batches(shards[i], columns, _KEY_ROWS, schema):
+                batch = batch.filter(pc.is_in(_problem_keys(batch), value_set=keys))
+                parts.append(batch.append_column("_shard", pa.array(np.full(batch.num_rows, i, np.int32))))
+        yield pa.concat_tables(parts)
+        first = last
+
+
+def _problem_keys(table: pa.Table) -> pa.Array:
+    """task and problem_id joined by a unit separator (U+001F): one string per row to match problems by."""
+    return pc.binary_join_element_wise(table["task"], table["problem_id"], "\x1f")
+
+
+def _unified_schema(shards: Sequence[Path]) -> pa.Schema:
+    """The samples schema of ``shards`` together: every column any of them holds (types promoted)."""
+    return pa.unify_schemas([records.to_table("samples", pq.read_schema(p).empty_table()).schema for p in shards],
+                            promote_options="permissive")
+
+
+def _shard_batches(path: Path, columns: list[str], rows: int, schema: pa.Schema | None = None
+                   ) -> Iterator[pa.Table]:
+    """``columns`` of one shard in tables of at most ``rows`` rows; with ``schema``, all of its columns
+    instead, those the shard lacks as nulls, in its order and types."""
+    held = set(pq.read_schema(path).names) if schema is not None else set(columns)
+    read = [f.name for f in schema if f.name in held] if schema is not None else columns
+    for batch in records.iter_table(path, "samples", read, rows):
+        if schema is not None:
+            batch = pa.table([batch[f.name].cast(f.type) if f.name in held else pa.nulls(batch.num_rows, f.type)
+                              for f in schema], schema=schema)
+        yield batch
 
 
 def read_shards(shards: Sequence[Path]) -> pa.Table:

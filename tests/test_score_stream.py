@@ -10,7 +10,7 @@ import pytest
 from harness import records, sampling
 from harness.rundir import RunDir
 from harness.sampling import load_problems, score_run
-from harness.store import SampleStore
+from harness.store import SampleStore, _repeated, _spans
 
 
 def texts_run(path, copies: int = 1):
@@ -46,7 +46,7 @@ def test_streamed_scores_judge_each_stored_sample_once(tmp_path, monkeypatch, co
 
 def test_a_grown_store_streams_without_a_whole_read_and_a_repeated_key_is_read_once(tmp_path):
     """Shards holding disjoint sample ranges of one problem (a grown run) stream as they are; a
-    key stored in two shards sends reading through the deduplicating whole read."""
+    key stored in two shards sends its problem through the deduplicating group read (store._repeated)."""
     grown, repeated = SampleStore(tmp_path / "grown"), SampleStore(tmp_path / "repeated")
     texts_run(tmp_path / "base")
     rows = SampleStore(tmp_path / "base").read()
@@ -58,4 +58,4 @@ def test_a_grown_store_streams_without_a_whole_read_and_a_repeated_key_is_read_o
         keys = [(r["problem_id"], r["sample_idx"]) for b in store.batches(["problem_id", "sample_idx"], 4)
                 for r in b.to_pylist()]
         assert sorted(keys) == sorted((r["problem_id"], r["sample_idx"]) for r in rows.to_pylist())
-    assert not grown._may_repeat() and repeated._may_repeat()
+    assert _repeated(_spans(grown.shards())).num_rows == 0 and _repeated(_spans(repeated.shards())).num_rows == 5  # sample 6 of each

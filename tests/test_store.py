@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import records
+from harness import store as store_module
 from harness.store import SampleStore, union_samples
 
 
@@ -71,11 +74,13 @@ def test_stored_counts_read_keys_only_and_count_each_sample_once(tmp_path):
     assert store.stored_counts("gsm8k", 3) == {"p1": 3, "p2": 1}
     assert store.stored_counts("math", 8) == {}
     reads = []
-    real = records.read_table
+    whole, batched = records.read_table, records.iter_table
     with pytest.MonkeyPatch.context() as patch:  # resume start must not load texts (10⁷ samples)
         patch.setattr(records, "read_table", lambda path, kind, columns=None: reads.append(columns)
-                      or real(path, kind, columns))
-        store.stored_counts("gsm8k", 8)
+                      or whole(path, kind, columns))
+        patch.setattr(records, "iter_table", lambda path, kind, columns, rows: reads.append(columns)
+                      or batched(path, kind, columns, rows))
+        assert store.stored_counts("gsm8k", 8) == {"p1": 4, "p2": 1}  # p1 is repeated: counted key by key
     assert reads and all(c is not None and "text" not in c for c in reads)
 
 
@@ -135,3 +140,97 @@ def test_compact_keeps_every_row_in_one_shard(tmp_path):
     for k in range(5):  # as if a kill came after the new shard was written, before the old went
         store.append(rows(f"p{k}", 3))
     assert store.read().equals(before) and first in store.shards()
+
+
+def _no_whole_reads(patch: pytest.MonkeyPatch) -> None:
+    """Make reading a whole shard (texts included) or the whole store fail: only streamed reads work."""
+    whole = records.read_table
+
+    def keys_only(path, kind, columns=None):
+        assert columns is not None and "text" not in columns, "a whole shard was read"
+        return whole(path, kind, columns)
+
+    patch.setattr(records, "read_table", keys_only)
+    patch.setattr(store_module, "read_shards", lambda shards: pytest.fail("the whole store was read"))
+
+
+@pytest.mark.parametrize("dedup_rows", [1, 4, 1 << 21])
+def test_compact_streams_and_drops_repeats_group_by_group(tmp_path, monkeypatch, dedup_rows):
+    """Compaction reads the shards batch by batch (never a whole shard with texts, never the whole
+    store), also when keys repeat (a compaction killed after its rename): repeated problems are
+    deduplicated ``dedup_rows`` stored rows at a time; every key ends up once, same columns."""
+    store = SampleStore(tmp_path)
+    for k in range(6):
+        store.append(rows(f"p{k}", 5))
+    before = store.read()
+    store.append(rows("p1", 5) + rows("p4", 3))  # repeats of two problems
+    store.append(rows("p1", 2))
+    monkeypatch.setattr(store_module, "_KEY_ROWS", 2)  # key columns read two rows at a time
+    monkeypatch.setattr(store_module, "_DEDUP_ROWS", dedup_rows)
+    with pytest.MonkeyPatch.context() as patch:
+        _no_whole_reads(patch)
+        store.compact(at=2)
+        keys = [(r["problem_id"], r["sample_idx"]) for b in store.batches(["problem_id", "sample_idx"], 3)
+                for r in b.to_pylist()]
+        assert store.stored_counts("gsm8k", 4) == {f"p{k}": 4 for k in range(6)}
+    assert len(store.shards()) == 1 and store.read().equals(before)
+    assert sorted(keys) == [(f"p{k}", i) for k in range(6) for i in range(5)]
+
+
+def test_compact_refuses_conflicting_repeats_and_changes_nothing(tmp_path):
+    store = SampleStore(tmp_path)
+    for k in range(3):
+        store.append(rows(f"p{k}", 3))
+    first = store.append(rows("p1", 3))
+    second = store.append(rows("p1", 3, text="other{i}"))
+    shards = store.shards()
+    with pytest.raises(ValueError) as e:
+        store.compact(at=2)
+    assert first.name in str(e.value) and second.name in str(e.value)
+    assert store.shards() == shards and sorted(p.name for p in store.dir.iterdir()) == sorted(p.name for p in shards)
+
+
+@pytest.mark.parametrize("kill_after_unlinks", [None, 0, 2])
+def test_a_compaction_stopped_midway_loses_nothing(tmp_path, monkeypatch, kill_after_unlinks):
+    """Stopped while writing (None: the writer dies after its first batch) or after the rename with
+    some old shards left: the store reads back the same rows, and the next compaction finishes."""
+    store = SampleStore(tmp_path)
+    for k in range(5):
+        store.append(rows(f"p{k}", 4))
+    before = store.read()
+    with pytest.MonkeyPatch.context() as patch:
+        if kill_after_unlinks is None:
+            real = store._unique_batches
+
+            def dying(shards, columns, rows=65_536):
+                yield next(real(shards, columns, rows))
+                raise KeyboardInterrupt
+            patch.setattr(store, "_unique_batches", dying)
+        else:
+            unlinks, real_unlink = [], Path.unlink
+
+            def unlink_then_die(path, *args, **kwargs):  # recorded, done for real after the "kill"
+                if len(unlinks) == kill_after_unlinks:
+                    raise KeyboardInterrupt
+                unlinks.append(path)
+            patch.setattr(Path, "unlink", unlink_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            store.compact(at=2)
+        if kill_after_unlinks is not None:  # the unlinks that "happened" before the kill
+            for path in unlinks:
+                real_unlink(path)
+    assert store.read().equals(before)
+    store.compact(at=2)
+    assert len(store.shards()) == 1 and store.read().equals(before)
+
+
+def test_compact_keeps_a_column_only_some_shards_hold(tmp_path):
+    store = SampleStore(tmp_path)
+    store.append(rows("p1", 2))
+    store.append([{**r, "extra": 7} for r in rows("p2", 2)])
+    store.append(rows("p3", 2))
+    before = store.read()
+    store.compact(at=2)
+    after = store.read()
+    assert len(store.shards()) == 1 and after.equals(before.select(after.column_names))
+    assert after.sort_by("problem_id")["extra"].to_pylist() == [None, None, 7, 7, None, None]
