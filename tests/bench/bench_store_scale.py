@@ -2,13 +2,16 @@
 
 A run directory of the synthetic arithmetic task (P questions × 10^4 samples, short texts: " 42."
 style answers, right on ~1 sample in 4) is written in shards of 100 problems (10^6 samples). Each phase runs in its own child process, which reports its CPU time, wall time and peak
-RSS (ru_maxrss): resume start (``SampleStore.stored_counts``, key columns only), ``t2 score``
-(streamed, harness.sampling.SCORE_BATCH rows of texts at a time) and ``t2 passk``. Baseline, at
-10^6 only: the previous scorer's reading, every text of the store as one Python list
-(``store.read()...to_pylist()``) before judging. Goal: peak memory <= 2 GB at 10^7.
+RSS (ru_maxrss): resume start (``SampleStore.stored_counts``, key columns only), compaction
+(``SampleStore.compact``, on a copy of the store), ``t2 score`` (streamed,
+harness.sampling.SCORE_BATCH rows of texts at a time) and ``t2 passk``. Baselines, each run just
+before its new phase: resume start and compaction of harness/store.py at git revision
+``--baseline`` (loaded from ``git show`` under another name), and, at 10^6 only, the previous
+scorer's reading, every text of the store as one Python list (``store.read()...to_pylist()``)
+before judging. Goal: peak memory <= 2 GB at 10^7.
 
-Run by hand: python tests/bench/bench_store_scale.py [--sizes 100 1000]  (problems; writes
-results/bench/store_scale.md)
+Run by hand: python tests/bench/bench_store_scale.py [--sizes 100 1000] [--baseline REV]  (problems;
+writes results/bench/store_scale.md)
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,13 +35,15 @@ from harness.sampling import load_problems
 from harness.store import SampleStore
 
 N = 10_000
+BASELINE = "ddadc91"  # the last commit before the streamed compaction and per-batch resume start
 NOTES = """
-The baseline row is only the previous scorer's reading step (no judging): its memory grows with the
-store's texts, the streamed scorer's does not. `t2 passk` here sees up to 101 distinct answers per
-problem (100 wrong numbers + the gold), so its exact maj@k costs more than in bench_passk.py (<= 10).
-Not streamed yet (outside these phases): at the end of each `t2 sample` session the store is
-compacted when it holds more than 64 shards (`SampleStore.compact` reads it whole, texts included),
-which at 10^7 samples holds the whole store in memory. (cost.json reads the token columns only.)
+The score baseline row is only the previous scorer's reading step (no judging): its memory grows
+with the store's texts, the streamed scorer's does not. Resume start now sums per-shard counts of
+the key columns read 2^20 rows at a time (the baseline concatenated every shard's key columns and
+grouped them at once); compaction streams 65,536-row batches into the new shard (the baseline read
+the whole store, texts included, sorted it and wrote it). `t2 passk` here sees up to 101 distinct
+answers per problem (100 wrong numbers + the gold), more than bench_passk.py (<= 10). (cost.json
+reads the token columns only.)
 """
 CHILD = """
 import json, resource, sys, time
@@ -46,14 +52,24 @@ t0, c0 = time.perf_counter(), time.process_time()
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({{"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "rss_gib": usage.ru_maxrss / 2**20}}))
 """
-PHASES = {
-    "resume start (stored_counts)": "from harness.store import SampleStore\n"
-                                    "SampleStore(sys.argv[1]).stored_counts('arithmetic', 10_000)",
-    "t2 score (streamed)": "from harness.cli import main\nmain(['score', sys.argv[1]])",
-    "t2 passk": "from harness.cli import main\nmain(['passk', sys.argv[1], '--bootstrap', '200'])",
-    "baseline: previous score's read (all texts as Python lists)":
+BASELINE_STORE = ("import importlib.util\n"
+                  "spec = importlib.util.spec_from_file_location('store_baseline', sys.argv[2])\n"
+                  "store = sys.modules['store_baseline'] = importlib.util.module_from_spec(spec)\n"
+                  "spec.loader.exec_module(store)\n")
+PHASES = {  # name: (child body, whether it compacts: run on a copy of the store)
+    "baseline: previous resume start (stored_counts)": (
+        BASELINE_STORE + "store.SampleStore(sys.argv[1]).stored_counts('arithmetic', 10_000)", False),
+    "resume start (stored_counts)": ("from harness.store import SampleStore\n"
+                                     "SampleStore(sys.argv[1]).stored_counts('arithmetic', 10_000)", False),
+    "baseline: previous compaction (whole read)": (
+        BASELINE_STORE + "store.SampleStore(sys.argv[1]).compact(at=0)", True),
+    "compaction (streamed)": ("from harness.store import SampleStore\nSampleStore(sys.argv[1]).compact(at=0)", True),
+    "t2 score (streamed)": ("from harness.cli import main\nmain(['score', sys.argv[1]])", False),
+    "t2 passk": ("from harness.cli import main\nmain(['passk', sys.argv[1], '--bootstrap', '200'])", False),
+    "baseline: previous score's read (all texts as Python lists)": (
         "from harness.store import SampleStore\n"
         "rows = SampleStore(sys.argv[1]).read().select(['task', 'problem_id', 'sample_idx', 'text']).to_pylist()",
+        False),
 }
 
 
@@ -76,9 +92,9 @@ def write_run(path: Path, problems: int, per_shard: int = 100) -> None:
             "finish_reason": pa.array(["stop"] * rows), "cumulative_logprob": np.full(rows, -1.0)}))
 
 
-def measure(body: str, run: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD.format(body=body), str(run)], capture_output=True,
-                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+def measure(body: str, run: Path, baseline: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD.format(body=body), str(run), str(baseline)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -87,27 +103,40 @@ def measure(body: str, run: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000], help="problems (× 10^4 samples)")
-    parser.add_argument("--baseline-up-to", type=int, default=100, help="run the baseline up to this many problems")
+    parser.add_argument("--baseline-up-to", type=int, default=100,
+                        help="run the score-read baseline up to this many problems")
+    parser.add_argument("--baseline", default=BASELINE, help="git revision whose harness/store.py is the baseline")
     args = parser.parse_args()
     lines = ["| samples | phase | CPU s | wall s | peak RSS (GiB) |", "|---:|---|---:|---:|---:|"]
     for problems in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            run = Path(tmp) / "run"
+            run, baseline = Path(tmp) / "run", Path(tmp) / "store_baseline.py"
+            baseline.write_text(subprocess.run(["git", "show", f"{args.baseline}:harness/store.py"], check=True,
+                                               cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                                               text=True).stdout)
             start = time.perf_counter()
             write_run(run, problems)
             lines.append(f"| {problems * N:,} | (writing the store: {-(-problems // 100)} shards of 100 problems) | | "
                          f"{time.perf_counter() - start:.0f} | |")
-            for name, body in PHASES.items():
-                if name.startswith("baseline") and problems > args.baseline_up_to:
+            for name, (body, compacts) in PHASES.items():
+                if name.startswith("baseline: previous score") and problems > args.baseline_up_to:
                     continue
-                m = measure(body, run)
+                target = Path(tmp) / "copy" if compacts else run
+                if compacts:
+                    shutil.rmtree(target, ignore_errors=True)
+                    shutil.copytree(run, target)
+                m = measure(body, target, baseline)
+                if compacts:  # one shard, every sample once
+                    assert len(SampleStore(target).shards()) == 1
+                    assert sum(SampleStore(target).stored_counts("arithmetic", N).values()) == problems * N
                 lines.append(f"| {problems * N:,} | {name} | {m['cpu']:.1f} | {m['wall']:.1f} | **{m['rss_gib']:.2f}** |")
                 print(lines[-1], flush=True)
             scored = records.read_table(run / "problems.parquet", "problems", ["n"])["n"].to_numpy()
             assert scored.sum() == problems * N, "score missed samples"
     load = os.getloadavg()
     text = ("# Store and scorer at 10^6 and 10^7 samples\n\n"
-            f"Command: `python tests/bench/bench_store_scale.py --sizes {' '.join(map(str, args.sizes))}` on the "
+            f"Command: `python tests/bench/bench_store_scale.py --sizes {' '.join(map(str, args.sizes))} "
+            f"--baseline {args.baseline}` on the "
             "2-core development CPU shared with other jobs (load average at the end: "
             f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} over 1 / 5 / 15 min), each phase a child process "
             "(peak RSS = its ru_maxrss). Synthetic arithmetic task, 10^4 samples per problem, texts of 3-5 "
