@@ -382,6 +382,26 @@ def test_fast_majority_against_exact_rationals_at_n_10000(sizes, abstain, ks):
         np.testing.assert_allclose(p_v[i, : k + 1], [float(p) for p in want_p_v], rtol=0, atol=1e-12)
 
 
+def test_tie_quadrature_bound_holds_at_n_10000(monkeypatch):
+    """60 near-equal answers at n = 10^4, k up to 4096: the Gauss–Legendre tie split with the nodes
+    :func:`harness.passk._tie_nodes` picks (fewer than exact) is within _TIE_TOL of the split with
+    ceil(G/2) nodes (exact for every tie), for maj@k and every P(v)."""
+    rng = np.random.default_rng(5)
+    sizes = np.sort(rng.multinomial(9_500, rng.dirichlet(np.full(60, 50.0))))[::-1]
+    scores = (np.arange(60) == 2).astype(float)
+    weights = np.stack([scores, np.ones(60)])
+    picked = []
+    real = passk._tie_nodes
+    monkeypatch.setattr(passk, "_tie_nodes", lambda *args: picked.append(real(*args)) or picked[-1])
+    for k in (256, 1024, 4096):
+        fast = passk._majority_fast_k(10_000, k, sizes, weights, 500)
+        with monkeypatch.context() as patch:
+            patch.setattr(passk, "_tie_nodes", lambda at, *args: (at.shape[0] + 1) // 2)
+            exact = passk._majority_fast_k(10_000, k, sizes, weights, 500)
+        assert np.abs(fast - exact).max() <= passk._TIE_TOL
+    assert max(picked) < 30  # the bound did cut the nodes (exact needs 30)
+
+
 # ---- Beta model -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("a, b", [(0.4, 3.0), (2.0, 1.5)])
