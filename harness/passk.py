@@ -785,7 +785,7 @@ def majority_distribution(answers: Sequence[str | None], correct: Sequence[float
     rule exact for their polynomial), else the hypergeometric law as independent binomials given
     their sum, read off at roots of unity (:func:`_majority_fast_k`: absolute error <~ 1e-12 per
     entry, tails and ties left out with a computed bound). P(0) is C(abstentions, k)/C(n, k) as a
-    product (:func:`_log_fail`). Time ~0.03 s at n = 1000 and ~0.1–0.2 s at n = 10^4 with 60
+    product (:func:`_log_fail`). Time ~0.05 s at n = 1000 and ~0.1–0.2 s at n = 10^4 with 60
     answers, every default k (``tests/test_passk.py`` checks enumeration for small n, the previous
     per-answer DP to 1e-12 for n ~ 100, the two paths against each other, and exact rationals at
     n = 10^4).
