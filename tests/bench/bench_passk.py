@@ -214,20 +214,25 @@ def target_rows(baseline: ModuleType) -> list[str]:
 
 
 def child(args: list[str]) -> tuple[float, float, float]:
-    """(CPU s, wall s, peak RSS GiB) of one child process (os.wait4: its own rusage)."""
+    """(CPU s, wall s, peak RSS GiB) of one child process: CPU from os.wait4 (its own rusage), the peak
+    from the VmHWM (KiB) it prints last on stderr."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    stderr = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
-        raise RuntimeError(f"{args[:3]} exited with status {status}")
-    return usage.ru_utime + usage.ru_stime, time.perf_counter() - start, usage.ru_maxrss / 2**20
+        raise RuntimeError(f"{args[:3]} exited with status {status}: {stderr[-2000:]}")
+    return usage.ru_utime + usage.ru_stime, time.perf_counter() - start, int(stderr.split()[-1]) / 2**20
 
 
 CLI = ("import importlib.util, sys; import harness.passk as p; path = sys.argv.pop(1)\n"
        "if path:\n    spec = importlib.util.spec_from_file_location('passk_baseline', path)\n"
        "    m = sys.modules['passk_baseline'] = importlib.util.module_from_spec(spec)\n"
        "    spec.loader.exec_module(m); p._majority = m._majority\n"
-       "from harness.cli import main; sys.exit(main(sys.argv[1:]))")
+       "from harness.cli import main; code = main(sys.argv[1:])\n"
+       "print([line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')][0], "
+       "file=sys.stderr); sys.exit(code)")  # VmHWM: this exec's peak (ru_maxrss starts at the parent's)
 
 
 def ten_million_rows(baseline_path: Path) -> list[str]:
