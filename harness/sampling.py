@@ -300,6 +300,10 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
         sampler["n"] = max(settings.n, prior["sampler"]["n"] if prior.get("sampler") else 0)  # the largest n asked
         old = run.verify(manifest, skip=("model.dtype",)) or {}  # before the (slow) model load
         engine_spec = EngineSpec(backend, path, _run_dtype(run, backend_options, old), chat, system_prompt)
+        stored = run.store.stored_counts(task.name, settings.n)
+        todo = [(p, stored.get(p.id, 0)) for p in problems if stored.get(p.id, 0) < settings.n]
+        if allocator is None and _finished(run, old, task.name, problems, todo, with_likelihood):
+            return _nothing_to_sample(run, task.name, problems, settings.n, with_likelihood)
         with _executor(executor, workers, task, engine_spec, run,
                        TaskSpec(task_name, data_files, limit, shard, task_options),
                        task_record["problems_sha256"]) as (engine, terminal):
@@ -311,8 +315,6 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
             if old.get("adaptive") or allocator is not None:  # its n_i depend on outcomes, whatever comes later
                 manifest["adaptive"] = old.get("adaptive") or allocator.record(None)
             run.write_manifest(manifest)
-            stored = run.store.stored_counts(task.name, settings.n)
-            todo = [(p, stored.get(p.id, 0)) for p in problems if stored.get(p.id, 0) < settings.n]
             bar = progress_bar(total=len(problems), initial=len(problems) - len(todo), unit="problem",
                                disable=not progress, desc=f"{task.name} n={settings.n}", file=terminal)
             t0 = time.perf_counter()
@@ -343,6 +345,30 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
             print(f"  Ray worker {i} on {w['host']} ({w['device']}): {w['problems']} problems, {w['samples']} "
                   f"samples, {w['completion_tokens']} completion tokens{'' if w['alive'] else ' (died)'}")
     return cost
+
+
+def _finished(run: RunDir, old: dict[str, Any], task: str, problems: list[Problem],
+              todo: list[tuple[Problem, int]], with_likelihood: bool) -> bool:
+    """Whether a session would add nothing: no sample ``todo``, the last session ended (its
+    run.json end time and cost.json are written) and, ``with_likelihood``, every problem already
+    has its gold NLL in problems.parquet. Then no model needs loading."""
+    if todo or not old.get("end_time") or not run.cost_file.is_file():
+        return False
+    if not with_likelihood:
+        return True
+    rows = run.read_problems()
+    return all((rows.get((task, p.id)) or {}).get("nll") is not None for p in problems)
+
+
+def _nothing_to_sample(run: RunDir, task: str, problems: list[Problem], n: int, with_likelihood: bool
+                       ) -> dict[str, Any]:
+    """The rerun of a finished run (:func:`_finished`): no model loaded, nothing written (run.json,
+    cost.json and engine.log stay as the last session left them); returns cost.json's record with
+    this session's counts, as :func:`run_sample` does, and wall_s_this_session 0."""
+    counts = _counts(_stored_tokens(run, task, {p.id for p in problems})[0])
+    print(f"{run.path}: {counts['n_problems']} problems, {counts['n_samples']} samples; nothing to sample (every "
+          f"problem has its n={n} samples{' and a gold NLL' if with_likelihood else ''}), no model loaded")
+    return {**records.read_json(run.cost_file, "cost"), "wall_s_this_session": 0.0, **counts}
 
 
 def _run_dtype(run: RunDir, options: dict[str, Any] | None, old: dict[str, Any]) -> dict[str, Any]:
@@ -402,16 +428,23 @@ def _sample_loop(engine, run: RunDir, task: str, todo: list[tuple[Problem, int]]
     return samples, tokens
 
 
-def _write_cost(run: RunDir, task: str, wanted: set[str], info: dict[str, Any], wall_s: float,
-                wall_session: float) -> dict[str, Any]:
-    """cost.json of the run's stored samples of ``wanted`` problems (FLOPs from the model config)."""
+def _stored_tokens(run: RunDir, task: str, wanted: set[str]) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """({problem id: completion tokens of each stored sample}, {problem id: prompt tokens}) of the
+    ``wanted`` problems of ``task``, read from the store's token columns (no texts)."""
     per_problem: dict[str, list[int]] = {}
     prompt_len: dict[str, int] = {}
-    for batch in run.store.batches(["task", "problem_id", "prompt_tokens", "completion_tokens"]):  # no texts
+    for batch in run.store.batches(["task", "problem_id", "prompt_tokens", "completion_tokens"]):
         for row in batch.to_pylist():
             if row["task"] == task and row["problem_id"] in wanted:
                 per_problem.setdefault(row["problem_id"], []).append(row["completion_tokens"])
                 prompt_len[row["problem_id"]] = row["prompt_tokens"]
+    return per_problem, prompt_len
+
+
+def _write_cost(run: RunDir, task: str, wanted: set[str], info: dict[str, Any], wall_s: float,
+                wall_session: float) -> dict[str, Any]:
+    """cost.json of the run's stored samples of ``wanted`` problems (FLOPs from the model config)."""
+    per_problem, prompt_len = _stored_tokens(run, task, wanted)
     cost: dict[str, Any] = {"wall_s": wall_s, "wall_s_this_session": wall_session}
     try:
         from harness.cost import sampling_cost
@@ -421,7 +454,12 @@ def _write_cost(run: RunDir, task: str, wanted: set[str], info: dict[str, Any], 
         ids = sorted(per_problem)
         cost.update(sampling_cost(info["config"], [prompt_len[i] for i in ids], [per_problem[i] for i in ids]))
     run.write_cost(cost)
-    return {**cost, "n_problems": len(per_problem), "n_samples": sum(map(len, per_problem.values())),
+    return {**cost, **_counts(per_problem)}
+
+
+def _counts(per_problem: dict[str, list[int]]) -> dict[str, int]:
+    """Problems, samples and completion tokens of :func:`_stored_tokens`'s first map."""
+    return {"n_problems": len(per_problem), "n_samples": sum(map(len, per_problem.values())),
             "tokens": sum(map(sum, per_problem.values()))}
 
 
