@@ -38,6 +38,7 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
+import json
 import math
 import os
 import platform
@@ -46,8 +47,10 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, TextIO
 
+import pyarrow as pa
+
 from harness import records
-from harness.errors import DataError, InvalidSetting, RunMismatch
+from harness.errors import DataError, InvalidSetting, RecordError, RunMismatch
 from harness.models import resolve_model, training_metadata
 from harness.progress import progress_bar
 from harness.provenance import harness_source, model_commit, package_versions, prompt_record
@@ -542,29 +545,75 @@ def score_run(out: str | os.PathLike, task_options: dict[str, Any] | None = None
 
     ``task_options`` are checking options (e.g. ``workers``) added to the run's own; those the
     run's task does not take are left out. A verifier that raises on one sample marks that sample
-    incorrect with the exception as its message; the rest are still judged."""
-    from harness.tasks import task_options as options_of
-
+    incorrect with the exception as its message; the rest are still judged. scores.parquet records
+    what it judged (:func:`scoring_stamp`) for :func:`scores_current`."""
     run = RunDir(out)
     old = run.require()
-    accepted = options_of(old["task"]["name"])
+    options = _checking_options(old, task_options)
     with run.locked():
         if not run.store.shards():
             raise DataError(f"{run.store.dir}: no samples to score (sample into {run.path} first)")
-        task, problems, _ = _existing_problems(
-            run, old, extra_options={k: v for k, v in (task_options or {}).items() if k in accepted})
+        task, problems, _ = _existing_problems(run, old, extra_options=options)
         task.chat = bool((old.get("sampler") or {}).get("chat"))  # replies are judged as they were drawn
         try:
-            return _score(run, task, {p.id: p for p in problems})
+            return _score(run, task, {p.id: p for p in problems}, scoring_stamp(run, old, options))
         finally:
             task.close()
+
+
+SCORED_KEY = "t2_scored"  # scores.parquet schema metadata: the scoring_stamp of its verdicts, as JSON
+
+
+def _checking_options(manifest: dict[str, Any], task_options: dict[str, Any] | None) -> dict[str, Any]:
+    """The checking options of ``task_options`` that the run's task takes (others are left out)."""
+    from harness.tasks import task_options as options_of
+
+    accepted = options_of(manifest["task"]["name"])
+    return {k: v for k, v in (task_options or {}).items() if k in accepted}
+
+
+def scoring_stamp(run: RunDir, manifest: dict[str, Any], options: dict[str, Any]) -> str:
+    """What a scoring of ``run`` judges, as JSON: ``samples``, sha256 over every stored problem's
+    (task, id, sample count, lowest and highest sample_idx) (the store only grows and a key's text
+    never changes, so any new sample changes it), and the scorer's settings: the run's task
+    identity (name, version, template, options, data, shard), chat mode, the checking ``options``
+    but ``workers`` (parallelism only) and the harness version. Reads the key columns only."""
+    import harness
+    from harness.store import KEY
+
+    spans = [b.group_by(["task", "problem_id"]).aggregate([("sample_idx", f) for f in ("count", "min", "max")])
+             for b in run.store.batches(list(KEY))]
+    if spans:  # one problem may span batches: combine their spans
+        spans = pa.concat_tables(spans).group_by(["task", "problem_id"]).aggregate(
+            [("sample_idx_count", "sum"), ("sample_idx_min", "min"), ("sample_idx_max", "max")]).to_pylist()
+    samples = hashlib.sha256(json.dumps(sorted(tuple(r.values()) for r in spans)).encode()).hexdigest()
+    return json.dumps({"samples": samples, "task": identity(manifest, ("task",)),
+                       "chat": bool((manifest.get("sampler") or {}).get("chat")),
+                       "options": {k: v for k, v in options.items() if k != "workers"},
+                       "harness": harness.__version__}, sort_keys=True, default=str)
+
+
+def scores_current(out: str | os.PathLike, task_options: dict[str, Any] | None = None) -> bool:
+    """Whether the run's scores.parquet (with problems.parquet) judged exactly its stored samples
+    with these scorer settings (its :func:`scoring_stamp` is today's), so that scoring again would
+    write the same verdicts; False for scores written before stamps or unreadable ones."""
+    run = RunDir(out)
+    old = run.require()
+    if not (run.scores_file.is_file() and run.problems_file.is_file()):
+        return False
+    try:
+        found = records.read_metadata(run.scores_file, "scores").get(SCORED_KEY)
+    except RecordError:
+        return False
+    return found == scoring_stamp(run, old, _checking_options(old, task_options))
 
 
 SCORE_BATCH = 65_536  # samples judged and written per batch: memory is one batch of texts, not the run's
 
 
-def _score(run: RunDir, task: Task, by_id: dict[str, Problem]):
-    """scores.parquet streamed batch by batch (rows in store order), then problems.parquet's n and c."""
+def _score(run: RunDir, task: Task, by_id: dict[str, Problem], stamp: str):
+    """scores.parquet streamed batch by batch (rows in store order) with ``stamp`` in its metadata,
+    then problems.parquet's n and c."""
     counts: dict[tuple[str, str], list[int]] = {}
 
     def scored():
@@ -582,7 +631,7 @@ def _score(run: RunDir, task: Task, by_id: dict[str, Problem]):
                    "answer": [v[0] for v in verdicts], "correct": [v[1] for v in verdicts],
                    "verifier_message": [v[2] for v in verdicts]}
 
-    scores_path = records.write_batches(run.scores_file, "scores", scored())
+    scores_path = records.write_batches(run.scores_file, "scores", scored(), {SCORED_KEY: stamp})
     problems = run.read_problems()
     for key, (n, c) in counts.items():
         row = problems.setdefault(key, {"task": key[0], "problem_id": key[1], "nll": None, "answer_tokens": None})
