@@ -187,7 +187,7 @@ def read_metadata(path: str | os.PathLike, kind: str) -> dict[str, str]:
         raise RecordError(f"{path}: no such file (expected a t2 '{kind}' table)") from None
     except (pa.ArrowInvalid, OSError) as e:
         raise RecordError(f"{path}: not a readable parquet file ({e})") from None
-    found = {k.decode(): v.decode() for k, v in meta.items()}
+    found = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in meta.items()}
     _check_header(path, kind, found.get(_KIND_KEY), found.get(_VERSION_KEY))
     return found
 

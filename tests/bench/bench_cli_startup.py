@@ -1,11 +1,12 @@
 """Benchmark: start-up of the commands that run no model (``t2 --help``, ``t2 show``, ``t2 cost``,
-``t2 passk``) against a baseline tree (a git ref, default ``main``), on a small real run.
+``t2 passk``), and a ``t2 sample`` rerun of a finished run, against a baseline tree (a git ref,
+default ``main``), on a small real run.
 
 Both trees are copied to a scratch folder in the installed package's layout (``tasks`` and
 ``kernels`` under ``harness``) and run as ``python -m harness.cli ...`` with PYTHONPATH on the copy,
 interleaved (baseline, this tree, baseline, ...), so load hits both alike. Reported per command:
 median wall seconds of REPS runs each, the ratio, and which heavy libraries each imports (from one
-``python -X importtime`` run); for ``--help`` also the import time it reports in all. The run is
+more run that lists them); for ``--help`` also the median import time ``-X importtime`` reports. The run is
 SmolLM2-135M-Instruct (hf backend) on 3 GSM8K problems × 4 samples, scored, made once by this tree.
 
 Run by hand from the repository root:
@@ -16,6 +17,7 @@ Run by hand from the repository root:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -69,19 +71,38 @@ def check_imports_from(tree: Path) -> None:
     assert all(Path(f).is_relative_to(tree) for f in found), (tree, found)
 
 
-def import_profile(tree: Path, args: list[str]) -> tuple[list[str], float]:
-    """(the HEAVY libraries ``t2 args`` imports, the seconds ``-X importtime`` counts in all)."""
+# `t2 ARGS` in this interpreter, then the HEAVY modules it imported into the file named by argv[1]
+# (not stdout or stderr: `t2 sample` sends the engine's output, and -X importtime's, to engine.log)
+PROBE = """
+import json, sys
+from harness.cli import main
+out, sys.argv = sys.argv[1], ["t2", *sys.argv[2:]]
+try:
+    code = main()
+except SystemExit as e:  # --help
+    code = e.code
+open(out, "w").write(json.dumps([m for m in {heavy!r} if m in sys.modules]))
+sys.exit(code)
+"""
+
+
+def heavy_imports(tree: Path, args: list[str]) -> list[str]:
+    """The HEAVY libraries ``t2 args`` imports."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        python(tree, "-c", PROBE.format(heavy=HEAVY), out.name, *args)
+        return json.loads(Path(out.name).read_text())
+
+
+def import_seconds(tree: Path, args: list[str]) -> float:
+    """The import time ``python -X importtime -m harness.cli args`` reports in all (its depth-0 entries)."""
     lines = [line.split("|") for line in t2(tree, args, "-X", "importtime").stderr.splitlines()
              if line.startswith("import time:") and "cumulative" not in line]
-    names = {parts[2].strip() for parts in lines}
-    top = sum(int(parts[1]) for parts in lines if not parts[2].startswith("  "))  # depth-0 cumulative, µs
-    return [m for m in HEAVY if m in names], top / 1e6
+    return sum(int(parts[1]) for parts in lines if not parts[2].startswith("  ")) / 1e6
 
 
-def make_run(tree: Path, out: Path) -> None:
-    t2(tree, ["sample", "--task", "gsm8k", "--data-files", str(GSM8K), "--model", "smollm2-135m", "--backend", "hf",
-              "--device", "cpu", "--out", str(out), "-n", "4", "--limit", "3", "--max-tokens", "16"])
-    t2(tree, ["score", str(out)])
+def sample_args(out: Path) -> list[str]:
+    return ["sample", "--task", "gsm8k", "--data-files", str(GSM8K), "--model", "smollm2-135m", "--backend", "hf",
+            "--device", "cpu", "--out", str(out), "-n", "4", "--limit", "3", "--max-tokens", "16"]
 
 
 def main() -> None:
@@ -97,41 +118,45 @@ def main() -> None:
         for tree in trees.values():
             check_imports_from(tree)
         run = Path(tmp) / "run"
-        make_run(trees["this tree"], run)
-        commands = [["--help"], ["show", str(run)], ["cost", str(run)], ["passk", str(run)],
-                    ["cost", "--config", "smollm2-135m", "--prompt-tokens", "100", "--completion-tokens", "50", "-n", "8"]]
+        t2(trees["this tree"], sample_args(run))
+        t2(trees["this tree"], ["score", str(run)])
+        commands = {"--help": ["--help"], "show RUN": ["show", str(run)], "cost RUN": ["cost", str(run)],
+                    "passk RUN": ["passk", str(run)],
+                    "cost --config smollm2-135m ...": ["cost", "--config", "smollm2-135m", "--prompt-tokens", "100",
+                                                       "--completion-tokens", "50", "-n", "8"],
+                    "sample ... (rerun of the finished run)": sample_args(run)}
         load_before = os.getloadavg()
-        rows = [measure(trees, command, args.reps) for command in commands]
+        rows = [measure(trees, label, command, args.reps) for label, command in commands.items()]
+        help_s = {name: statistics.median(import_seconds(tree, ["--help"]) for _ in range(args.reps))
+                  for name, tree in trees.items()}
         load_after = os.getloadavg()
-    write_table(rows, ref, args, load_before, load_after)
+    write_table(rows, help_s, ref, args, load_before, load_after)
 
 
-def measure(trees: dict[str, Path], command: list[str], reps: int) -> dict:
+def measure(trees: dict[str, Path], label: str, command: list[str], reps: int) -> dict:
     walls: dict[str, list[float]] = {name: [] for name in trees}
     for _ in range(reps):  # interleaved: baseline, this tree, baseline, ...
         for name, tree in trees.items():
             t0 = time.perf_counter()
             t2(tree, command)
             walls[name].append(time.perf_counter() - t0)
-    profiles = {name: import_profile(tree, command) for name, tree in trees.items()}
-    label = " ".join("RUN" if "/" in a and not a.startswith("smollm2") else a for a in command[:2])
-    return {"command": label + (" ..." if len(command) > 2 else ""),
-            "wall": {name: statistics.median(w) for name, w in walls.items()}, "profiles": profiles}
+    return {"command": label, "wall": {name: statistics.median(w) for name, w in walls.items()},
+            "heavy": {name: heavy_imports(tree, command) for name, tree in trees.items()}}
 
 
-def write_table(rows: list[dict], ref: str, args: argparse.Namespace, before, after) -> None:
+def write_table(rows: list[dict], help_s: dict[str, float], ref: str, args: argparse.Namespace, before,
+                after) -> None:
     lines = [f"`t2` start-up, median wall seconds of {args.reps} runs per tree, interleaved; baseline = "
              f"`{args.baseline}` ({ref}); the run: SmolLM2-135M-Instruct, 3 GSM8K problems × 4 samples, scored.", "",
              "| command | baseline s | this tree s | baseline / this | heavy imports: baseline | this tree |",
              "|---|---:|---:|---:|---|---|"]
     for row in rows:
         base, new = row["wall"]["baseline"], row["wall"]["this tree"]
-        heavy = [", ".join(row["profiles"][name][0]) or "none" for name in ("baseline", "this tree")]
+        heavy = [", ".join(row["heavy"][name]) or "none" for name in ("baseline", "this tree")]
         lines.append(f"| `t2 {row['command']}` | {base:.2f} | {new:.2f} | **{base / new:.1f}×** | {heavy[0]} | "
                      f"{heavy[1]} |")
-    help_row = rows[0]["profiles"]
     lines += ["", f"`python -X importtime -m harness.cli --help`, total import time: baseline "
-              f"{help_row['baseline'][1]:.3f} s, this tree {help_row['this tree'][1]:.3f} s.",
+              f"{help_s['baseline']:.3f} s, this tree {help_s['this tree']:.3f} s.",
               f"Load average (1 / 5 / 15 min, 2 cores): {before[0]:.2f} / {before[1]:.2f} / {before[2]:.2f} before, "
               f"{after[0]:.2f} / {after[1]:.2f} / {after[2]:.2f} after.", "",
               f"Command: `OMP_NUM_THREADS=1 .venv/bin/python tests/bench/bench_cli_startup.py --baseline "
