@@ -4,9 +4,10 @@
     run = harness.evaluate(task="gsm8k", model="smollm2-135m", n=64, limit=32)
     run.passk(), run.cost(), run.scores()        # pandas DataFrames
 
-:func:`evaluate` is ``t2 sample`` + ``t2 score`` (+ ``t2 likelihood`` when asked) into one run
+:func:`evaluate` is ``t2 sample`` (``--with-likelihood`` when asked) + ``t2 score`` into one run
 directory, resumable like them: calling it again with the same arguments samples only what is
-missing (a larger ``n`` grows the run), and a killed call loses at most the chunk in flight. The
+missing (a larger ``n`` grows the run), loads no model when nothing is, and rescores only samples
+or settings the scores file has not judged; a killed call loses at most the chunk in flight. The
 directory is ``out``, or by default ``$T2_RUNS`` (else ``results/runs``) /
 ``<task>__<model>__<hash>``, the hash over every setting of the run's identity except ``n``, so
 the same call always lands in the same run and a change of settings in a new one.
@@ -52,7 +53,11 @@ def evaluate(task: str, model: str, n: int = 64, *, out: str | os.PathLike | Non
 
     Arguments are those of ``t2 sample`` (``gen_kwargs``: lm-eval's string or a dict);
     ``backend_options`` go to the backend (hf: device, dtype, revision, attention, max_batch;
-    vllm: dtype, revision, max_model_len, gpu_memory_utilization, tensor_parallel_size)."""
+    vllm: dtype, revision, max_model_len, gpu_memory_utilization, tensor_parallel_size).
+    A call with nothing new to do does no work: a finished run loads no model (the sample and
+    likelihood share one engine, see :func:`harness.sampling.run_sample`), and scores.parquet is
+    kept when it judged exactly the stored samples with the same scorer settings
+    (:func:`harness.sampling.scores_current`), else written again."""
     from harness import sampling
 
     settings = SamplingSettings(n=n, temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens,
@@ -66,12 +71,9 @@ def evaluate(task: str, model: str, n: int = 64, *, out: str | os.PathLike | Non
         out = default_out(task, model, identity)
     sampling.run_sample(task, model, out, settings, backend=backend, limit=limit, chat=chat, data_files=data_files,
                         system_prompt=system_prompt, task_options=task_options, backend_options=backend_options,
-                        progress=progress)
-    if likelihood:
-        sampling.run_likelihood(task, model, out, backend=backend, limit=limit, data_files=data_files,
-                                task_options=task_options, backend_options=backend_options)
+                        progress=progress, with_likelihood=likelihood)
     run = Run(out)
-    if score:
+    if score and not sampling.scores_current(out):
         run.score()
     return run
 

@@ -29,12 +29,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from transformers import AutoConfig, PretrainedConfig
 
 from harness.errors import DataError
+
+if TYPE_CHECKING:  # transformers (and the torch it imports) load only where a config is built
+    from transformers import PretrainedConfig
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "gpt_neox", "gpt2")
 
@@ -89,6 +91,8 @@ def as_config(config: PretrainedConfig | Mapping[str, Any]) -> PretrainedConfig:
         if not model_type:
             raise DataError("model config: field 'model_type' is missing")
         _check_sizes(config)
+        from transformers import AutoConfig
+
         try:
             config = AutoConfig.for_model(model_type, **{k: v for k, v in config.items() if k != "model_type"})
         except ValueError:
@@ -244,6 +248,8 @@ def sampling_cost(config: PretrainedConfig | Mapping[str, Any], prompt_tokens: S
 def load_config(spec: str | os.PathLike) -> PretrainedConfig:
     """An HF config from a config.json path, a model folder, an HF hub id, or ``smollm2-135m``
     (resolved by :func:`harness.models.resolve_model`)."""
+    from transformers import AutoConfig
+
     spec = str(spec)
     path = Path(spec)
     if path.is_file():

@@ -150,26 +150,46 @@ def write_table(path: str | os.PathLike, kind: str, data: pa.Table | Mapping[str
     return path
 
 
-def write_batches(path: str | os.PathLike, kind: str, batches: Iterable[pa.Table | Mapping[str, Any]]) -> Path:
+def write_batches(path: str | os.PathLike, kind: str, batches: Iterable[pa.Table | Mapping[str, Any]],
+                  metadata: Mapping[str, str] | None = None) -> Path:
     """Write a parquet record of ``kind`` from an iterable of row batches, atomically, holding one
-    batch at a time (no batch: an empty table); returns the path."""
+    batch at a time (no batch: an empty table), ``metadata`` added to its schema's; returns the path."""
     path = Path(path)
+
+    def typed(batch: pa.Table | Mapping[str, Any]) -> pa.Table:
+        table = to_table(kind, batch)
+        return table.replace_schema_metadata({**table.schema.metadata, **(metadata or {})})
 
     def write(tmp: Path) -> None:
         writer = None
         try:
             for batch in batches:
-                table = to_table(kind, batch)
+                table = typed(batch)
                 writer = writer or pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table)
         finally:
             if writer is not None:
                 writer.close()
         if writer is None:
-            pq.write_table(to_table(kind, pa.schema(list(COLUMNS[kind].items())).empty_table()), tmp)
+            pq.write_table(typed(pa.schema(list(COLUMNS[kind].items())).empty_table()), tmp)
 
     _atomic_write(path, write)
     return path
+
+
+def read_metadata(path: str | os.PathLike, kind: str) -> dict[str, str]:
+    """The schema metadata of a parquet record of ``kind`` (header checked as in :func:`read_table`),
+    read from its footer alone."""
+    path = Path(path)
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except FileNotFoundError:
+        raise RecordError(f"{path}: no such file (expected a t2 '{kind}' table)") from None
+    except (pa.ArrowInvalid, OSError) as e:
+        raise RecordError(f"{path}: not a readable parquet file ({e})") from None
+    found = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in meta.items()}
+    _check_header(path, kind, found.get(_KIND_KEY), found.get(_VERSION_KEY))
+    return found
 
 
 def iter_table(path: str | os.PathLike, kind: str, columns: Sequence[str], rows: int) -> Iterator[pa.Table]:

@@ -38,6 +38,7 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
+import json
 import math
 import os
 import platform
@@ -46,8 +47,10 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, TextIO
 
+import pyarrow as pa
+
 from harness import records
-from harness.errors import DataError, InvalidSetting, RunMismatch
+from harness.errors import DataError, InvalidSetting, RecordError, RunMismatch
 from harness.models import resolve_model, training_metadata
 from harness.progress import progress_bar
 from harness.provenance import harness_source, model_commit, package_versions, prompt_record
@@ -300,6 +303,10 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
         sampler["n"] = max(settings.n, prior["sampler"]["n"] if prior.get("sampler") else 0)  # the largest n asked
         old = run.verify(manifest, skip=("model.dtype",)) or {}  # before the (slow) model load
         engine_spec = EngineSpec(backend, path, _run_dtype(run, backend_options, old), chat, system_prompt)
+        stored = run.store.stored_counts(task.name, settings.n)
+        todo = [(p, stored.get(p.id, 0)) for p in problems if stored.get(p.id, 0) < settings.n]
+        if allocator is None and _finished(run, old, task.name, problems, todo, with_likelihood):
+            return _nothing_to_sample(run, task.name, problems, settings.n, with_likelihood)
         with _executor(executor, workers, task, engine_spec, run,
                        TaskSpec(task_name, data_files, limit, shard, task_options),
                        task_record["problems_sha256"]) as (engine, terminal):
@@ -311,8 +318,6 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
             if old.get("adaptive") or allocator is not None:  # its n_i depend on outcomes, whatever comes later
                 manifest["adaptive"] = old.get("adaptive") or allocator.record(None)
             run.write_manifest(manifest)
-            stored = run.store.stored_counts(task.name, settings.n)
-            todo = [(p, stored.get(p.id, 0)) for p in problems if stored.get(p.id, 0) < settings.n]
             bar = progress_bar(total=len(problems), initial=len(problems) - len(todo), unit="problem",
                                disable=not progress, desc=f"{task.name} n={settings.n}", file=terminal)
             t0 = time.perf_counter()
@@ -343,6 +348,30 @@ def run_sample(task_name: str, model: str, out: str | os.PathLike, settings: Sam
             print(f"  Ray worker {i} on {w['host']} ({w['device']}): {w['problems']} problems, {w['samples']} "
                   f"samples, {w['completion_tokens']} completion tokens{'' if w['alive'] else ' (died)'}")
     return cost
+
+
+def _finished(run: RunDir, old: dict[str, Any], task: str, problems: list[Problem],
+              todo: list[tuple[Problem, int]], with_likelihood: bool) -> bool:
+    """Whether a session would add nothing: no sample ``todo``, the last session ended (its
+    run.json end time and cost.json are written) and, ``with_likelihood``, every problem already
+    has its gold NLL in problems.parquet. Then no model needs loading."""
+    if todo or not old.get("end_time") or not run.cost_file.is_file():
+        return False
+    if not with_likelihood:
+        return True
+    rows = run.read_problems()
+    return all((rows.get((task, p.id)) or {}).get("nll") is not None for p in problems)
+
+
+def _nothing_to_sample(run: RunDir, task: str, problems: list[Problem], n: int, with_likelihood: bool
+                       ) -> dict[str, Any]:
+    """The rerun of a finished run (:func:`_finished`): no model loaded, nothing written (run.json,
+    cost.json and engine.log stay as the last session left them); returns cost.json's record with
+    this session's counts, as :func:`run_sample` does, and wall_s_this_session 0."""
+    counts = _counts(_stored_tokens(run, task, {p.id for p in problems})[0])
+    print(f"{run.path}: {counts['n_problems']} problems, {counts['n_samples']} samples; nothing to sample (every "
+          f"problem has its n={n} samples{' and a gold NLL' if with_likelihood else ''}), no model loaded")
+    return {**records.read_json(run.cost_file, "cost"), "wall_s_this_session": 0.0, **counts}
 
 
 def _run_dtype(run: RunDir, options: dict[str, Any] | None, old: dict[str, Any]) -> dict[str, Any]:
@@ -402,16 +431,23 @@ def _sample_loop(engine, run: RunDir, task: str, todo: list[tuple[Problem, int]]
     return samples, tokens
 
 
-def _write_cost(run: RunDir, task: str, wanted: set[str], info: dict[str, Any], wall_s: float,
-                wall_session: float) -> dict[str, Any]:
-    """cost.json of the run's stored samples of ``wanted`` problems (FLOPs from the model config)."""
+def _stored_tokens(run: RunDir, task: str, wanted: set[str]) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """({problem id: completion tokens of each stored sample}, {problem id: prompt tokens}) of the
+    ``wanted`` problems of ``task``, read from the store's token columns (no texts)."""
     per_problem: dict[str, list[int]] = {}
     prompt_len: dict[str, int] = {}
-    for batch in run.store.batches(["task", "problem_id", "prompt_tokens", "completion_tokens"]):  # no texts
+    for batch in run.store.batches(["task", "problem_id", "prompt_tokens", "completion_tokens"]):
         for row in batch.to_pylist():
             if row["task"] == task and row["problem_id"] in wanted:
                 per_problem.setdefault(row["problem_id"], []).append(row["completion_tokens"])
                 prompt_len[row["problem_id"]] = row["prompt_tokens"]
+    return per_problem, prompt_len
+
+
+def _write_cost(run: RunDir, task: str, wanted: set[str], info: dict[str, Any], wall_s: float,
+                wall_session: float) -> dict[str, Any]:
+    """cost.json of the run's stored samples of ``wanted`` problems (FLOPs from the model config)."""
+    per_problem, prompt_len = _stored_tokens(run, task, wanted)
     cost: dict[str, Any] = {"wall_s": wall_s, "wall_s_this_session": wall_session}
     try:
         from harness.cost import sampling_cost
@@ -421,7 +457,12 @@ def _write_cost(run: RunDir, task: str, wanted: set[str], info: dict[str, Any], 
         ids = sorted(per_problem)
         cost.update(sampling_cost(info["config"], [prompt_len[i] for i in ids], [per_problem[i] for i in ids]))
     run.write_cost(cost)
-    return {**cost, "n_problems": len(per_problem), "n_samples": sum(map(len, per_problem.values())),
+    return {**cost, **_counts(per_problem)}
+
+
+def _counts(per_problem: dict[str, list[int]]) -> dict[str, int]:
+    """Problems, samples and completion tokens of :func:`_stored_tokens`'s first map."""
+    return {"n_problems": len(per_problem), "n_samples": sum(map(len, per_problem.values())),
             "tokens": sum(map(sum, per_problem.values()))}
 
 
@@ -504,29 +545,75 @@ def score_run(out: str | os.PathLike, task_options: dict[str, Any] | None = None
 
     ``task_options`` are checking options (e.g. ``workers``) added to the run's own; those the
     run's task does not take are left out. A verifier that raises on one sample marks that sample
-    incorrect with the exception as its message; the rest are still judged."""
-    from harness.tasks import task_options as options_of
-
+    incorrect with the exception as its message; the rest are still judged. scores.parquet records
+    what it judged (:func:`scoring_stamp`) for :func:`scores_current`."""
     run = RunDir(out)
     old = run.require()
-    accepted = options_of(old["task"]["name"])
+    options = _checking_options(old, task_options)
     with run.locked():
         if not run.store.shards():
             raise DataError(f"{run.store.dir}: no samples to score (sample into {run.path} first)")
-        task, problems, _ = _existing_problems(
-            run, old, extra_options={k: v for k, v in (task_options or {}).items() if k in accepted})
+        task, problems, _ = _existing_problems(run, old, extra_options=options)
         task.chat = bool((old.get("sampler") or {}).get("chat"))  # replies are judged as they were drawn
         try:
-            return _score(run, task, {p.id: p for p in problems})
+            return _score(run, task, {p.id: p for p in problems}, scoring_stamp(run, old, options))
         finally:
             task.close()
+
+
+SCORED_KEY = "t2_scored"  # scores.parquet schema metadata: the scoring_stamp of its verdicts, as JSON
+
+
+def _checking_options(manifest: dict[str, Any], task_options: dict[str, Any] | None) -> dict[str, Any]:
+    """The checking options of ``task_options`` that the run's task takes (others are left out)."""
+    from harness.tasks import task_options as options_of
+
+    accepted = options_of(manifest["task"]["name"])
+    return {k: v for k, v in (task_options or {}).items() if k in accepted}
+
+
+def scoring_stamp(run: RunDir, manifest: dict[str, Any], options: dict[str, Any]) -> str:
+    """What a scoring of ``run`` judges, as JSON: ``samples``, sha256 over every stored problem's
+    (task, id, sample count, lowest and highest sample_idx) (the store only grows and a key's text
+    never changes, so any new sample changes it), and the scorer's settings: the run's task
+    identity (name, version, template, options, data, shard), chat mode, the checking ``options``
+    but ``workers`` (parallelism only) and the harness version. Reads the key columns only."""
+    import harness
+    from harness.store import KEY
+
+    spans = [b.group_by(["task", "problem_id"]).aggregate([("sample_idx", f) for f in ("count", "min", "max")])
+             for b in run.store.batches(list(KEY))]
+    if spans:  # one problem may span batches: combine their spans
+        spans = pa.concat_tables(spans).group_by(["task", "problem_id"]).aggregate(
+            [("sample_idx_count", "sum"), ("sample_idx_min", "min"), ("sample_idx_max", "max")]).to_pylist()
+    samples = hashlib.sha256(json.dumps(sorted(tuple(r.values()) for r in spans)).encode()).hexdigest()
+    return json.dumps({"samples": samples, "task": identity(manifest, ("task",)),
+                       "chat": bool((manifest.get("sampler") or {}).get("chat")),
+                       "options": {k: v for k, v in options.items() if k != "workers"},
+                       "harness": harness.__version__}, sort_keys=True, default=str)
+
+
+def scores_current(out: str | os.PathLike, task_options: dict[str, Any] | None = None) -> bool:
+    """Whether the run's scores.parquet (with problems.parquet) judged exactly its stored samples
+    with these scorer settings (its :func:`scoring_stamp` is today's), so that scoring again would
+    write the same verdicts; False for scores written before stamps or unreadable ones."""
+    run = RunDir(out)
+    old = run.require()
+    if not (run.scores_file.is_file() and run.problems_file.is_file()):
+        return False
+    try:
+        found = records.read_metadata(run.scores_file, "scores").get(SCORED_KEY)
+    except RecordError:
+        return False
+    return found == scoring_stamp(run, old, _checking_options(old, task_options))
 
 
 SCORE_BATCH = 65_536  # samples judged and written per batch: memory is one batch of texts, not the run's
 
 
-def _score(run: RunDir, task: Task, by_id: dict[str, Problem]):
-    """scores.parquet streamed batch by batch (rows in store order), then problems.parquet's n and c."""
+def _score(run: RunDir, task: Task, by_id: dict[str, Problem], stamp: str):
+    """scores.parquet streamed batch by batch (rows in store order) with ``stamp`` in its metadata,
+    then problems.parquet's n and c."""
     counts: dict[tuple[str, str], list[int]] = {}
 
     def scored():
@@ -544,7 +631,7 @@ def _score(run: RunDir, task: Task, by_id: dict[str, Problem]):
                    "answer": [v[0] for v in verdicts], "correct": [v[1] for v in verdicts],
                    "verifier_message": [v[2] for v in verdicts]}
 
-    scores_path = records.write_batches(run.scores_file, "scores", scored())
+    scores_path = records.write_batches(run.scores_file, "scores", scored(), {SCORED_KEY: stamp})
     problems = run.read_problems()
     for key, (n, c) in counts.items():
         row = problems.setdefault(key, {"task": key[0], "problem_id": key[1], "nll": None, "answer_tokens": None})
