@@ -972,34 +972,51 @@ def validate(cols: dict[str, np.ndarray], approach: int, holdout_ratio: float | 
     """Held-out validation: fit on checkpoints with D/N <= ``holdout_ratio`` (default: the 75th
     percentile of checkpoint D/N, so the most overtrained quarter is held out), predict the rest.
 
-    Returns, for the train and the test rows, the relative error |pred − y|/|y| of the fitted metric y
-    (task loss in nats, or pass@k accuracy) over every row (mean, median, max), the absolute error
-    |pred − y| (mean, max; nats or accuracy), the number of rows whose |y| < ``floor`` (where the
-    relative error measures the nearness of y to 0 more than the law: e.g. a task loss of 0.001 nats
-    at large k) and the mean relative error of the other rows; ``test_points``: every test row
-    (checkpoint, k, measured, predicted, relative error). No row is left out of the "all rows" numbers.
+    The test set is the held-out checkpoints whose N lies inside the fitted N range: extrapolation in
+    D/N, as the paper's overtrained checkpoints are. Held-out checkpoints of an N outside that range
+    (on an isoFLOP ladder the smallest width is only ever overtrained) test extrapolation in N as
+    well; they are reported apart, as ``outside_*``, never mixed in nor left out silently.
+
+    Returns, for the train, test and outside rows, the relative error |pred − y|/|y| of the fitted
+    metric y (task loss in nats, or pass@k accuracy) over every row (mean, median, max), the absolute
+    error |pred − y| (mean, max; nats or accuracy), the number of rows whose |y| < ``floor`` (where
+    the relative error measures the nearness of y to 0 more than the law: e.g. a task loss of 0.001
+    nats at large k) and the mean relative error of the other rows; ``test_points``: every held-out
+    row (checkpoint, k, measured, predicted, relative error, whether its N is inside the fitted range).
     """
     ratio = cols["D"] / cols["N"]
     cut = float(np.percentile(np.unique(ratio), 75)) if holdout_ratio is None else float(holdout_ratio)
-    test = ratio > cut
-    if not test.any() or test.all():
+    held = ratio > cut
+    if not held.any() or held.all():
         raise DataError(f"holdout ratio {cut:g}: needs checkpoints on both sides (D/N spans "
                          f"{ratio.min():g}..{ratio.max():g})")
-    law = fit_columns({n: v[~test] for n, v in cols.items()}, approach, starts)
+    fitted_N = cols["N"][~held]
+    inside = (cols["N"] >= fitted_N.min()) & (cols["N"] <= fitted_N.max())
+    if not (held & inside).any():
+        raise DataError(f"holdout ratio {cut:g}: every checkpoint above it has an N outside the fitted range "
+                         f"{fitted_N.min():g}..{fitted_N.max():g}")
+    law = fit_columns({n: v[~held] for n, v in cols.items()}, approach, starts)
     y = cols["task_loss" if approach == 1 else "accuracy"]
     pred = law.predict(cols["N"], cols["D"], cols["k"])
     err = np.abs(pred - y)
     rel, small = err / np.maximum(np.abs(y), 1e-12), np.abs(y) < floor
     ck = cols["checkpoint"] if "checkpoint" in cols else np.unique(np.stack([cols["N"], cols["D"]], 1), axis=0,
                                                                     return_inverse=True)[1].ravel()
-    out: dict[str, Any] = {"holdout_ratio": cut, "train_checkpoints": len(set(ck[~test])),
-                           "test_checkpoints": len(set(ck[test])), "floor": floor}
-    for name, m in (("train", ~test), ("test", test)):
-        big = m & ~small
-        out |= {f"{name}_mean": float(rel[m].mean()), f"{name}_median": float(np.median(rel[m])),
-                f"{name}_max": float(rel[m].max()), f"{name}_mean_abs": float(err[m].mean()),
-                f"{name}_max_abs": float(err[m].max()), f"{name}_below_floor": int((m & small).sum()),
-                f"{name}_mean_above_floor": float(rel[big].mean()) if big.any() else float("nan")}
+    out: dict[str, Any] = {"holdout_ratio": cut, "floor": floor}
+    for name, m in (("train", ~held), ("test", held & inside), ("outside", held & ~inside)):
+        out |= _errors(name, len(set(ck[m])), rel[m], err[m], small[m])
     out["test_points"] = [{"checkpoint": str(ck[i]), "k": float(cols["k"][i]), "measured": float(y[i]),
-                           "predicted": float(pred[i]), "rel_error": float(rel[i])} for i in np.flatnonzero(test)]
+                           "predicted": float(pred[i]), "rel_error": float(rel[i]), "N_inside": bool(inside[i])}
+                          for i in np.flatnonzero(held)]
     return out
+
+
+def _errors(name: str, checkpoints: int, rel: np.ndarray, err: np.ndarray, small: np.ndarray) -> dict[str, Any]:
+    """``name``_checkpoints and the error statistics of :func:`validate` over one set of rows (NaN: none)."""
+    def stat(f: Callable[[np.ndarray], Any], v: np.ndarray) -> float:
+        return float(f(v)) if v.size else float("nan")
+
+    return {f"{name}_checkpoints": checkpoints, f"{name}_mean": stat(np.mean, rel),
+            f"{name}_median": stat(np.median, rel), f"{name}_max": stat(np.max, rel),
+            f"{name}_mean_abs": stat(np.mean, err), f"{name}_max_abs": stat(np.max, err),
+            f"{name}_below_floor": int(small.sum()), f"{name}_mean_above_floor": stat(np.mean, rel[~small])}
