@@ -87,7 +87,7 @@ PRESETS: dict[str, Preset] = {
                    questions=24, people=5, lr=1e-2, n=16, C_train=2e10, C_inf=2e5, corpus_docs=1500, starts=100),
     # the default on 2 CPU cores: ≤ 15 minutes (training ~2·10⁷ tokens at ~5·10⁴ tokens per CPU-second)
     "cpu": Preset(widths=(16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128), budgets=(3e10, 8e10, 2e11, 5e11),
-                  tpp=(1.0, 3000.0), tpp_center=40.0, people=60, batch_size=8, lr=1e-2, C_train=2e11, C_inf=1e5),
+                  tpp=(1.0, 3000.0), tpp_center=40.0, people=60, batch_size=8, lr=1e-2, C_train=5e11, C_inf=1e5),
     # a GPU machine: wider, deeper, more questions
     "gpu": Preset(widths=(16, 24, 32, 48, 64, 96, 128, 192, 256), budgets=(1e12, 3e12, 1e13, 3e13), n_layers=4,
                   tpp=(1.0, 3000.0), tpp_center=40.0, questions=400, n=256, C_train=3e12, C_inf=2e7,
