@@ -125,10 +125,29 @@ def _best_of(objective: Callable, starts: np.ndarray, bounds: list[tuple[float, 
     return best.x, float(best.fun), converged
 
 
+# Box ends that are limits of the formulas themselves, not search bounds: (name, 0 = lower | 1 = upper)
+# -> what the parameter there means. E >= 0: a loss cannot fall below 0, and E = 0 is the truth where
+# pass@k -> 1 for every question (log E at LOG_E_ZERO: E = e^-50 ≈ 2e-22 nats, which adds nothing in
+# float64 to any loss above 1e-6 nats). θ1 >= 0, ρ <= 1, π >= 0: see :func:`_stage2_bounds`.
+LOG_E_ZERO = -50.0
+FORMULA_LIMITS = {("log_E", 0): "E = 0", ("theta1", 0): "theta1 = 0", ("rho", 1): "rho = 1", ("pi", 0): "pi = 0"}
+
+
+def _box_ends(x: np.ndarray, bounds: list[tuple[float, float]], names: tuple[str, ...]) -> list[tuple[Any, int]]:
+    """(name or index, 0 | 1) of every coordinate of ``x`` on the lower (0) or upper (1) end of its range."""
+    return [(names[i] if names else i, side) for i, (lo, hi) in enumerate(bounds)
+            for side, end in ((0, lo), (1, hi)) if np.isclose(x[i], end)]
+
+
 def at_bounds(x: np.ndarray, bounds: list[tuple[float, float]], names: tuple[str, ...] = ()) -> list:
-    """Names (or indices, without ``names``) of the coordinates of ``x`` that sit on a bound of the box."""
-    return [names[i] if names else i for i, (lo, hi) in enumerate(bounds)
-            if np.isclose(x[i], lo) or np.isclose(x[i], hi)]
+    """Names (or indices, without ``names``) of the coordinates of ``x`` that sit on a search bound of the
+    box (the formulas' own limits, :data:`FORMULA_LIMITS`, are not search bounds: see :func:`at_limits`)."""
+    return [name for name, side in _box_ends(x, bounds, names) if (name, side) not in FORMULA_LIMITS]
+
+
+def at_limits(x: np.ndarray, bounds: list[tuple[float, float]], names: tuple[str, ...]) -> list[str]:
+    """The formula limits (:data:`FORMULA_LIMITS`, e.g. "E = 0") that coordinates of ``x`` sit on."""
+    return [FORMULA_LIMITS[end] for end in _box_ends(x, bounds, names) if end in FORMULA_LIMITS]
 
 
 def batched_lbfgs(objective: Callable, x0: np.ndarray, bounds: list[tuple[float, float]], iters: int = 400,
@@ -409,7 +428,7 @@ class ChinchillaLaw(Law):
 
 
 _HUBER_DELTA = 1e-3
-_CHIN_BOUNDS = [(-10.0, 50.0), (-10.0, 50.0), (-10.0, 5.0), (0.0, 5.0), (0.0, 5.0)]
+_CHIN_BOUNDS = [(-10.0, 50.0), (-10.0, 50.0), (LOG_E_ZERO, 5.0), (0.0, 5.0), (0.0, 5.0)]
 # Hoffmann et al. (2022) grid of starts: α, β ∈ {0, .5, …, 2}, log E ∈ {−1, −.5, …, 1}, log A, log B ∈ {0, 5, …, 25}.
 _CHIN_GRID = np.array(np.meshgrid(np.arange(0, 26, 5.0), np.arange(0, 26, 5.0), np.arange(-1, 1.01, 0.5),
                                   np.arange(0, 2.01, 0.5), np.arange(0, 2.01, 0.5), indexing="ij")).reshape(5, -1).T
@@ -450,7 +469,8 @@ def fit_chinchilla(N, D, loss, starts: int = 64, bootstrap: int = 0, seed: int =
     samples = _bootstrap(ckpt, bootstrap, seed, lambda rows: _huber_fit(*(v[rows] for v in logs), x0=x)[0])
     return ChinchillaLaw(x, samples, {"objective": f, "converged": ok, "rows": int(ckpt.size),
                                       "checkpoints": int(ckpt.max() + 1),
-                                      "at_bound": at_bounds(x, _CHIN_BOUNDS, ChinchillaLaw.NAMES)},
+                                      "at_bound": at_bounds(x, _CHIN_BOUNDS, ChinchillaLaw.NAMES),
+                                      "at_limit": at_limits(x, _CHIN_BOUNDS, ChinchillaLaw.NAMES)},
                          data_ranges(c["N"], c["D"]))
 
 
@@ -505,7 +525,7 @@ class T2LossLaw(Law):
         return self.at_k1().chinchilla_n(C_train)
 
 
-_T2_BOUNDS = [(-10.0, 50.0), (-10.0, 50.0), (-20.0, 5.0), (0.0, 5.0), (0.0, 5.0), (-20.0, 10.0), (0.0, 5.0)]
+_T2_BOUNDS = [(-10.0, 50.0), (-10.0, 50.0), (LOG_E_ZERO, 5.0), (0.0, 5.0), (0.0, 5.0), (-20.0, 10.0), (0.0, 5.0)]
 _T2_STARTS = np.array([(0, 25), (0, 25), (-2, 1), (0.05, 1.5), (0.05, 1.5), (-2, 2), (0.05, 1.5)])
 
 
@@ -575,7 +595,8 @@ def fit_t2_loss(N, D, k, loss, starts: int = 500, bootstrap: int = 0, seed: int 
 
     return T2LossLaw(x, _bootstrap(ckpt, bootstrap, seed + 1, refit),
                      {"sse": f, "converged": ok, "starts": starts, "rows": int(ckpt.size),
-                      "checkpoints": int(ckpt.max() + 1), "at_bound": at_bounds(x, _T2_BOUNDS, T2LossLaw.NAMES)},
+                      "checkpoints": int(ckpt.max() + 1), "at_bound": at_bounds(x, _T2_BOUNDS, T2LossLaw.NAMES),
+                      "at_limit": at_limits(x, _T2_BOUNDS, T2LossLaw.NAMES)},
                      data_ranges(c["N"], c["D"], c["k"]))
 
 
@@ -880,7 +901,7 @@ def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0
     bounds = _CHIN_BOUNDS + _stage2_bounds(float(np.exp(x[2])), x.size == 11)
     y = np.r_[x[:5], rho_from_theta(x[5:], float(np.exp(x[2])))]
     info |= {"starts": starts, "stage1": stage1, "rows": int(ckpt.size), "checkpoints": int(ckpt.max() + 1),
-             "at_bound": at_bounds(y, bounds, names[:x.size])}
+             "at_bound": at_bounds(y, bounds, names[:x.size]), "at_limit": at_limits(y, bounds, names[:x.size])}
     return cls(x, samples, info, data_ranges(c["N"], c["D"], c["k"]))
 
 
@@ -947,26 +968,55 @@ def fit_columns(cols: dict[str, np.ndarray], approach: int, starts: int | None =
 
 
 def validate(cols: dict[str, np.ndarray], approach: int, holdout_ratio: float | None = None,
-             starts: int | None = None) -> dict[str, float]:
+             starts: int | None = None, floor: float = 0.05) -> dict[str, Any]:
     """Held-out validation: fit on checkpoints with D/N <= ``holdout_ratio`` (default: the 75th
     percentile of checkpoint D/N, so the most overtrained quarter is held out), predict the rest.
 
-    Returns the train and test relative errors |pred − measured|/|measured| (mean, median, max)
-    of the fitted metric, with the split sizes.
+    The test set is the held-out checkpoints whose N lies inside the fitted N range: extrapolation in
+    D/N, as the paper's overtrained checkpoints are. Held-out checkpoints of an N outside that range
+    (on an isoFLOP ladder the smallest width is only ever overtrained) test extrapolation in N as
+    well; they are reported apart, as ``outside_*``, never mixed in nor left out silently.
+
+    Returns, for the train, test and outside rows, the relative error |pred − y|/|y| of the fitted
+    metric y (task loss in nats, or pass@k accuracy) over every row (mean, median, max), the absolute
+    error |pred − y| (mean, max; nats or accuracy), the number of rows whose |y| < ``floor`` (where
+    the relative error measures the nearness of y to 0 more than the law: e.g. a task loss of 0.001
+    nats at large k) and the mean relative error of the other rows; ``test_points``: every held-out
+    row (checkpoint, k, measured, predicted, relative error, whether its N is inside the fitted range).
     """
     ratio = cols["D"] / cols["N"]
     cut = float(np.percentile(np.unique(ratio), 75)) if holdout_ratio is None else float(holdout_ratio)
-    test = ratio > cut
-    if not test.any() or test.all():
+    held = ratio > cut
+    if not held.any() or held.all():
         raise DataError(f"holdout ratio {cut:g}: needs checkpoints on both sides (D/N spans "
                          f"{ratio.min():g}..{ratio.max():g})")
-    law = fit_columns({n: v[~test] for n, v in cols.items()}, approach, starts)
+    fitted_N = cols["N"][~held]
+    inside = (cols["N"] >= fitted_N.min()) & (cols["N"] <= fitted_N.max())
+    if not (held & inside).any():
+        raise DataError(f"holdout ratio {cut:g}: every checkpoint above it has an N outside the fitted range "
+                         f"{fitted_N.min():g}..{fitted_N.max():g}")
+    law = fit_columns({n: v[~held] for n, v in cols.items()}, approach, starts)
     y = cols["task_loss" if approach == 1 else "accuracy"]
-    rel = np.abs(law.predict(cols["N"], cols["D"], cols["k"]) - y) / np.maximum(np.abs(y), 1e-12)
+    pred = law.predict(cols["N"], cols["D"], cols["k"])
+    err = np.abs(pred - y)
+    rel, small = err / np.maximum(np.abs(y), 1e-12), np.abs(y) < floor
     ck = cols["checkpoint"] if "checkpoint" in cols else np.unique(np.stack([cols["N"], cols["D"]], 1), axis=0,
                                                                     return_inverse=True)[1].ravel()
-    out = {"holdout_ratio": cut, "train_checkpoints": len(set(ck[~test])), "test_checkpoints": len(set(ck[test]))}
-    for name, m in (("train", ~test), ("test", test)):
-        out |= {f"{name}_mean": float(rel[m].mean()), f"{name}_median": float(np.median(rel[m])),
-                f"{name}_max": float(rel[m].max())}
+    out: dict[str, Any] = {"holdout_ratio": cut, "floor": floor}
+    for name, m in (("train", ~held), ("test", held & inside), ("outside", held & ~inside)):
+        out |= _errors(name, len(set(ck[m])), rel[m], err[m], small[m])
+    out["test_points"] = [{"checkpoint": str(ck[i]), "k": float(cols["k"][i]), "measured": float(y[i]),
+                           "predicted": float(pred[i]), "rel_error": float(rel[i]), "N_inside": bool(inside[i])}
+                          for i in np.flatnonzero(held)]
     return out
+
+
+def _errors(name: str, checkpoints: int, rel: np.ndarray, err: np.ndarray, small: np.ndarray) -> dict[str, Any]:
+    """``name``_checkpoints and the error statistics of :func:`validate` over one set of rows (NaN: none)."""
+    def stat(f: Callable[[np.ndarray], Any], v: np.ndarray) -> float:
+        return float(f(v)) if v.size else float("nan")
+
+    return {f"{name}_checkpoints": checkpoints, f"{name}_mean": stat(np.mean, rel),
+            f"{name}_median": stat(np.median, rel), f"{name}_max": stat(np.max, rel),
+            f"{name}_mean_abs": stat(np.mean, err), f"{name}_max_abs": stat(np.max, err),
+            f"{name}_below_floor": int(small.sum()), f"{name}_mean_above_floor": stat(np.mean, rel[~small])}

@@ -31,19 +31,22 @@ SEQ_LEN = 64
 
 @dataclass(frozen=True)
 class Rung:
-    """One model of the ladder: width, depth, training tokens D and sequences per optimizer step
-    (at the ladder's small D, the number of steps D/(batch·SEQ_LEN) limits what a model learns)."""
+    """One model of the ladder: width, depth, training tokens D, sequences per optimizer step
+    (at the ladder's small D, the number of steps D/(batch·SEQ_LEN) limits what a model learns)
+    and AdamW's peak learning rate."""
 
     d_model: int
     n_layers: int
     tokens: int
     n_heads: int = 4
     batch_size: int = 32
+    lr: float = 3e-3
 
     @property
     def name(self) -> str:
         batch = f"-b{self.batch_size}" if self.batch_size != 32 else ""
-        return f"d{self.d_model}-l{self.n_layers}-D{self.tokens}{batch}"
+        lr = f"-lr{self.lr:g}" if self.lr != 3e-3 else ""
+        return f"d{self.d_model}-l{self.n_layers}-D{self.tokens}{batch}{lr}"
 
 
 def matmul_peak_flops(size: int = 1024, repeats: int = 8, trials: int = 5) -> float:
@@ -96,10 +99,10 @@ def encode_corpus(texts: Sequence[str], tokenizer) -> np.ndarray:
     return np.fromiter((t for doc in ids for t in (*doc, eos)), dtype=np.int32)
 
 
-def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0,
-          lr: float = 3e-3, device: str = "cpu") -> dict:
+def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0, device: str = "cpu") -> dict:
     """Train one rung on random SEQ_LEN windows of ``stream`` (``rung.batch_size`` per step) for
-    exactly ``rung.tokens`` tokens (rounded up to whole steps),
+    exactly ``rung.tokens`` tokens (rounded up to whole steps; AdamW at peak ``rung.lr``, linear
+    warmup over 5% of the steps, cosine decay to 0),
     save it to ``out`` (atomically: a temporary folder renamed at the end) and return its
     training record. A folder that already has a record is reused, not retrained."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -115,7 +118,7 @@ def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0,
     batch_size = rung.batch_size
     tokens_per_step = batch_size * SEQ_LEN
     steps = max(1, math.ceil(rung.tokens / tokens_per_step))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=rung.lr, betas=(0.9, 0.95), weight_decay=0.1)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))

@@ -193,6 +193,15 @@ def _in_nats(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return {c: f"{c} (nats)" if "loss" in c and "(" not in c else c for c in rows[0]}
 
 
+# the held-out table's columns (validation.json has every statistic and every test point)
+HELD_OUT_COLUMNS = {"task": "task", "approach": "approach", "holdout_ratio": "D/N cut", "train_checkpoints": "train",
+                    "train_mean": "train mean rel", "test_checkpoints": "test", "test_mean": "test mean rel",
+                    "test_median": "test median rel", "test_max": "test max rel", "test_mean_abs": "test mean abs",
+                    "test_below_floor": "test rows < floor", "test_mean_above_floor": "test mean rel, rows ≥ floor",
+                    "outside_checkpoints": "outside N range", "outside_mean": "outside mean rel",
+                    "outside_mean_abs": "outside mean abs"}
+
+
 def demo_markdown(p: Any, preset: str, s: Mapping[str, Any], pooled: str = "all") -> str:
     """report.md of ``t2 demo``: preset ``p`` (a ``harness.demo.Preset``) and the sections ``s`` of
     ``harness.demo._pipeline`` (ladder, evaluation, fits, held_out, fit_warnings, validation,
@@ -243,7 +252,9 @@ machine's float32 matmul peak of {speed["matmul_peak_flops_per_cpu_s"] / 1e9:.3g
 Approach 1 fits the task loss (nats), Approach 2 the pass@k accuracy; `*` marks the T² optimum
 (D = C_train/(6N), k = C_inf/(2N)), next to the Chinchilla-only choice scored by the same law.
 "optimum at bound" names the search-box limits the optimum sits on; "parameters at bound" the
-fitted parameters on their bounds (empty: none).
+fitted parameters on a search bound (empty: none); "at formula limit" the limits of the formulas
+themselves that a fit reached (E = 0: the loss law's floor is 0, as it is where pass@k → 1 for every
+question; θ1 = 0, ρ = 1, π = 0: Approach 2's own ranges), which are not search bounds.
 
 {markdown_table(s["fits"])}
 
@@ -251,7 +262,17 @@ Fit warnings: {"; ".join(s["fit_warnings"]) if s["fit_warnings"] else "none"}.
 
 ## Held-out validation (fit on the less overtrained checkpoints, relative error on the most overtrained)
 
-{markdown_table(s["held_out"])}
+Checkpoints with D/N above the cut are held out of the fit. The test set is those whose N lies inside
+the fitted N range (extrapolation in D/N, as the paper's overtrained checkpoints); held-out
+checkpoints of a smaller N (on isoFLOP slices the smallest width is only ever overtrained) also
+extrapolate in N and are reported apart ("outside N range"). Relative error
+|predicted − measured|/|measured| of the fitted metric (Approach 1: task loss in nats; Approach 2:
+pass@k) over every (checkpoint, k) row: mean, median, max; the absolute error (nats, or accuracy);
+and, because a measured value near 0 makes the relative error measure that nearness more than the
+law, the rows with |measured| < {s["held_out"][0]["floor"]:g} and the mean relative error of the others.
+Every held-out row (checkpoint, k, measured, predicted) is in `validation.json`.
+
+{markdown_table(s["held_out"], HELD_OUT_COLUMNS)}
 
 ## Did the forecast hold?
 

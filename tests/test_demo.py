@@ -141,9 +141,10 @@ def test_validation_json_has_the_promised_schema(demo):
     assert "## Time and training speed" in report and "## Learnability" in report
 
 
-def test_rung_batch_size_sets_the_optimizer_steps(tmp_path):
-    """A rung trains exactly ceil(D / (batch·SEQ_LEN)) steps of ``batch_size`` sequences, records
-    them with its CPU time, and its folder name carries a batch other than the default."""
+def test_rung_batch_size_and_learning_rate_set_the_training(tmp_path):
+    """A rung trains exactly ceil(D / (batch·SEQ_LEN)) steps of ``batch_size`` sequences at its peak
+    learning rate, records them with its CPU time, and its folder name carries a batch and a learning
+    rate other than the defaults."""
     from harness.tasks import get_task
 
     from harness.ladder import SEQ_LEN, Rung, build_tokenizer, encode_corpus, matmul_peak_flops, train
@@ -151,10 +152,13 @@ def test_rung_batch_size_sets_the_optimizer_steps(tmp_path):
     docs = get_task("causal", n=10).corpus(40)
     tokenizer = build_tokenizer(docs, 300, tmp_path / "tok")
     stream = encode_corpus(docs, tokenizer)
-    rung = Rung(8, 1, 10 * 4 * SEQ_LEN - 5, batch_size=4)
-    assert rung.name.endswith("-b4") and not Rung(8, 1, 100).name.endswith("-b32")
+    rung = Rung(8, 1, 10 * 4 * SEQ_LEN - 5, batch_size=4, lr=1e-2)
+    assert rung.name.endswith("-b4-lr0.01") and Rung(8, 1, 100).name == "d8-l1-D100"
     record = train(rung, stream, tokenizer, tmp_path / rung.name)
     assert record["steps"] == 10 and record["batch_size"] == 4 and record["tokens_trained"] == 10 * 4 * SEQ_LEN
+    default_lr = Rung(8, 1, rung.tokens, batch_size=4)  # same seed and windows, AdamW at 3e-3
+    assert record["rung"]["lr"] == 1e-2 and train(default_lr, stream, tokenizer, tmp_path / default_lr.name
+                                                  )["final_loss"] != record["final_loss"]
     assert 0 < record["cpu_s"] and (tmp_path / rung.name / "config.json").is_file()
     assert matmul_peak_flops(size=256, repeats=2, trials=2) > 1e8
 

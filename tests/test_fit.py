@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from helpers import CHIN, TRUE1, TRUE2, accuracy_sse, paper_grid, simulate
@@ -276,3 +278,56 @@ def test_stage2_reparametrisation_gradient_and_unclipped_mu():
                                rtol=1e-5)
     # μ near 1 and near 0 is not clipped: the limits of 1 − B(a, b + k)/B(a, b)
     assert fit.beta_pass_at_k(np.array([0.0, 2.0, 1e-300]), np.array([3.0, 0.0, 1.0]), 4.0).tolist()[:2] == [0.0, 1.0]
+
+
+def test_zero_irreducible_loss_is_the_formulas_limit_not_a_search_bound():
+    """Data from laws with E = 0 (a task loss that falls to 0): both fits put E at 0 (log E at
+    LOG_E_ZERO, which adds nothing to any loss in float64), report it as the formula limit "E = 0"
+    and neither flag a search bound nor warn."""
+    N, D, k = paper_grid()
+    rng = np.random.default_rng(3)
+    true = fit.T2LossLaw(np.r_[CHIN[:2], fit.LOG_E_ZERO, CHIN[3:], np.log(2.0), 0.5])
+    loss = true.predict(N, D, k) * (1 + 0.01 * rng.standard_normal(N.size))
+    assert float(true.predict(N[0], D[0], k[0])) == float(true.predict(N[0], D[0], k[0]) - true.params["E"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fit.FitWarning)
+        law = fit.fit_t2_loss(N, D, k, loss, starts=100)
+        m = k == 1
+        chin = fit.fit_chinchilla(N[m], D[m], fit.ChinchillaLaw(np.array(CHIN[:2] + [fit.LOG_E_ZERO] + CHIN[3:]))
+                                  .predict(N[m], D[m]) * (1 + 0.005 * rng.standard_normal(m.sum())))
+    assert law.params["E"] < 1e-3 * loss.min() and chin.params["E"] < 1e-3 * loss.min()
+    for got in (law, chin):
+        assert got.info["at_bound"] == [] and got.info["at_limit"] in ([], ["E = 0"])
+    assert law.info["at_limit"] == ["E = 0"] or law.params["E"] < 1e-6
+    assert abs(law.params["alpha"] - 0.34) < 0.02 and abs(law.params["gamma"] - 0.5) < 0.02
+
+
+def test_held_out_validation_reports_absolute_errors_and_the_rows_near_zero():
+    """validate: the relative error over every row, the absolute error, the rows whose measured value
+    is below the floor (named one by one in test_points) and the relative error of the others; held-out
+    checkpoints of an N below the fitted range (here the smallest size, kept only overtrained) are
+    reported apart as ``outside``, not mixed into the test numbers."""
+    N, D, k = paper_grid()
+    keep = (k <= 64) & ((N > N.min()) | (D / N > 1e3))
+    N, D, k = N[keep], D[keep], k[keep]
+    true = fit.T2LossLaw(np.r_[CHIN[:2], fit.LOG_E_ZERO, CHIN[3:], np.log(2.0), 0.5])
+    loss = true.predict(N, D, k) - true.predict(N, D, 64) + 0.01  # the k = 64 rows: 0.01 nats
+    cols = {"N": N, "D": D, "k": k, "task_loss": loss}
+    with warnings.catch_warnings():  # the shifted data is no longer of the law's form
+        warnings.simplefilter("ignore", fit.FitWarning)
+        v = fit.validate(cols, 1, starts=40, floor=0.05)
+    held = D / N > v["holdout_ratio"]
+    points = v["test_points"]
+    assert len(points) == held.sum() and v["outside_checkpoints"] == np.unique(D[N == N.min()]).size > 0
+    assert all((p["N_inside"] is False) == (p["checkpoint"] in {str(i) for i in range(v["outside_checkpoints"])})
+               for p in points)  # checkpoint ids sort by N first: the smallest size's come first
+    inside = [p for p in points if p["N_inside"]]
+    assert v["test_below_floor"] == sum(p["measured"] < 0.05 for p in inside) > 0
+    rel = np.array([p["rel_error"] for p in inside])
+    err = np.array([abs(p["predicted"] - p["measured"]) for p in inside])
+    assert v["test_mean"] == pytest.approx(rel.mean()) and v["test_max_abs"] == pytest.approx(err.max())
+    assert v["test_mean_abs"] == pytest.approx(err.mean())
+    above = np.array([p["measured"] >= 0.05 for p in inside])
+    assert v["test_mean_above_floor"] == pytest.approx(rel[above].mean())
+    outside = np.array([p["rel_error"] for p in points if not p["N_inside"]])
+    assert v["outside_mean"] == pytest.approx(outside.mean())
