@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from harness.errors import InvalidSetting
-from harness.npmle import failure_at_grid, fit_npmle, posterior_weights
+from harness.npmle import failure_at_grid, fit_npmle, posterior_weights, success_at_grid
 from harness.passk import Extrapolation, extrapolate_pass_at_k
 from harness.sampling import _judge
 
@@ -77,7 +77,7 @@ def next_round(n: np.ndarray, c: np.ndarray, target_k: int, left: int, max_n: in
     n, c = np.asarray(n, np.int64), np.asarray(c, np.int64)
     caps = np.minimum(GROWTH * np.maximum(n, 1), max_n - n)
     prior = fit_npmle(n, c).weights
-    success = 1.0 - failure_at_grid(np.array(target_k))
+    success = success_at_grid(target_k)
     per_sample = gain(posterior_weights(prior, n, c), success, caps) / np.maximum(caps, 1)
     worth = per_sample >= per_sample[caps > 0].max(initial=0.0) / GAIN_RATIO
     return greedy_fill(per_sample, min(left, int(n.sum())), np.where(worth, caps, 0))

@@ -34,12 +34,12 @@ class MixingFit:
 
     def pass_at_k(self, k) -> np.ndarray:
         """Population E_G[pass@k] = Σ_j G_j (1 − (1 − p_j)^k): float64 [K]."""
-        return _success(np.atleast_1d(k)) @ self.weights
+        return success_at_grid(np.atleast_1d(k)) @ self.weights
 
     def posterior(self, n, c, k) -> tuple[np.ndarray, np.ndarray]:
         """(E, Var) of pass@k_i = 1 − (1 − p_i)^k given (n_i, c_i) under G: float64 [P, K] each."""
         post = posterior_weights(self.weights, np.asarray(n), np.asarray(c))
-        g = _success(np.atleast_1d(k))
+        g = success_at_grid(np.atleast_1d(k))
         mean = post @ g.T
         return mean, np.maximum(post @ (g ** 2).T - mean ** 2, 0.0)
 
@@ -53,32 +53,34 @@ def failure_at_grid(draws: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(draws)[..., None] == 0, 1.0, out)  # 0 · −inf: (1 − 1)^0 = 1
 
 
-def _success(ks: np.ndarray) -> np.ndarray:
-    """pass@k at each grid point, 1 − (1 − p_j)^k: float64 [K, J]."""
-    return 1.0 - failure_at_grid(ks)
+def success_at_grid(k) -> np.ndarray:
+    """pass@k at each grid point, 1 − (1 − p_j)^k: float64 [*k.shape, J]."""
+    return 1.0 - failure_at_grid(np.asarray(k))
 
 
-def likelihoods(n: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Binom(c_i; n_i, p_j) / max_j of the same, so rows peak at 1 (no underflow): float64 [P, J]."""
+def _log_likelihoods(n: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Binom(c_i; n_i, p_j) / its row maximum [P, J], log of the row maxima [P]): rows peak at 1."""
     log = binom.logpmf(np.asarray(c)[:, None], np.asarray(n)[:, None], GRID[None, :])
-    return np.exp(log - log.max(axis=1, keepdims=True))
+    scale = log.max(axis=1)
+    return np.exp(log - scale[:, None]), scale
 
 
 def posterior_weights(weights: np.ndarray, n: np.ndarray, c: np.ndarray) -> np.ndarray:
     """P(p_i = p_j | n_i, c_i) ∝ G_j Binom(c_i; n_i, p_j): float64 [P, J]."""
-    joint = likelihoods(n, c) * weights[None, :]
+    joint = _log_likelihoods(n, c)[0] * weights[None, :]
     return joint / joint.sum(axis=1, keepdims=True)
 
 
-def em(lik: np.ndarray, counts: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """EM for G given scaled likelihoods [U, J] of U distinct pairs seen ``counts`` times; ``counts``
-    and ``start`` may carry a leading batch axis [B, U], [B, J] (bootstrap replicates fitted at once)."""
-    weights, share, last = start.copy(), counts / counts.sum(axis=-1, keepdims=True), -np.inf
+def em(lik: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """EM for G from the uniform start, given scaled likelihoods [U, J] of U distinct (n, c) pairs
+    seen ``counts`` [U] times: stops after ITERATIONS steps or when log L per problem rises less
+    than TOLERANCE: float64 [J]."""
+    weights, share, last = np.full(GRID.size, 1.0 / GRID.size), counts / counts.sum(), -np.inf
     for _ in range(ITERATIONS):
-        mix = np.maximum(weights @ lik.T, 1e-300)
+        mix = np.maximum(lik @ weights, 1e-300)
         weights = weights * ((share / mix) @ lik)
-        weights /= weights.sum(axis=-1, keepdims=True)
-        value = float(np.sum(share * np.log(mix)))
+        weights /= weights.sum()
+        value = float(share @ np.log(mix))
         if value - last < TOLERANCE:
             break
         last = value
@@ -86,10 +88,9 @@ def em(lik: np.ndarray, counts: np.ndarray, start: np.ndarray) -> np.ndarray:
 
 
 def fit_npmle(n, c) -> MixingFit:
-    """The NPMLE of G (module docstring) from per-problem counts n_i >= 1, 0 <= c_i <= n_i."""
+    """The NPMLE of G (module docstring) from per-problem counts n_i >= 0, 0 <= c_i <= n_i."""
     pairs, counts = np.unique(np.stack([np.asarray(n, np.int64), np.asarray(c, np.int64)]), axis=1,
                               return_counts=True)
-    lik = likelihoods(*pairs)
-    weights = em(lik, counts.astype(np.float64), np.full(GRID.size, 1.0 / GRID.size))
-    log_scale = binom.logpmf(pairs[1][:, None], pairs[0][:, None], GRID[None, :]).max(axis=1)
-    return MixingFit(weights, float(counts @ (np.log(lik @ weights) + log_scale)))
+    lik, scale = _log_likelihoods(*pairs)
+    weights = em(lik, counts.astype(np.float64))
+    return MixingFit(weights, float(counts @ (np.log(lik @ weights) + scale)))
