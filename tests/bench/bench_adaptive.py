@@ -2,8 +2,8 @@
 K = 10^4.
 
 1. Simulated populations (those of bench_extrapolate.py, 500 problems): per seed, uniform runs at
-   n = 5 .. 1,600 per problem and adaptive runs (up to 32,768 samples per problem, >= K) at budgets
-   of 5 .. 160 samples per problem on average, each against the seed's own truth
+   n = 5 .. 6,400 per problem and adaptive runs (up to 32,768 samples per problem, >= K) at budgets
+   of 5 .. 320 samples per problem on average, each against the seed's own truth
    mean_i 1 − (1 − p_i)^K. Both arms under both estimators: the parametric fit's posterior means
    (extrapolate_pass_at_k; for the adaptive arm with use_samples=False, harness.adaptive.estimate)
    and the NPMLE prior's (harness.npmle). The uniform arm is credited with its better estimator at
@@ -43,8 +43,8 @@ from harness.npmle import fit_npmle  # noqa: E402
 from harness.passk import SuccessFit, extrapolate_pass_at_k  # noqa: E402
 
 K, MAX_N, SIM_MAX_N = 10_000, 16_384, 32_768
-UNIFORM_N = (5, 10, 20, 40, 80, 160, 320, 800, 1600)
-BUDGET_PER_PROBLEM = (5, 10, 20, 40, 80, 160)
+UNIFORM_N = (5, 10, 20, 40, 80, 160, 320, 800, 1600, 6400)
+BUDGET_PER_PROBLEM = (5, 10, 20, 40, 80, 160, 320)
 
 REAL_PREFIX_N = (16, 64, 256, 1024, 4096, 16384)
 REAL_BUDGET_PER_PROBLEM = (16, 64, 256, 1024)
@@ -126,14 +126,49 @@ def real_section(cache: Path, problems: int, max_n: int = MAX_N) -> str:
 
 
 REAL_NOTES = """
-Reading (this run; one realisation of 50 questions, so each |error| is noisy to several 0.01): 22 of
-the 50 questions are never solved in 16,384 samples, so, as in the simulated half-unsolvable
-population, no allocation can save much more than the stop-at-first-success figures above (< 2×),
-and the goal of >= 5× is out of reach here too. Adaptive allocation at 16-64 samples per problem
-errs less than uniform at the same budget (0.101 vs 0.132, 0.055 vs 0.150) and at 256 per problem
-comparably to uniform at 1,024 (0.066 vs 0.044, 4× the samples; uniform at 256 chose the
-zero-inflated form and erred by 0.199); at 1,024 per problem it errs by 0.085 where uniform at
-4,096 errs by 0.012.
+**Verdict (from the 32-seed run above): the goal, the same error at K = 10^4 as uniform allocation
+with >= 5× fewer samples, is not met.** Savings whose whole ±1 s.e. range is above 1×: never / Beta
+/ always at 40-320 samples per problem (1.5×-2.5×; ranges 1.3×-3.3×), half-unsolvable at 160
+(1.4×, 1.2×-1.8×), beta at 40-320 (2.1×-10.6×, but ranges from 1.2×-1.4× up: uniform's curve is
+flat, 0.006 from n = 320 to 1,600, so the matched n is ill-determined). The 81× and 34× of never /
+hard Beta / easy Beta at 5 and 10 per problem are artifacts: uniform's error *rises* from n = 10 to
+n = 80 there (the family is wrong), so a low error at a small budget matches only a far larger
+uniform n; from 20 to 160 per problem adaptive errs as much as uniform (0.060-0.070). Power-law:
+none.
+
+Why, measured:
+
+- Allocation alone cannot give 5× where many problems are never solved. With the true prior
+  (Bayes-optimal estimates in both arms, "true prior" columns) the error still falls only slowly
+  with n (half-unsolvable: 0.0115 at n = 5, 0.0076 at 160, 0.0032 at 1,600), because the target is
+  the realised pass@K of *these* problems, and a never-solved problem's own pass@K_i (p = 0, or
+  p ~ 1/K?) stays uncertain until it has as many samples as uniform gives it; an allocation can only
+  skip what uniform spends on a problem after its first success. That ceiling ("stop-at-first-
+  success" column) is <= 2× at any n with half the problems never solved, and <= 4.7× even at
+  n = 10^4 with 20% never and 20% always solved; only beta, with no never-solved mass, has a ceiling
+  past 5× (6.0× at n = 1,700). On such flat curves the measured true-prior savings scatter (none to
+  15×) with ±1 s.e. ranges that reach "none" or ~1× in most rows: 32 seeds cannot resolve a 5×
+  saving, which is a 5^(-1/4) ≈ 0.67 ratio of errors or less.
+- The errors actually seen are the prior's estimation error, not the allocation's: in half-unsolvable
+  and never / Beta / always at 5-40 samples per problem, the fitted family errs by 0.035-0.28 where
+  the true prior gives 0.008-0.013 (the BIC choice between a Beta with small a and a point mass at 0).
+  Adaptive data fix that choice no sooner than uniform data of the same size (half-unsolvable:
+  0.268, 0.249, 0.103, 0.055 at 5-40).
+- The NPMLE (harness.npmle, no family shape) beats the parametric estimate only in the misspecified
+  populations at large n (power-law; never / hard Beta / easy Beta at n = 6,400) and where both are
+  far off (half-unsolvable at n <= 10, never / Beta / always at n = 5), and is otherwise worse, up to
+  12×, in both arms: pass@K at K >> max n_i depends on
+  mass below 1/max n_i, which the data do not identify (EM keeps its start's shape there).
+  harness.adaptive uses it to rank problems, not to estimate.
+- Coverage of the 95% interval: >= 0.94 at every budget in beta, >= 0.91 from 40 per problem in
+  half-unsolvable and never / Beta / always; 0.28-0.84 below that (the wrong model wins the BIC and
+  the interval spans only the plausible ones); 0.09-0.75 in never / hard Beta / easy Beta from 10 per
+  problem and 0-0.19 in power-law (both misspecified). No bootstrap interval was built.
+- Against the previous allocation (8× deepening of the problems of largest n_i · posterior variance
+  under the parametric fit, capped at 4,096; the previous table, 8 seeds), at 80 per problem:
+  half-unsolvable 0.052 → 0.016 (coverage 0.75 → 0.94), never / Beta / always 0.023 → 0.013,
+  beta 0.008 → 0.007, never / hard Beta / easy Beta 0.049 → 0.070 (worse: the old allocation's very
+  deep samples measured part of what the wrong family extrapolates).
 """
 
 
@@ -253,12 +288,14 @@ def matching_uniform(mae: np.ndarray, target: float) -> float:
 
 
 def _oracle_cells(name: str, errors: np.ndarray, uniform: np.ndarray, per: int) -> str:
-    """Adaptive MAE, matched uniform n and saving, both arms under the true prior ("–" without one)."""
+    """Adaptive MAE ± s.e., matched uniform n and saving (MAE + s.e. to MAE − s.e.), both arms under
+    the true prior ("–" without one)."""
     if name not in TRUE_PRIORS:
         return "– | – | –"
-    target = float(errors.mean())
+    target, se = float(errors.mean()), float(errors.std(ddof=1) / np.sqrt(errors.size))
     match = matching_uniform(uniform, target)
-    return f"{target:.3f} | {uniform_n(match)} | {ratio(match, per)}"
+    return (f"{target:.4f} ± {se:.4f} | {uniform_n(match)} | {ratio(match, per)} "
+            f"({ratio(matching_uniform(uniform, target + se), per)} to {ratio(matching_uniform(uniform, target - se), per)})")
 
 
 def uniform_n(match: float) -> str:
@@ -289,7 +326,7 @@ def simulated_section(seeds: int, workers: int) -> str:
             best = np.minimum(param, npmle)  # each n: the uniform arm's better estimator
             oracle = get["uniform_oracle"].mean(axis=0)
             curves = [("parametric", param), ("NPMLE", npmle)] + ([("true prior", oracle)] if name in TRUE_PRIORS else [])
-            lines += [f"| {name} | {label} | " + " | ".join(f"{e:.3f}" for e in mae) + " |" for label, mae in curves]
+            lines += [f"| {name} | {label} | " + " | ".join(f"{e:.4f}" for e in mae) + " |" for label, mae in curves]
             for j, per in enumerate(BUDGET_PER_PROBLEM):
                 errors = get["adaptive"][:, j]
                 target, se = float(errors.mean()), float(errors.std(ddof=1) / np.sqrt(seeds))
