@@ -5,19 +5,22 @@ pass@K_i ≈ 1 once K >> n_i / c_i, while an unsolved one is either unsolvable (
 solvable with p_i ~ 1/K, and only more samples of *it* tell which. Sampling runs in rounds:
 
 - round 0: every problem gets ``first_n`` samples (default ⌊S / (4 P)⌋, at least 1);
-- round r >= 1: fit the success model of :func:`harness.passk.extrapolate_pass_at_k` (least BIC) to
-  (n_i, c_i) and give the round min(samples left, Σ_i n_i) samples (the total at most doubles) to
-  the problems in order of decreasing n_i · Var(pass@K_i | n_i, c_i), the posterior variance of
-  their pass@K (≈ 0 once solved), each taking up to GROWTH · n_i more (never past ``max_n``): a
-  round deepens a few unsolved problems, which tells unsolvable from rare-but-solvable, rather
-  than spreading thin;
+- round r >= 1: fit the nonparametric prior of p (:func:`harness.npmle.fit_npmle`, which assumes
+  no family's shape) and give the round min(samples left, Σ_i n_i) samples (the total at most
+  doubles) to the problems in order of decreasing expected reduction, per sample, of the posterior
+  variance of pass@K_i from m_i = min(GROWTH · n_i, max_n − n_i) more samples (:func:`gain`; GROWTH = 1:
+  n_i doubles), each taking its m_i, among the problems whose gain per sample is at least
+  1/GAIN_RATIO of the best one's: solved problems (variance ≈ 0) wait until the unsolved ones,
+  deepening about equally (what their pass@K needs: its posterior variance falls ~ n_i^−a, convex),
+  gain as little per sample as they do;
 - stop when S samples are stored, or no problem has room to grow.
 
 Sample i of a problem is always the same draw (the run's seed rule), so an adaptive run's rows are
-rows of a uniform run with the same seed. Estimates are the fit's posterior means
+rows of a uniform run with the same seed. Estimates are the parametric fit's posterior means
 (``extrapolate_pass_at_k(..., use_samples=False)``): the likelihood of (n_i, c_i) does not depend on
 how n_i was chosen from earlier outcomes, whereas the fixed-n unbiased formula is biased under such
-stopping.
+stopping. (The NPMLE's own posterior means cannot see mass at p << 1/max n_i, which decides pass@K at
+K >> max n_i: ``results/bench/adaptive.md`` compares both.)
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from harness.errors import InvalidSetting
+from harness.npmle import failure_at_grid, fit_npmle, posterior_weights, success_at_grid
 from harness.passk import Extrapolation, extrapolate_pass_at_k
 from harness.sampling import _judge
 
 FIRST_SHARE = 4  # round 0 spends about 1/FIRST_SHARE of the budget, uniformly
-GROWTH = 7  # a round adds at most GROWTH · n_i samples to problem i
+GROWTH = 1  # a round adds at most GROWTH · n_i samples to problem i (doubles it)
+GAIN_RATIO = 8  # a round serves problems whose gain per sample is >= 1/GAIN_RATIO of the best one's
 
 
 def first_n(problems: int, budget: int) -> int:
@@ -55,14 +60,27 @@ def greedy_fill(weights: np.ndarray, total: int, caps: np.ndarray) -> np.ndarray
     return out
 
 
+def gain(post: np.ndarray, success: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """Expected drop of Var(pass@K_i) from ``extra`` more samples of problem i, counting only
+    whether they hold a success: Var(E[g_i | S_i]) = P(S_i)(E[g_i | S_i] − E g_i)² + (same for not
+    S_i), g_i = pass@K_i, with grid posterior ``post`` [P, J] and ``success`` = g at the grid [J]
+    (a lower bound on the drop given their exact count): float64 [P]."""
+    stay = post * failure_at_grid(extra)  # P(p_i = p_j, no success in ``extra`` draws)
+    mean, none = post @ success, stay.sum(axis=1)
+    mean_none = stay @ success / np.maximum(none, 1e-300)
+    mean_some = (mean - none * mean_none) / np.maximum(1 - none, 1e-300)
+    return none * (mean_none - mean) ** 2 + (1 - none) * (mean_some - mean) ** 2
+
+
 def next_round(n: np.ndarray, c: np.ndarray, target_k: int, left: int, max_n: int) -> np.ndarray:
     """Extra samples per problem for one round (see the module docstring): int64 [P]."""
     n, c = np.asarray(n, np.int64), np.asarray(c, np.int64)
-    fit = extrapolate_pass_at_k(n, c, [target_k], use_samples=False)
-    chosen = fit.fits[[f.model for f in fit.fits].index(fit.model)]
-    variance = chosen.posterior(n, c, [target_k])[1][:, 0]
     caps = np.minimum(GROWTH * np.maximum(n, 1), max_n - n)
-    return greedy_fill(np.maximum(variance, 0.0) * n, min(left, int(n.sum())), caps)
+    prior = fit_npmle(n, c).weights
+    success = success_at_grid(target_k)
+    per_sample = gain(posterior_weights(prior, n, c), success, caps) / np.maximum(caps, 1)
+    worth = per_sample >= per_sample[caps > 0].max(initial=0.0) / GAIN_RATIO
+    return greedy_fill(per_sample, min(left, int(n.sum())), np.where(worth, caps, 0))
 
 
 def estimate(n, c, k, level: float = 0.95) -> Extrapolation:
