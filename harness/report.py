@@ -254,7 +254,8 @@ Approach 1 fits the task loss (nats), Approach 2 the pass@k accuracy; `*` marks 
 "optimum at bound" names the search-box limits the optimum sits on; "parameters at bound" the
 fitted parameters on a search bound (empty: none); "at formula limit" the limits of the formulas
 themselves that a fit reached (E = 0: the loss law's floor is 0, as it is where pass@k → 1 for every
-question; θ1 = 0, ρ = 1, π = 0: Approach 2's own ranges), which are not search bounds.
+question; θ1 = 0, ρ = 1, π = 0 and θ0 = −∞, where μ is exponential in L̂: Approach 2's own ranges), which are
+not search bounds.
 
 {markdown_table(s["fits"])}
 
