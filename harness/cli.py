@@ -370,15 +370,21 @@ def _pick(laws: dict, task: str, path: str):
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
+    """One line per task: the fit/test split, then the held-out errors of :func:`harness.fit.validate`
+    (relative: mean, median, max; absolute: mean, in nats or accuracy; rows below the floor and the mean
+    relative error of the others; checkpoints outside the fitted N range and their mean relative error)."""
     from harness import dataset, fit, records
 
     table = records.read_table(args.dataset, "dataset")
-    print(f"{'task':18s} {'D/N cut':>8s} {'train':>6s} {'test':>5s} {'train err':>10s} "
-          f"{'test mean':>10s} {'test med':>9s} {'test max':>9s}   (relative error, approach {args.approach})")
+    print(f"{'task':18s} {'D/N cut':>8s} {'train':>6s} {'test':>5s} {'train err':>10s} {'test mean':>10s} "
+          f"{'test med':>9s} {'test max':>9s} {'test abs':>9s} {'<floor':>6s} {'mean>=fl':>9s} "
+          f"{'outside':>7s} {'out mean':>9s}   (approach {args.approach}; floor: |measured| < 0.05)")
     for task in [args.task] if args.task else dataset.tasks_of(table):
         v = fit.validate(dataset.task_columns(table, task), args.approach, args.holdout_ratio, args.starts)
         print(f"{task:18s} {v['holdout_ratio']:8.3g} {v['train_checkpoints']:6d} {v['test_checkpoints']:5d} "
-              f"{v['train_mean']:10.2%} {v['test_mean']:10.2%} {v['test_median']:9.2%} {v['test_max']:9.2%}")
+              f"{v['train_mean']:10.2%} {v['test_mean']:10.2%} {v['test_median']:9.2%} {v['test_max']:9.2%} "
+              f"{v['test_mean_abs']:9.4g} {v['test_below_floor']:6d} {v['test_mean_above_floor']:9.2%} "
+              f"{v['outside_checkpoints']:7d} {v['outside_mean']:9.2%}")
 
 
 def _cmd_plot(args: argparse.Namespace) -> None:

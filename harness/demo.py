@@ -58,8 +58,9 @@ class Preset:
     persons). batch_size: training sequences per optimizer step. lr: AdamW's peak learning rate
     (measured on the knowledge/causal corpus at C_train = 2e10-6e10: 1e-2 takes pass@1 from chance
     to 0.15-0.9 where 3e-3 stays near chance). n: samples per
-    question. C_train / C_inf: the forecast's budgets (FLOPs;
-    FLOPs per served token). corpus_docs: training documents per task.
+    question. C_train: the training budget (FLOPs) of the report's table of optima; the forecast
+    validation trains at the budget :func:`forecast_budget` picks among ``budgets``. C_inf: the
+    inference budget (FLOPs per served token) of both. corpus_docs: training documents per task.
     """
 
     widths: tuple[int, ...]
@@ -230,20 +231,41 @@ def judge(approach: int, metric: str, t2: dict[str, Any], chinchilla: dict[str, 
             **{f"chinchilla_{c}": chinchilla[c] for c in ("N", "D", "D/N", "k")}}
 
 
-def validation_model(N_target: float, p: Preset, cache: Path, stream: np.ndarray, tokenizer, seed: int,
-                     device: str) -> tuple[Path, int]:
-    """Train the ladder architecture nearest ``N_target`` on the whole budget p.C_train
-    (D = C_train/(6N) for its actual N); returns its folder and its k = C_inf/(2N), an integer in
-    [1, n]. A ladder rung of the same width and D is the same model (same seed and corpus), so it is
-    copied instead of trained again."""
+def trained_choice(N_target: float, C_train: float, p: Preset) -> tuple[int, int, int, int]:
+    """(width, N, D, k) of the model the forecast validation trains for ``N_target`` at ``C_train``: the
+    ladder width nearest in log N (:func:`width_for`), D = C_train/(6N) tokens and k = C_inf/(2N)
+    rounded to an integer in [1, n]."""
     d = width_for(N_target, p)
     N = non_embedding_params(d, p.n_layers, p.vocab)
-    rung = Rung(d, p.n_layers, int(round(p.C_train / (6 * N))), batch_size=p.batch_size, lr=p.lr)
+    return d, N, int(round(C_train / (6 * N))), int(min(p.n, max(1, round(p.C_inf / (2 * N)))))
+
+
+def forecast_budget(law: Any, p: Preset) -> tuple[float, float]:
+    """The forecast validation's C_train, by a rule fixed before any validation model is measured: of
+    the ladder's budgets p.budgets, the one where the law predicts the largest |difference| between
+    the two models the validation would train there (its T² optimum and its Chinchilla choice at
+    p.C_inf, as :func:`trained_choice` realises them). Returns (C_train, predicted T² − Chinchilla)."""
+    def gap(C: float) -> float:
+        a, b = (float(law.predict(*trained_choice(c["N"], C, p)[1:]))
+                for c in (law.optimum(C, p.C_inf), law.chinchilla_choice(C, p.C_inf)))
+        return a - b
+    gaps = {C: gap(C) for C in p.budgets}
+    best = max(gaps, key=lambda C: abs(gaps[C]))
+    return best, gaps[best]
+
+
+def validation_model(N_target: float, C_train: float, p: Preset, cache: Path, stream: np.ndarray, tokenizer,
+                     seed: int, device: str) -> tuple[Path, int]:
+    """Train :func:`trained_choice`'s model for ``N_target`` on the whole budget ``C_train``; returns its
+    folder and its k. A ladder rung of the same width and D is the same model (same seed and corpus),
+    so it is copied instead of trained again."""
+    d, _, D, k = trained_choice(N_target, C_train, p)
+    rung = Rung(d, p.n_layers, D, batch_size=p.batch_size, lr=p.lr)
     folder, twin = cache / "models" / f"validate-{rung.name}", cache / "models" / rung.name
     if (twin / TRAINING_FILE).is_file() and not folder.exists():  # the same rung, seed and corpus: the same model
         shutil.copytree(twin, folder)
     train(rung, stream, tokenizer, folder, seed=seed, device=device)
-    return folder, int(min(p.n, max(1, round(p.C_inf / (2 * N)))))
+    return folder, k
 
 
 def fit_laws(dataset: pa.Table, p: Preset, out: Path, seed: int
@@ -283,25 +305,28 @@ def fit_laws(dataset: pa.Table, p: Preset, out: Path, seed: int
 
 def validate_forecasts(laws: dict[tuple[str, int], Any], p: Preset, cache: Path, stream: np.ndarray, tokenizer,
                        seed: int, device: str) -> tuple[list[dict], list[dict]]:
-    """Train each pooled law's T² optimum and Chinchilla choice at p.C_train and measure both at
-    p.C_inf: (validation rows, one :func:`judge` verdict per approach)."""
+    """Train each pooled law's T² optimum and Chinchilla choice at its :func:`forecast_budget` and
+    measure both at p.C_inf: (validation rows, one :func:`judge` verdict per approach, with the budget
+    and the law's predicted T² − Chinchilla difference there)."""
     rows, verdicts = [], []
     for approach, metric in ((1, "loss"), (2, "pass@k")):
         law = laws[(POOLED, approach)]
+        C_train, predicted_gap = forecast_budget(law, p)
         pair, values = [], []
-        for name, choice in (("T² forecast", law.optimum(p.C_train, p.C_inf)),
-                             ("Chinchilla", law.chinchilla_choice(p.C_train, p.C_inf))):
-            folder, k = validation_model(choice["N"], p, cache, stream, tokenizer, seed, device)
+        for name, choice in (("T² forecast", law.optimum(C_train, p.C_inf)),
+                             ("Chinchilla", law.chinchilla_choice(C_train, p.C_inf))):
+            folder, k = validation_model(choice["N"], C_train, p, cache, stream, tokenizer, seed, device)
             m = measure(folder, cache, p, seed, device, k)
             values.append(m["losses" if approach == 1 else "accuracies"])
-            pair.append({"law": f"approach {approach}", "model": name, "N target": choice["N"],
+            pair.append({"law": f"approach {approach}", "model": name, "C_train": C_train, "N target": choice["N"],
                          "checkpoint": folder.name, "N": m["N"], "D": m["D"], "D/N": m["D"] / m["N"], "k": k,
                          "predicted loss": float(laws[(POOLED, 1)].predict(m["N"], m["D"], k)),
                          "measured loss": m["task_loss"],
                          "predicted pass@k": float(laws[(POOLED, 2)].predict(m["N"], m["D"], k)),
                          "measured pass@k": m["accuracy"]})
         rows += pair
-        verdicts.append(judge(approach, metric, *pair, *values))
+        verdicts.append({**judge(approach, metric, *pair, *values), "C_train": C_train,
+                         "predicted_difference": predicted_gap})
     return rows, verdicts
 
 
@@ -355,7 +380,7 @@ def _pipeline(p: Preset, preset: str, out: Path, device: str, seed: int) -> Path
     print("[3/5] fit: T² Approach 1 (loss) and Approach 2 (Beta accuracy)")
     with stage("fit, held-out validation, plots"):
         laws, fits, held_out, fit_warnings = fit_laws(dataset, p, out, seed)
-    print(f"[4/5] validate: train each law's T² optimum and Chinchilla choice at C_train={p.C_train:.3g}")
+    print("[4/5] validate: train each pooled law's T² optimum and Chinchilla choice at its forecast budget")
     with stage("forecast validation (train + evaluate)"):
         rows, verdicts = validate_forecasts(laws, p, cache, stream, tokenizer, seed, device)
     print("[5/5] report")

@@ -128,9 +128,13 @@ def _best_of(objective: Callable, starts: np.ndarray, bounds: list[tuple[float, 
 # Box ends that are limits of the formulas themselves, not search bounds: (name, 0 = lower | 1 = upper)
 # -> what the parameter there means. E >= 0: a loss cannot fall below 0, and E = 0 is the truth where
 # pass@k -> 1 for every question (log E at LOG_E_ZERO: E = e^-50 ≈ 2e-22 nats, which adds nothing in
-# float64 to any loss above 1e-6 nats). θ1 >= 0, ρ <= 1, π >= 0: see :func:`_stage2_bounds`.
+# float64 to any loss above 1e-6 nats). θ1 >= 0, ρ <= 1, π >= 0, u >= U_TAIL: see :func:`_stage2_bounds`.
 LOG_E_ZERO = -50.0
-FORMULA_LIMITS = {("log_E", 0): "E = 0", ("theta1", 0): "theta1 = 0", ("rho", 1): "rho = 1", ("pi", 0): "pi = 0"}
+# u = θ1 (θ0 − E) <= −37: for every L̂ >= E the logistic μ = θ2 σ(u − θ1 (L̂ − E)) equals its exponential limit
+# θ0 → −∞, μ = ρ exp(−θ1 (L̂ − E)), to float64 (relative difference <= e^-37 ≈ 8.5e-17 < 2^-53)
+U_TAIL = -37.0
+FORMULA_LIMITS = {("log_E", 0): "E = 0", ("theta1", 0): "theta1 = 0", ("rho", 1): "rho = 1", ("pi", 0): "pi = 0",
+                  ("u", 0): "theta0 = -inf"}
 
 
 def _box_ends(x: np.ndarray, bounds: list[tuple[float, float]], names: tuple[str, ...]) -> list[tuple[Any, int]]:
@@ -610,7 +614,9 @@ class T2AccuracyLaw(Law):
     μ = θ2/(1 + exp(θ1 (L̂ − θ0))) must lie in (0, 1) for a, b > 0. On the law's whole domain L̂ > E
     that holds iff θ2 > 0, θ1 >= 0 and ρ = μ(E) = θ2/(1 + exp(θ1 (E − θ0))) <= 1 (μ falls with L̂, so
     its supremum is ρ, the k = 1 accuracy in the infinite-compute limit). The fit searches ρ ∈ (0, 1]
-    (:func:`theta_from_rho`), so θ2 itself may exceed 1; μ is never clipped.
+    and u = θ1 (θ0 − E) instead of θ0 (:func:`theta_from_search`), so θ2 itself may exceed 1; μ is never
+    clipped. When the data lie in the logistic's exponential tail only θ2 exp(θ1 θ0) is identified; u then
+    reaches :data:`U_TAIL`, where μ = ρ exp(−θ1 (L̂ − E)) to float64: the formula limit θ0 → −∞.
     """
 
     KIND, METRIC = "t2_accuracy", "accuracy"
@@ -659,28 +665,29 @@ def beta_pass_at_k(a: np.ndarray, b: np.ndarray, k: np.ndarray) -> np.ndarray:
     return np.where(ok, -np.expm1(delta), np.where(b > 0, 0.0, 1.0))
 
 
-def theta_from_rho(y: np.ndarray, E: float) -> tuple[np.ndarray, np.ndarray]:
-    """Stage-2 search vector (θ0, θ1, ρ, θ3, θ4[, π]) [..., P] -> the law's (θ0, θ1, θ2, θ3, θ4[, π])
-    with θ2 = ρ (1 + exp(θ1 (E − θ0))), and ∂θ2/∂(θ0, θ1, ρ) [..., 3] for the chain rule."""
+def theta_from_search(y: np.ndarray, E: float) -> np.ndarray:
+    """Stage-2 search vector (u, θ1, ρ, θ3, θ4[, π]) [..., P] -> the law's (θ0, θ1, θ2, θ3, θ4[, π]):
+    θ0 = E + u/θ1, θ2 = ρ (1 + exp(−u)), so that μ = θ2 σ(−θ1 (L̂ − θ0)) = ρ (1 + e^−u) σ(u − θ1 (L̂ − E))."""
     y = np.asarray(y, dtype=np.float64)
-    t0, t1, rho = y[..., 0], y[..., 1], y[..., 2]
-    eu = np.exp(t1 * (E - t0))
     theta = y.copy()
-    theta[..., 2] = rho * (1 + eu)
-    return theta, np.stack([-rho * eu * t1, rho * eu * (E - t0), 1 + eu], -1)
+    theta[..., 0] = E + y[..., 0] / y[..., 1]
+    theta[..., 2] = y[..., 2] * (1 + np.exp(-y[..., 0]))
+    return theta
 
 
-def rho_from_theta(theta: np.ndarray, E: float) -> np.ndarray:
-    """Inverse of :func:`theta_from_rho`: ρ = θ2/(1 + exp(θ1 (E − θ0)))."""
+def search_from_theta(theta: np.ndarray, E: float) -> np.ndarray:
+    """Inverse of :func:`theta_from_search`: u = θ1 (θ0 − E), ρ = θ2/(1 + exp(−u)) = μ(E)."""
     y = np.array(theta, dtype=np.float64)
-    y[..., 2] = y[..., 2] / (1 + np.exp(y[..., 1] * (E - y[..., 0])))
+    y[..., 0] = y[..., 1] * (y[..., 0] - E)
+    y[..., 2] = y[..., 2] / (1 + np.exp(-y[..., 0]))
     return y
 
 
 def _stage2_bounds(E: float, zero_inflated: bool) -> list[tuple[float, float]]:
-    """Search box of (θ0, θ1, ρ, θ3, θ4[, π]): ρ ∈ (0, 1], θ1 >= 0 and π ∈ [0, 1) are the formula's own
-    limits; the others only keep exp(θ1 (E − θ0)) and ν = exp(θ3 + θ4 L̂) finite."""
-    box = [(E - 10.0, E + 50.0), (0.0, 50.0), (1e-12, 1.0), (-20.0, 20.0), (-20.0, 20.0)]
+    """Search box of (u, θ1, ρ, θ3, θ4[, π]): ρ ∈ (0, 1], θ1 >= 0 (1e-9: θ0 = E + u/θ1 stays finite),
+    π ∈ [0, 1) and u >= :data:`U_TAIL` (θ0 → −∞) are the formula's own limits; the others only keep
+    exp(−u) and ν = exp(θ3 + θ4 L̂) finite."""
+    box = [(U_TAIL, 2500.0), (1e-9, 50.0), (1e-12, 1.0), (-20.0, 20.0), (-20.0, 20.0)]
     return box + [(0.0, 1 - 1e-9)] * zero_inflated
 
 
@@ -722,12 +729,17 @@ class AccuracyDesign:
         with np.errstate(invalid="ignore", over="ignore"):
             return self._sse(np.asarray(theta, dtype=np.float64))
 
-    def sse_rho(self, y: np.ndarray, E: float) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`sse` over the search vector (θ0, θ1, ρ, θ3, θ4[, π]) of :func:`theta_from_rho`."""
-        theta, d2 = theta_from_rho(y, E)
-        f, g = self.sse(theta)
-        g2 = g[..., 2:3].copy()
-        g[..., :3] = g[..., :3] * (np.arange(3) < 2) + g2 * d2
+    def sse_search(self, y: np.ndarray, E: float) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sse` over the search vector (u, θ1, ρ, θ3, θ4[, π]) of :func:`theta_from_search`, by the
+        chain rule through θ0 = E + u/θ1 and θ2 = ρ (1 + e^−u)."""
+        y = np.asarray(y, dtype=np.float64)
+        f, g = self.sse(theta_from_search(y, E))
+        u, t1, rho = y[..., 0], y[..., 1], y[..., 2]
+        g0, g1, g2 = g[..., 0], g[..., 1], g[..., 2]
+        g = g.copy()
+        g[..., 0] = g0 / t1 - g2 * rho * np.exp(-u)
+        g[..., 1] = g1 - g0 * u / t1**2
+        g[..., 2] = g2 * (1 + np.exp(-u))
         return f, g
 
     def _sse(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -820,26 +832,28 @@ def _stage1(N: np.ndarray, D: np.ndarray, L: np.ndarray, how: str, x0: np.ndarra
 def _stage2(design: AccuracyDesign, E: float, zero_inflated: bool, x0: np.ndarray,
             polish: int) -> tuple[np.ndarray, float, bool]:
     """Best (θ0..θ4[, π]) of the Beta (or zero-inflated Beta) SSE from the search-vector starts ``x0``
-    (:func:`theta_from_rho`); returns the law's θ."""
-    names = ("theta0", "theta1", "rho", "theta3", "theta4", "pi")[:5 + zero_inflated]
-    y, f, ok = _best_of(lambda v: design.sse_rho(v, E), x0, _stage2_bounds(E, zero_inflated),
+    (:func:`theta_from_search`); returns the law's θ."""
+    names = ("u", "theta1", "rho", "theta3", "theta4", "pi")[:5 + zero_inflated]
+    y, f, ok = _best_of(lambda v: design.sse_search(v, E), x0, _stage2_bounds(E, zero_inflated),
                         "t2 approach 2 (stage 2)", polish=polish, names=names)
-    return theta_from_rho(y, E)[0], f, ok
+    return theta_from_search(y, E), f, ok
 
 
 def _stage2_starts(Lhat: np.ndarray, acc: np.ndarray, acc1: np.ndarray, starts: int, seed: int,
                    best_beta: np.ndarray | None, E: float) -> np.ndarray:
-    """Starts (θ0, θ1, ρ, θ3, θ4): one guess, then uniform draws around the data; with ``best_beta``
+    """Starts (u, θ1, ρ, θ3, θ4): one guess, then uniform draws around the data (θ0 within the L̂
+    range, u = θ1 (θ0 − E)); with ``best_beta``
     (the Beta fit's θ) zero-inflated starts: it with π ∈ {0.02, 0.1, 0.3}, and the draws with
     π ~ U(0, max(1 − max acc, 0.05))."""
     rng = np.random.default_rng(seed)
     lo, hi = np.array([Lhat.min(), 0.5, acc1.max(), -1.0, -1.0]), np.array([Lhat.max(), 10.0, 1.0, 3.0, 1.0])
     x0 = np.vstack([[np.median(Lhat), 3.0, min(1.0, 1.2 * acc1.max()), 1.0, 0.0],
                     rng.uniform(lo, hi, (starts - 1, 5))])
+    x0[:, 0] = x0[:, 1] * (x0[:, 0] - E)
     if best_beta is None:
         return x0
     pis = rng.uniform(0, max(1 - acc.max(), 0.05), (starts, 1))
-    best = rho_from_theta(best_beta, E)
+    best = search_from_theta(best_beta, E)
     return np.vstack([np.c_[np.tile(best, (3, 1)), [0.02, 0.1, 0.3]], np.c_[x0, pis]])
 
 
@@ -875,7 +889,7 @@ def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0
         E, Lhat = float(np.exp(chin[2])), ChinchillaLaw(chin).predict(c["N"][rows], c["D"][rows])
         design = AccuracyDesign.build(ckpt[rows], Lhat, c["k"][rows], c["accuracy"][rows])
         if x_init is not None:
-            theta, _, _ = _stage2(design, E, x_init.size == 11, rho_from_theta(x_init[5:], E)[None], 0)
+            theta, _, _ = _stage2(design, E, x_init.size == 11, search_from_theta(x_init[5:], E)[None], 0)
             return np.r_[chin, theta], {}
         fits, caught = {}, {}
         for name in (("beta", "zero_inflated_beta") if form == "auto" else (form,)):
@@ -897,9 +911,9 @@ def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0
     x, info = fit(np.arange(ckpt.size), None)
     cls = T2ZeroInflatedAccuracyLaw if info["form"] == "zero_inflated_beta" else T2AccuracyLaw
     samples = _bootstrap(ckpt, bootstrap, seed + 1, lambda rows: fit(rows, x)[0])
-    names = ChinchillaLaw.NAMES + ("theta0", "theta1", "rho", "theta3", "theta4", "pi")
+    names = ChinchillaLaw.NAMES + ("u", "theta1", "rho", "theta3", "theta4", "pi")
     bounds = _CHIN_BOUNDS + _stage2_bounds(float(np.exp(x[2])), x.size == 11)
-    y = np.r_[x[:5], rho_from_theta(x[5:], float(np.exp(x[2])))]
+    y = np.r_[x[:5], search_from_theta(x[5:], float(np.exp(x[2])))]
     info |= {"starts": starts, "stage1": stage1, "rows": int(ckpt.size), "checkpoints": int(ckpt.max() + 1),
              "at_bound": at_bounds(y, bounds, names[:x.size]), "at_limit": at_limits(y, bounds, names[:x.size])}
     return cls(x, samples, info, data_ranges(c["N"], c["D"], c["k"]))

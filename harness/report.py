@@ -247,14 +247,15 @@ machine's float32 matmul peak of {speed["matmul_peak_flops_per_cpu_s"] / 1e9:.3g
 
 {markdown_table(s["evaluation"])}
 
-## T² fits and the forecast at C_train = {p.C_train:.3g}, C_inf = {p.C_inf:.3g} FLOPs per token
+## T² fits and their optima at C_train = {p.C_train:.3g}, C_inf = {p.C_inf:.3g} FLOPs per token
 
 Approach 1 fits the task loss (nats), Approach 2 the pass@k accuracy; `*` marks the T² optimum
 (D = C_train/(6N), k = C_inf/(2N)), next to the Chinchilla-only choice scored by the same law.
 "optimum at bound" names the search-box limits the optimum sits on; "parameters at bound" the
 fitted parameters on a search bound (empty: none); "at formula limit" the limits of the formulas
 themselves that a fit reached (E = 0: the loss law's floor is 0, as it is where pass@k → 1 for every
-question; θ1 = 0, ρ = 1, π = 0: Approach 2's own ranges), which are not search bounds.
+question; θ1 = 0, ρ = 1, π = 0 and θ0 = −∞, where μ is exponential in L̂: Approach 2's own ranges), which are
+not search bounds.
 
 {markdown_table(s["fits"])}
 
@@ -277,8 +278,12 @@ Every held-out row (checkpoint, k, measured, predicted) is in `validation.json`.
 ## Did the forecast hold?
 
 For each pooled law, its T² optimum and its Chinchilla-only choice are trained at the same
-C_train = {p.C_train:.3g} (the ladder architecture nearest each N, D = C_train/(6N)) and evaluated
-at the same C_inf = {p.C_inf:.3g} (k = C_inf/(2N), rounded to an integer ≤ n). Approach 1 is judged
+C_train (the ladder architecture nearest each N, D = C_train/(6N)) and evaluated at the same
+C_inf = {p.C_inf:.3g} (k = C_inf/(2N), rounded to an integer ≤ n). C_train is chosen per law by a rule
+fixed before any validation model is measured: of the ladder's budgets, the one where the law
+predicts the largest difference between the two models as trained there
+({", ".join(f"approach {v['approach']}: C_train = {v['C_train']:.3g}, predicted T² − Chinchilla "
+            f"{v['predicted_difference']:+.3g}" for v in s["verdicts"])}). Approach 1 is judged
 on the measured task loss, Approach 2 on the measured pass@k, each by the paired difference over
 the same questions.
 

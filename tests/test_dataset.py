@@ -102,6 +102,10 @@ def test_cli_fit_optimize_validate_plot(tmp_path, capsys):
     assert cli.main(["validate", str(ds), "--task", "loss_task", "--starts", "40"]) == 0
     row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("loss_task"))
     assert float(row.split()[5].rstrip("%")) < 3  # held-out (most overtrained) mean relative error < 3%
+    v = fit.validate(dataset.task_columns(records.read_table(ds, "dataset"), "loss_task"), 1, starts=40)
+    cells = row.split()  # then the absolute error, rows below the floor, their complement, outside N range
+    assert float(cells[8]) == pytest.approx(v["test_mean_abs"], rel=1e-3)
+    assert [int(cells[9]), int(cells[11])] == [v["test_below_floor"], v["outside_checkpoints"]]
     assert cli.main(["plot", str(law2), str(ds), "--out", str(tmp_path / "plots")]) == 0
     for name in ("isoflop", "passk", "predicted"):
         assert (tmp_path / "plots" / f"acc_task-{name}.png").stat().st_size > 1000

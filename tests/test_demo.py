@@ -12,7 +12,7 @@ import pytest
 
 from harness import records
 from harness.cost import sampling_cost
-from harness.demo import POOLED, PRESETS, TASKS, ladder_rungs, run_demo
+from harness.demo import POOLED, PRESETS, TASKS, forecast_budget, ladder_rungs, run_demo, trained_choice
 from harness.fit import load_laws
 from harness.passk import pass_at_k
 from harness.store import SampleStore
@@ -122,6 +122,7 @@ def test_validation_json_has_the_promised_schema(demo):
         assert r["test_mean_rel_error"] <= r["test_max_rel_error"] and r["test_checkpoints"] >= 1
     assert [f["approach"] for f in v["forecast"]] == [1, 2]
     for f in v["forecast"]:
+        assert f["C_train"] in PRESETS["tiny"].budgets  # the forecast budget is one of the ladder's
         assert f["verdict"] in ("held", "not held", "indistinguishable")
         sign = -1 if f["metric"] == "loss" else 1
         assert f["t2_advantage"] == pytest.approx(sign * (f["t2_measured"] - f["chinchilla_measured"]), abs=1e-9)
@@ -181,3 +182,25 @@ def test_real_demo_runs_smollm2_on_humaneval_with_vllm(tmp_path):
     config = json.loads((Path(records.read_json(run / "run.json", "run")["model"]["path"]) / "config.json").read_text())
     expected = sampling_cost(config, [samples["prompt_tokens"][0]], [samples["completion_tokens"]])
     assert records.read_json(run / "cost.json", "cost")["total_flops"] == pytest.approx(expected["total_flops"])
+
+
+def test_forecast_budget_is_where_the_law_predicts_the_largest_difference():
+    """The rule that picks the forecast validation's C_train reads only the law: of the ladder's budgets,
+    the one where the law's predictions for the two models trained there (T² optimum and Chinchilla
+    choice, at the nearest ladder width, D = C/(6N), integer k) differ most. Checked on the committed
+    demo's pooled laws (fitted on the measured cpu ladder)."""
+    p = PRESETS["cpu"]
+    root = Path(__file__).parents[1] / "results" / "demo"
+    for name in ("law-loss.json", "law-accuracy.json"):
+        law = load_laws(root / name)[POOLED]
+        C, gap = forecast_budget(law, p)
+        assert C in p.budgets
+        for budget in p.budgets:
+            t2, chin = (trained_choice(c["N"], budget, p) for c in (law.optimum(budget, p.C_inf),
+                                                                    law.chinchilla_choice(budget, p.C_inf)))
+            assert t2[1] * t2[2] == pytest.approx(budget / 6, rel=1e-3) and 1 <= t2[3] <= p.n
+            diff = float(law.predict(*t2[1:]) - law.predict(*chin[1:]))
+            assert abs(diff) <= abs(gap) + 1e-12
+            if budget == C:
+                assert diff == pytest.approx(gap)
+        assert gap != 0  # at the chosen budget the two models differ (otherwise nothing is testable)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import CHIN, TRUE1, TRUE2, accuracy_sse, paper_grid, simulate
 
-from harness import fit
+from harness import dataset, fit, records
 
 
 def _numeric_grad(f, x, eps=1e-6):
@@ -249,7 +250,7 @@ def test_approach2_recovers_beta_and_zero_inflated_laws(true, form, tmp_path):
     rng = np.random.default_rng(3)
     acc = np.clip(true.predict(N, D, k) + 0.005 * rng.standard_normal(N.size), 0, 1)
     nll = true.loss_law.predict(N, D) * (1 + 0.005 * rng.standard_normal(N.size))
-    rho = fit.rho_from_theta(true.x[5:10], true.params["E"])[2]
+    rho = fit.search_from_theta(true.x[5:10], true.params["E"])[2]
     assert 0 < rho <= 1
     law = fit.fit_t2_accuracy(N, D, k, acc, nll)
     assert law.info["form"] == form and law.FORM == form and law.info["at_bound"] == []
@@ -271,10 +272,10 @@ def test_stage2_reparametrisation_gradient_and_unclipped_mu():
     acc = TRUE2_ZI.predict(N, D, k)
     design = fit.AccuracyDesign.build(fit._checkpoints(N, D, 5, "t"), L, k, acc)
     E = TRUE2_ZI.params["E"]
-    y = fit.rho_from_theta(TRUE2_ZI.x[5:], E) + np.array([0.05, -0.2, -0.05, 0.1, 0.02, 0.03])
-    np.testing.assert_allclose(fit.theta_from_rho(fit.rho_from_theta(TRUE2_ZI.x[5:], E), E)[0], TRUE2_ZI.x[5:])
+    y = fit.search_from_theta(TRUE2_ZI.x[5:], E) + np.array([0.05, -0.2, -0.05, 0.1, 0.02, 0.03])
+    np.testing.assert_allclose(fit.theta_from_search(fit.search_from_theta(TRUE2_ZI.x[5:], E), E), TRUE2_ZI.x[5:])
     assert design.sse(TRUE2_ZI.x[5:])[0] == pytest.approx(0, abs=1e-20)  # the ZI design reproduces predict
-    np.testing.assert_allclose(design.sse_rho(y, E)[1], _numeric_grad(lambda v: design.sse_rho(v, E)[0], y),
+    np.testing.assert_allclose(design.sse_search(y, E)[1], _numeric_grad(lambda v: design.sse_search(v, E)[0], y),
                                rtol=1e-5)
     # μ near 1 and near 0 is not clipped: the limits of 1 − B(a, b + k)/B(a, b)
     assert fit.beta_pass_at_k(np.array([0.0, 2.0, 1e-300]), np.array([3.0, 0.0, 1.0]), 4.0).tolist()[:2] == [0.0, 1.0]
@@ -331,3 +332,21 @@ def test_held_out_validation_reports_absolute_errors_and_the_rows_near_zero():
     assert v["test_mean_above_floor"] == pytest.approx(rel[above].mean())
     outside = np.array([p["rel_error"] for p in points if not p["N_inside"]])
     assert v["outside_mean"] == pytest.approx(outside.mean())
+
+
+def test_approach2_logistic_tail_is_a_formula_limit_not_a_bound():
+    """Stage 2 searches u = θ1 (θ0 − E) instead of θ0: at u = U_TAIL the logistic μ equals its exponential
+    limit ρ exp(−θ1 (L̂ − E)) to float64 (θ0 → −∞, reported as a formula limit); on the committed demo
+    ladder's pooled data (measured, in the logistic's tail) θ0 settles below the old box end E − 10 and no
+    parameter is on a search bound."""
+    E, t1, rho = 0.3, 0.7, 0.8
+    L = np.linspace(E, E + 30, 50)
+    theta = fit.theta_from_search(np.array([fit.U_TAIL, t1, rho, 0.0, 0.0]), E)
+    mu = fit.T2AccuracyLaw(np.r_[CHIN, theta]).beta_ab(L)[0] / np.exp(theta[3] + theta[4] * L)
+    np.testing.assert_allclose(mu, rho * np.exp(-t1 * (L - E)), rtol=1e-13)  # rounding of θ0 = E + u/θ1 in the exponent
+    limits = fit.at_limits(np.array([fit.U_TAIL, t1, rho]), fit._stage2_bounds(E, False)[:3], ("u", "theta1", "rho"))
+    assert limits == ["theta0 = -inf"]
+    cols = dataset.task_columns(records.read_table(Path(__file__).parents[1] / "results/demo/dataset.parquet",
+                                                   "dataset"), "all")
+    law = fit.fit_columns(cols, 2)
+    assert law.info["at_bound"] == [] and law.params["theta0"] < law.params["E"] - 10
