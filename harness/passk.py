@@ -368,7 +368,7 @@ def _posterior_pass(fit: SuccessFit, theta: np.ndarray, n: np.ndarray, c: np.nda
     a, b = np.exp(theta[0]) + c[:, None], np.exp(theta[1]) + (n - c)[:, None]
     fail, fail2 = (np.exp(betaln(a, b + j * ks[None, :]) - betaln(a, b)) for j in (1, 2))
     mean = np.clip(w[2] + w[0] * (1 - fail), 0.0, 1.0)  # (1 − fail can round below 0 when fail ≈ 1)
-    return mean, w[2] + w[0] * (1 - 2 * fail + fail2) - mean ** 2
+    return mean, np.maximum(w[2] + w[0] * (1 - 2 * fail + fail2) - mean ** 2, 0.0)  # >= 0 up to rounding
 
 
 @dataclass(frozen=True)
@@ -407,7 +407,7 @@ def _model_interval(fit: SuccessFit, n, c, ks, sampled: np.ndarray, level: float
     """(estimate, low, high, per problem, posterior means) under one fitted model. Estimate = mean_i of the sampled
     pass@k_i, or the posterior mean where k > n_i. Its variance: the delta method over θ (central
     differences, the fit's covariance) plus Σ_i Var(pass@k_i | data)/P² (the problems' own
-    randomness: the target is this benchmark's pass@k). The interval is normal on the logit scale."""
+    randomness: the target is this benchmark's pass@k). The interval: see :func:`_interval`."""
     def per_problem(theta):
         return np.where(np.isnan(sampled), _posterior_pass(fit, theta, n, c, ks)[0], sampled)
 
@@ -417,9 +417,22 @@ def _model_interval(fit: SuccessFit, n, c, ks, sampled: np.ndarray, level: float
     grad = np.stack([(per_problem(fit.theta + h * e) - per_problem(fit.theta - h * e)).mean(axis=0) / (2 * h)
                      for e in np.eye(fit.theta.size)])
     se = np.sqrt(np.maximum(np.einsum("ik,ij,jk->k", grad, fit.cov, grad), 0) + var.sum(axis=0) / n.size ** 2)
+    return estimate, *_interval(estimate, se, level), values, posterior
+
+
+def _interval(estimate: np.ndarray, se: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of a proportion with standard error ``se``: normal on the logit scale, whose
+    half-width z·se/(p(1 − p)) is the delta method's, while that is <= 1 (so the interval stays
+    inside (0, 1)); past it, where the estimate sits closer to 0 or 1 than its own spread (or on
+    0 or 1), the logit's linearisation fails (e.g. p = 1 − 3e-5, se = 1.5e-4 gave [0.39, 1]), so
+    the normal interval on the probability scale, clipped to [0, 1]."""
+    z = norm.ppf(0.5 + level / 2) * se
     p = np.clip(estimate, 1e-12, 1 - 1e-12)
-    logit, z = np.log(p) - np.log1p(-p), norm.ppf(0.5 + level / 2) * se / (p * (1 - p))
-    return estimate, expit(logit - z), expit(logit + z), values, posterior
+    logit, half = np.log(p) - np.log1p(-p), z / (p * (1 - p))
+    near_edge = (half > 1) | (estimate <= 0) | (estimate >= 1)
+    low = np.where(near_edge, np.clip(estimate - z, 0, 1), expit(logit - half))
+    high = np.where(near_edge, np.clip(estimate + z, 0, 1), expit(logit + half))
+    return np.minimum(low, estimate), np.maximum(high, estimate)  # p's clip can cut off the estimate
 
 
 def extrapolate_pass_at_k(n, c, k, level: float = 0.95, use_samples: bool = True) -> Extrapolation:
