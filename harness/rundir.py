@@ -25,7 +25,8 @@ run has no ``task.problems_sha256``) are not compared.
 
 Lock: every command that writes a run holds ``fcntl.flock`` on its lock file for the whole write;
 a second one refuses at once with :class:`RunLocked`. The kernel drops the lock when the holder
-dies, so a killed run never leaves a stale lock.
+dies, so a killed run never leaves a stale lock; the temporaries it leaves are removed by the next
+holder (:meth:`SampleStore.remove_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,7 +131,9 @@ class RunDir:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[RunDir]:
-        """Hold the run's lock (creating the directory): a second writer gets :class:`RunLocked`."""
+        """Hold the run's lock (creating the directory): a second writer gets :class:`RunLocked`.
+        Once held, the temporaries that killed writers left are removed
+        (:meth:`SampleStore.remove_stale_temporaries`)."""
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.lock_file, "a") as lock:
             try:
@@ -137,6 +141,7 @@ class RunDir:
             except BlockingIOError:
                 raise RunLocked(f"{self.path}: another t2 process is writing this run directory "
                                 "(it holds its lock); wait for it to end") from None
+            self.store.remove_stale_temporaries(before=time.time())
             try:
                 yield self
             finally:

@@ -11,6 +11,7 @@ both shards (:class:`harness.errors.DataError`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -134,9 +135,49 @@ class SampleStore:
             yield from (table.slice(i, rows) for i in range(0, table.num_rows, rows))
 
     def _new_name(self) -> str:
-        """A shard name no other writer takes: time (ns), host, pid and this store's flush count."""
+        """A shard name no other writer takes: time (ns), host, pid and this store's flush count
+        (:data:`SHARD_NAME` parses it)."""
         self._flushes += 1
         return f"part-{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._flushes:05d}.parquet"
+
+    def remove_stale_temporaries(self, before: float) -> list[Path]:
+        """Remove the temporaries of atomic writes (:data:`records.TEMPORARY`, ``.NAME.PID.TAG.tmp``)
+        that killed writers left in RUN/ and RUN/samples/ (reading ignores them); returns them.
+        Stale: last modified before ``before`` (s since the epoch: when the caller took the run's
+        lock, so the previous holder is gone) and not written by a live process of this host (a
+        shard's host is in its name; a writer on another host, a Ray worker of a gone driver, is
+        taken as gone). Call with the run's lock held."""
+        removed = []
+        for directory in (self.run_dir, self.dir):
+            for path in sorted(directory.glob(".*.tmp")) if directory.is_dir() else ():
+                temporary = records.TEMPORARY.match(path.name)
+                shard = SHARD_NAME.match(temporary["name"]) if temporary else None
+                if temporary is None or ((shard is None or shard["host"] == HOST) and _alive(int(temporary["pid"]))):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < before:
+                        path.unlink()
+                        removed.append(path)
+        return removed
+
+
+SHARD_NAME = re.compile(r"^part-\d{20}-(?P<host>.+)-(?P<pid>\d+)-\d{5}\.parquet$")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a zombie, killed but not reaped yet, does not)."""
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the pid exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:  # reaped meanwhile
+        return False
+    except OSError:  # no procfs: the pid exists
+        return True
 
 
 _KEY_ROWS = 1 << 20  # rows of key columns read at a time (resume start, spans)
