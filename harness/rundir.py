@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,14 +171,15 @@ class RunDir:
             with self.locked():
                 self.verify(merged, skip=("task.problems_sha256",))
                 new = self.store.new_rows(table)
-                merged["task"]["n_problems"] = _count_problems(pa.concat_tables([self.store.read(), new]))
+                merged["task"]["n_problems"] = _count_problems(
+                    itertools.chain(self.store.batches(["task", "problem_id"]), [new]))
                 self.store.append(new)
                 self.write_manifest(merged)
                 return new.num_rows
         staging = RunDir(self.path.with_name(f".{self.path.name}.merging-{os.getpid()}"))
         try:
             with staging.locked():
-                merged["task"]["n_problems"] = _count_problems(table)
+                merged["task"]["n_problems"] = _count_problems([table])
                 staging.store.append(table)
                 staging.write_manifest(merged)
             os.rename(staging.path, self.path)  # refused (OSError) if the target is a non-empty directory
@@ -187,8 +189,13 @@ class RunDir:
         return table.num_rows
 
 
-def _count_problems(samples: pa.Table) -> int:
-    return len(set(zip(samples["task"].to_pylist(), samples["problem_id"].to_pylist(), strict=True)))
+def _count_problems(tables: Iterable[pa.Table]) -> int:
+    """Distinct (task, problem_id) pairs over ``tables`` of samples, taken one at a time."""
+    seen: set[tuple[str, str]] = set()
+    for table in tables:
+        keys = table.select(["task", "problem_id"]).group_by(["task", "problem_id"]).aggregate([])
+        seen.update(zip(keys["task"].to_pylist(), keys["problem_id"].to_pylist(), strict=True))
+    return len(seen)
 
 
 def merged_manifest(sources: Sequence[RunDir]) -> dict[str, Any]:

@@ -59,15 +59,22 @@ class SampleStore:
         return read_shards(self.shards())
 
     def new_rows(self, table: pa.Table) -> pa.Table:
-        """The rows of ``table`` whose key is not stored yet; a key stored with another text raises
-        :class:`DataError` (the two runs were not one run)."""
-        have = _texts_by_key(self.read())
-        new = []
-        for key, text in _texts_by_key(table).items():
-            if key in have and have[key] != text:
+        """The rows of ``table`` (one per key) whose key is not stored yet; a key stored with another
+        text raises :class:`DataError` (the two runs were not one run). Streamed: the store's keys
+        and texts (:meth:`batches`) are joined batch by batch to ``table``'s, so memory is ``table``
+        plus one batch, not the store."""
+        mine = table.select([*KEY, "text"]).append_column("_row", pa.array(np.arange(table.num_rows)))
+        stored = np.zeros(table.num_rows, dtype=bool)
+        for batch in self.batches([*KEY, "text"]):
+            both = batch.join(mine, list(KEY), join_type="inner", right_suffix="_new")
+            same = pc.or_kleene(pc.equal(both["text"], both["text_new"]),
+                                pc.and_(pc.is_null(both["text"]), pc.is_null(both["text_new"])))
+            differ = pc.indices_nonzero(pc.invert(pc.fill_null(same, False)))
+            if len(differ):
+                key = tuple(both[k][differ[0].as_py()].as_py() for k in KEY)
                 raise DataError(f"sample {key} differs from the one already in {self.dir}")
-            new.append(key not in have)
-        return table.filter(pa.array(new, pa.bool_()))
+            stored[both["_row"].to_numpy()] = True
+        return table.filter(pa.array(~stored))
 
     def compact(self, at: int = 64) -> None:
         """Rewrite the store as one shard once it holds more than ``at`` shards (reading many small
@@ -309,6 +316,3 @@ def union_samples(sources: Iterable[str | os.PathLike]) -> pa.Table:
     """The samples of several run directories, one row per key; a key with two texts raises."""
     return read_shards([shard for source in sources for shard in SampleStore(source).shards()])
 
-
-def _texts_by_key(table: pa.Table) -> dict[tuple, str]:
-    return dict(zip(zip(*(table[k].to_pylist() for k in KEY), strict=True), table["text"].to_pylist(), strict=True))

@@ -6,12 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import records
 from harness import store as store_module
+from harness.errors import DataError
 from harness.rundir import RunDir
 from harness.store import SampleStore, union_samples
 
@@ -294,3 +296,20 @@ def test_a_sigkilled_writers_temporary_goes_when_the_run_is_next_locked(tmp_path
         live.wait()
     with RunDir(tmp_path).locked():
         assert temporaries() == []
+
+
+def test_new_rows_streams_the_store_and_keeps_the_unstored_keys_in_order(tmp_path, monkeypatch):
+    """The merge path's new_rows joins the store batch by batch (no whole read, a repeated problem
+    included): it keeps exactly the keys not stored yet, in ``table``'s order, and a stored key with
+    another text raises naming it."""
+    store = SampleStore(tmp_path)
+    store.append(rows("p1", 3))
+    store.append(rows("p2", 2))
+    store.append(rows("p1", 3))  # p1 stored twice: read through the deduplicating group read
+    incoming = pa.Table.from_pylist(rows("p1", 5) + rows("p3", 2) + rows("p2", 2))
+    _no_whole_reads(monkeypatch)
+    new = store.new_rows(incoming)
+    assert [(r["problem_id"], r["sample_idx"]) for r in new.to_pylist()] == [("p1", 3), ("p1", 4), ("p3", 0), ("p3", 1)]
+    assert new.schema == incoming.schema and store.new_rows(incoming.slice(0, 3)).num_rows == 0
+    with pytest.raises(DataError, match=r"sample \('gsm8k', 'p2', [01]\) differs from the one already in"):
+        store.new_rows(pa.Table.from_pylist(rows("p3", 1) + rows("p2", 2, text="x{i}")))
