@@ -168,7 +168,7 @@ class SampleStore:
         return removed
 
 
-SHARD_NAME = re.compile(r"^part-\d{20}-(?P<host>.+)-(?P<pid>\d+)-\d{5}\.parquet$")
+SHARD_NAME = re.compile(r"^part-\d{20}-(?P<host>.+)-\d+-\d{5}\.parquet$")  # time, host, pid, flush
 
 
 def _alive(pid: int) -> bool:

@@ -283,7 +283,7 @@ def test_a_sigkilled_writers_temporary_goes_when_the_run_is_next_locked(tmp_path
 
     try:
         killed.kill()
-        killed.wait()  # reaped (a zombie would count as alive)
+        killed.wait()  # reaped (an unreaped zombie counts as gone too)
         dead = [p for p in temporaries() if f".{killed.pid}." in p.name]
         assert len(dead) == 1 and len(temporaries()) == 2
         assert store.remove_stale_temporaries(before=dead[0].stat().st_mtime - 60) == []  # newer: kept
