@@ -929,7 +929,7 @@ def _sampled_rows(n: np.ndarray, c: np.ndarray, ks: np.ndarray, n_boot: int, lev
 
 
 VOTE_COLUMNS = ("task", "problem_id", "answer", "correct")  # what maj@k reads of scores.parquet
-VOTE_ROWS = 1 << 20  # scores.parquet rows read at a time for maj@k
+VOTE_ROWS = 1 << 16  # scores.parquet rows read at a time for maj@k (t2 score writes row groups of 65,536)
 _VOTE_KEYS = ["task", "problem_id", "answer"]
 _FOLD_AT = 8  # partial vote tables held before they are summed into one
 

@@ -45,7 +45,7 @@ grouped them at once); compaction streams 65,536-row batches into the new shard 
 the whole store, texts included, sorted it and wrote it). `t2 passk` here sees up to 101 distinct
 answers per problem (100 wrong numbers + the gold), more than bench_passk.py (<= 10). Its baseline
 is the previous command's table step (passk_table over scores.parquet read whole, every column);
-the new command reads the four vote columns 2^20 rows at a time into per-answer counts, so its
+the new command reads the four vote columns 65,536 rows at a time into per-answer counts, so its
 memory is one batch plus the distinct answers (about 10^5 rows here), not the file. (cost.json
 reads the token columns only.)
 """
