@@ -154,14 +154,18 @@ class Allocator:
 def _judge_new(task, store, problems: Sequence, n: np.ndarray, c: np.ndarray, max_n: int
                ) -> tuple[np.ndarray, np.ndarray]:
     """(n, c) after judging the stored samples n_i..max_n-1 of each problem with the task's verifier
-    (stored samples are always 0..count-1)."""
+    (stored samples are always 0..count-1). The store streams (:meth:`SampleStore.batches`): only
+    the fresh samples' texts are held."""
     index = {p.id: i for i, p in enumerate(problems)}
-    table = store.read().select(["task", "problem_id", "sample_idx", "text"])
-    table = table.filter(pc.equal(table["task"], task.name))
-    row = np.array([index.get(pid, -1) for pid in table["problem_id"].to_pylist()], dtype=np.int64)
-    idx = table["sample_idx"].to_numpy()
-    fresh = (row >= 0) & (idx < max_n) & (idx >= np.where(row >= 0, n[row], 0))
-    rows, texts = row[fresh], table["text"].filter(pa.array(fresh)).to_pylist()
+    parts, texts = [np.zeros(0, dtype=np.int64)], []
+    for table in store.batches(["task", "problem_id", "sample_idx", "text"]):
+        table = table.filter(pc.equal(table["task"], task.name))
+        row = np.array([index.get(pid, -1) for pid in table["problem_id"].to_pylist()], dtype=np.int64)
+        idx = table["sample_idx"].to_numpy()
+        fresh = (row >= 0) & (idx < max_n) & (idx >= np.where(row >= 0, n[row], 0))
+        parts.append(row[fresh])
+        texts += table["text"].filter(pa.array(fresh)).to_pylist()
+    rows = np.concatenate(parts)
     verdicts = _judge(task, [(problems[i], t) for i, t in zip(rows.tolist(), texts, strict=True)])
     n, c = n.copy(), c.copy()
     np.add.at(n, rows, 1)

@@ -122,9 +122,9 @@ class Run:
               arrow: bool = False) -> pd.DataFrame | pa.Table:
         """pass@k (95% bootstrap interval), maj@k and task loss (nats) per task and k, as ``t2 passk``
         (also written to the run's passk.parquet). Default k: powers of 2 up to n."""
-        from harness.passk import passk_table
+        from harness.passk import passk_table, vote_batches
 
-        scores = records.read_table(self.dir.scores_file, "scores") if self.dir.scores_file.is_file() else None
+        scores = vote_batches(self.dir.scores_file) if self.dir.scores_file.is_file() else None
         table = passk_table(records.read_table(self.dir.problems_file, "problems"), scores, ks=k, n_boot=bootstrap,
                             seed=seed)
         records.write_table(self.dir.passk_file, "passk", table)

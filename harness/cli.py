@@ -226,7 +226,7 @@ def _cmd_passk(args: argparse.Namespace) -> None:
     if args.bootstrap < 0:
         raise UsageError(f"--bootstrap: expected a count >= 0, got {args.bootstrap}")
     beside = RunDir(problems_path.parent)
-    scores = records.read_table(beside.scores_file, "scores") if beside.scores_file.is_file() else None
+    scores = passk.vote_batches(beside.scores_file) if beside.scores_file.is_file() else None  # streamed
     adaptive = bool((beside.manifest() or {}).get("adaptive"))  # n_i chosen from outcomes: likelihood only
     table = passk.passk_table(records.read_table(problems_path, "problems"), scores, ks=args.k,
                               n_boot=args.bootstrap, seed=args.seed, adaptive=adaptive)

@@ -155,7 +155,7 @@ def build_ladder(p: Preset, cache: Path, seed: int, device: str) -> tuple[list[P
 def evaluate(model: Path, task: str, run_dir: Path, p: Preset, seed: int, device: str) -> Path:
     """Sampling (n per question, temperature 1), likelihood mode, scoring and pass@k of one
     checkpoint on one task's held-out questions; a finished run directory is reused."""
-    from harness.passk import passk_table
+    from harness.passk import passk_table, vote_batches
     from harness.samplers import SamplingSettings
     from harness.sampling import run_sample, score_run
 
@@ -165,7 +165,7 @@ def evaluate(model: Path, task: str, run_dir: Path, p: Preset, seed: int, device
     run_sample(task, str(model), run_dir, SamplingSettings(n=p.n, max_tokens=p.max_tokens, seed=seed),
                task_options=options, backend_options={"device": device}, progress=False, with_likelihood=True)
     scores, problems = score_run(run_dir)
-    table = passk_table(records.read_table(problems, "problems"), records.read_table(scores, "scores"),
+    table = passk_table(records.read_table(problems, "problems"), vote_batches(scores),
                         n_boot=200, seed=seed)
     records.write_table(run_dir / "passk.parquet", "passk", table)
     return run_dir

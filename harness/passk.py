@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from scipy.optimize import minimize
 from scipy.special import betaln, digamma, expit, gammaln, logsumexp, polygamma
 from scipy.stats import binom, norm
 
+from harness import records
 from harness.errors import DataError
 
 _BLOCK = 1 << 20  # float64 entries per [problems, k] block in pass_at_k (8 MiB)
@@ -858,14 +860,16 @@ def default_ks(n_min: int | None) -> list[int]:
 _PASS_COLUMNS = ("pass_at_k", "pass_at_k_low", "pass_at_k_high")
 
 
-def passk_table(problems: pa.Table, scores: pa.Table | None = None, ks: Sequence[int] | None = None,
-                n_boot: int = 1000, level: float = 0.95, seed: int = 0, adaptive: bool = False) -> pa.Table:
+def passk_table(problems: pa.Table, scores: pa.Table | Iterable[pa.Table] | None = None,
+                ks: Sequence[int] | None = None, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+                adaptive: bool = False) -> pa.Table:
     """The passk table: one row per task and k (columns of records.COLUMNS["passk"] plus the sources).
 
     problems: a records "problems" table (task, problem_id, n, c, nll, answer_tokens).
-    scores: optionally a records "scores" table (task, problem_id, sample_idx, answer, correct),
-    used for maj@k (NaN without it, and at k above some problem's scored samples), read by arrow
-    group-bys into per-answer vote counts (no per-sample Python objects).
+    scores: optionally a records "scores" table, or an iterable of its batches (:func:`vote_batches`:
+    columns :data:`VOTE_COLUMNS`, streamed), used for maj@k (NaN without it, and at k above some
+    problem's scored samples), read by arrow group-bys into per-answer vote counts (no per-sample
+    Python objects).
     Column ``source`` names where pass@k comes from, per task and k: ``samples`` (unbiased, every
     problem has k <= n_i; bootstrap interval), ``extrapolated:<model>`` (some problem has
     k > n_i: :func:`extrapolate_pass_at_k`, which keeps the unbiased estimate where k <= n_i), or
@@ -937,13 +941,32 @@ def _sampled_rows(n: np.ndarray, c: np.ndarray, ks: np.ndarray, n_boot: int, lev
     return out
 
 
-def _answer_groups(scores: pa.Table) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, int]]:
+VOTE_COLUMNS = ("task", "problem_id", "answer", "correct")  # what maj@k reads of scores.parquet
+VOTE_ROWS = 1 << 16  # scores.parquet rows read at a time for maj@k (t2 score writes row groups of 65,536)
+_VOTE_KEYS = ["task", "problem_id", "answer"]
+_FOLD_AT = 8  # partial vote tables held before they are summed into one
+
+
+def vote_batches(scores_file: str | os.PathLike, rows: int = VOTE_ROWS) -> Iterator[pa.Table]:
+    """scores.parquet's :data:`VOTE_COLUMNS` in tables of at most ``rows`` rows, read one at a time
+    (for :func:`passk_table`: memory is one batch plus the distinct answers, not the file)."""
+    return records.iter_table(scores_file, "scores", VOTE_COLUMNS, rows)
+
+
+def _answer_groups(scores: pa.Table | Iterable[pa.Table]
+                   ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, int]]:
     """(task, problem_id) -> (answer-group sizes largest first, their scores = mean verdict,
-    abstentions = samples with no answer), by one arrow group-by over (task, problem_id, answer)."""
-    table = scores.select(["task", "problem_id", "answer", "correct"])
-    table = table.set_column(3, "correct", table.column("correct").cast(pa.int64()))
-    grouped = table.group_by(["task", "problem_id", "answer"]).aggregate([("correct", "sum"), ([], "count_all")])
-    cols = grouped.to_pydict()  # one row per (problem, distinct answer)
+    abstentions = samples with no answer), by arrow group-bys over (task, problem_id, answer): per
+    batch of ``scores`` (one table, or an iterable of them), then summed, at most _FOLD_AT partial
+    tables held at once."""
+    parts: list[pa.Table] = []
+    for batch in [scores] if isinstance(scores, pa.Table) else scores:
+        table = batch.select(list(VOTE_COLUMNS))
+        table = table.set_column(3, "correct", table.column("correct").cast(pa.int64()))
+        parts.append(table.group_by(_VOTE_KEYS).aggregate([("correct", "sum"), ([], "count_all")]))
+        if len(parts) == _FOLD_AT:
+            parts = [_sum_votes(parts)]
+    cols = _sum_votes(parts).to_pydict() if parts else {k: [] for k in (*_VOTE_KEYS, "correct_sum", "count_all")}
     found: dict[tuple[str, str], list] = defaultdict(lambda: [[], [], 0])
     for task, pid, answer, right, size in zip(cols["task"], cols["problem_id"], cols["answer"],
                                               cols["correct_sum"], cols["count_all"]):
@@ -958,6 +981,15 @@ def _answer_groups(scores: pa.Table) -> dict[tuple[str, str], tuple[np.ndarray, 
         order = np.argsort(-np.array(sizes, dtype=np.int64), kind="stable")
         out[key] = (np.array(sizes, dtype=np.int64)[order], np.array(right, dtype=np.float64)[order], abstain)
     return out
+
+
+def _sum_votes(parts: list[pa.Table]) -> pa.Table:
+    """One row per (task, problem_id, answer): correct_sum and count_all summed over ``parts``."""
+    if len(parts) == 1:
+        return parts[0]
+    table = pa.concat_tables(parts).group_by(_VOTE_KEYS).aggregate([("correct_sum", "sum"), ("count_all", "sum")])
+    return pa.table({**{k: table[k] for k in _VOTE_KEYS}, "correct_sum": table["correct_sum_sum"],
+                     "count_all": table["count_all_sum"]})
 
 
 def _task_maj_at_k(groups: dict, task: str, ids: list, ks: np.ndarray) -> np.ndarray:

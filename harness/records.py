@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -71,8 +72,12 @@ def _with_added_columns(kind: str, table: pa.Table) -> pa.Table:
     return table
 
 
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")  # _atomic_write's: .NAME.PID.TAG.tmp
+
+
 def _atomic_write(path: Path, write) -> None:
-    """``write(tmp)`` to a fresh temporary beside ``path`` (created 0666 & ~umask), then rename."""
+    """``write(tmp)`` to a fresh temporary beside ``path`` (created 0666 & ~umask; named as
+    :data:`TEMPORARY` matches), then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))

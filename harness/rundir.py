@@ -25,16 +25,19 @@ run has no ``task.problems_sha256``) are not compared.
 
 Lock: every command that writes a run holds ``fcntl.flock`` on its lock file for the whole write;
 a second one refuses at once with :class:`RunLocked`. The kernel drops the lock when the holder
-dies, so a killed run never leaves a stale lock.
+dies, so a killed run never leaves a stale lock; the temporaries it leaves are removed by the next
+holder (:meth:`SampleStore.remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +132,9 @@ class RunDir:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[RunDir]:
-        """Hold the run's lock (creating the directory): a second writer gets :class:`RunLocked`."""
+        """Hold the run's lock (creating the directory): a second writer gets :class:`RunLocked`.
+        Once held, the temporaries that killed writers left are removed
+        (:meth:`SampleStore.remove_stale_temporaries`)."""
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.lock_file, "a") as lock:
             try:
@@ -137,6 +142,7 @@ class RunDir:
             except BlockingIOError:
                 raise RunLocked(f"{self.path}: another t2 process is writing this run directory "
                                 "(it holds its lock); wait for it to end") from None
+            self.store.remove_stale_temporaries(before=time.time())
             try:
                 yield self
             finally:
@@ -165,14 +171,15 @@ class RunDir:
             with self.locked():
                 self.verify(merged, skip=("task.problems_sha256",))
                 new = self.store.new_rows(table)
-                merged["task"]["n_problems"] = _count_problems(pa.concat_tables([self.store.read(), new]))
+                merged["task"]["n_problems"] = _count_problems(
+                    itertools.chain(self.store.batches(["task", "problem_id"]), [new]))
                 self.store.append(new)
                 self.write_manifest(merged)
                 return new.num_rows
         staging = RunDir(self.path.with_name(f".{self.path.name}.merging-{os.getpid()}"))
         try:
             with staging.locked():
-                merged["task"]["n_problems"] = _count_problems(table)
+                merged["task"]["n_problems"] = _count_problems([table])
                 staging.store.append(table)
                 staging.write_manifest(merged)
             os.rename(staging.path, self.path)  # refused (OSError) if the target is a non-empty directory
@@ -182,8 +189,13 @@ class RunDir:
         return table.num_rows
 
 
-def _count_problems(samples: pa.Table) -> int:
-    return len(set(zip(samples["task"].to_pylist(), samples["problem_id"].to_pylist(), strict=True)))
+def _count_problems(tables: Iterable[pa.Table]) -> int:
+    """Distinct (task, problem_id) pairs over ``tables`` of samples, taken one at a time."""
+    seen: set[tuple[str, str]] = set()
+    for table in tables:
+        keys = table.select(["task", "problem_id"]).group_by(["task", "problem_id"]).aggregate([])
+        seen.update(zip(keys["task"].to_pylist(), keys["problem_id"].to_pylist(), strict=True))
+    return len(seen)
 
 
 def merged_manifest(sources: Sequence[RunDir]) -> dict[str, Any]:

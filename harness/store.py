@@ -11,6 +11,7 @@ both shards (:class:`harness.errors.DataError`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -58,15 +59,22 @@ class SampleStore:
         return read_shards(self.shards())
 
     def new_rows(self, table: pa.Table) -> pa.Table:
-        """The rows of ``table`` whose key is not stored yet; a key stored with another text raises
-        :class:`DataError` (the two runs were not one run)."""
-        have = _texts_by_key(self.read())
-        new = []
-        for key, text in _texts_by_key(table).items():
-            if key in have and have[key] != text:
+        """The rows of ``table`` (one per key) whose key is not stored yet; a key stored with another
+        text raises :class:`DataError` (the two runs were not one run). Streamed: the store's keys
+        and texts (:meth:`batches`) are joined batch by batch to ``table``'s, so memory is ``table``
+        plus one batch, not the store."""
+        mine = table.select([*KEY, "text"]).append_column("_row", pa.array(np.arange(table.num_rows)))
+        stored = np.zeros(table.num_rows, dtype=bool)
+        for batch in self.batches([*KEY, "text"]):
+            both = batch.join(mine, list(KEY), join_type="inner", right_suffix="_new")
+            same = pc.or_kleene(pc.equal(both["text"], both["text_new"]),
+                                pc.and_(pc.is_null(both["text"]), pc.is_null(both["text_new"])))
+            differ = pc.indices_nonzero(pc.invert(pc.fill_null(same, False)))
+            if len(differ):
+                key = tuple(both[k][differ[0].as_py()].as_py() for k in KEY)
                 raise DataError(f"sample {key} differs from the one already in {self.dir}")
-            new.append(key not in have)
-        return table.filter(pa.array(new, pa.bool_()))
+            stored[both["_row"].to_numpy()] = True
+        return table.filter(pa.array(~stored))
 
     def compact(self, at: int = 64) -> None:
         """Rewrite the store as one shard once it holds more than ``at`` shards (reading many small
@@ -134,9 +142,49 @@ class SampleStore:
             yield from (table.slice(i, rows) for i in range(0, table.num_rows, rows))
 
     def _new_name(self) -> str:
-        """A shard name no other writer takes: time (ns), host, pid and this store's flush count."""
+        """A shard name no other writer takes: time (ns), host, pid and this store's flush count
+        (:data:`SHARD_NAME` parses it)."""
         self._flushes += 1
         return f"part-{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._flushes:05d}.parquet"
+
+    def remove_stale_temporaries(self, before: float) -> list[Path]:
+        """Remove the temporaries of atomic writes (:data:`records.TEMPORARY`, ``.NAME.PID.TAG.tmp``)
+        that killed writers left in RUN/ and RUN/samples/ (reading ignores them); returns them.
+        Stale: last modified before ``before`` (s since the epoch: when the caller took the run's
+        lock, so the previous holder is gone) and not written by a live process of this host (a
+        shard's host is in its name; a writer on another host, a Ray worker of a gone driver, is
+        taken as gone). Call with the run's lock held."""
+        removed = []
+        for directory in (self.run_dir, self.dir):
+            for path in sorted(directory.glob(".*.tmp")) if directory.is_dir() else ():
+                temporary = records.TEMPORARY.match(path.name)
+                shard = SHARD_NAME.match(temporary["name"]) if temporary else None
+                if temporary is None or ((shard is None or shard["host"] == HOST) and _alive(int(temporary["pid"]))):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < before:
+                        path.unlink()
+                        removed.append(path)
+        return removed
+
+
+SHARD_NAME = re.compile(r"^part-\d{20}-(?P<host>.+)-\d+-\d{5}\.parquet$")  # time, host, pid, flush
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a zombie, killed but not reaped yet, does not)."""
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the pid exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:  # reaped meanwhile
+        return False
+    except OSError:  # no procfs: the pid exists
+        return True
 
 
 _KEY_ROWS = 1 << 20  # rows of key columns read at a time (resume start, spans)
@@ -268,6 +316,3 @@ def union_samples(sources: Iterable[str | os.PathLike]) -> pa.Table:
     """The samples of several run directories, one row per key; a key with two texts raises."""
     return read_shards([shard for source in sources for shard in SampleStore(source).shards()])
 
-
-def _texts_by_key(table: pa.Table) -> dict[tuple, str]:
-    return dict(zip(zip(*(table[k].to_pylist() for k in KEY), strict=True), table["text"].to_pylist(), strict=True))

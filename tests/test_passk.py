@@ -33,6 +33,7 @@ from harness.passk import (
     passk_table,
     task_loss_from_nll,
     task_loss_from_samples,
+    vote_batches,
 )
 
 
@@ -703,6 +704,9 @@ def test_passk_table_extrapolates_past_each_problems_n(tmp_path):
         "answer": [a for i in range(200) for a in answers[i]],
         "correct": [a == "7" for i in range(200) for a in answers[i]], "verifier_message": [""] * int(n.sum())})
     table = passk_table(problems, scores, n_boot=100).to_pylist()
+    records.write_table(tmp_path / "scores.parquet", "scores", scores)  # streamed: 37 rows a batch, 9 folds
+    streamed = passk_table(problems, vote_batches(tmp_path / "scores.parquet", rows=37), n_boot=100)
+    np.testing.assert_equal(streamed.to_pylist(), table)  # NaN where NaN, every other value identical
     assert [r["k"] for r in table] == [1, 2, 4, 8, 16, 32, 60]
     ex = extrapolate_pass_at_k(n, c, [32, 60])
     assert [r["source"] for r in table] == ["samples"] * 5 + [f"extrapolated:{ex.model}"] * 2

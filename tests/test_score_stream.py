@@ -4,10 +4,12 @@ boundaries, and a store holding a key twice (a compaction killed midway) is stil
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from harness import records, sampling
+from harness import cli, records, sampling
+from harness.passk import passk_table
 from harness.rundir import RunDir
 from harness.sampling import load_problems, score_run
 from harness.store import SampleStore, _repeated, _spans
@@ -59,3 +61,15 @@ def test_a_grown_store_streams_without_a_whole_read_and_a_repeated_key_is_read_o
                 for r in b.to_pylist()]
         assert sorted(keys) == sorted((r["problem_id"], r["sample_idx"]) for r in rows.to_pylist())
     assert _repeated(_spans(grown.shards())).num_rows == 0 and _repeated(_spans(repeated.shards())).num_rows == 5  # sample 6 of each
+
+
+def test_t2_passk_streams_the_scores_into_the_table_of_a_whole_read(tmp_path, capsys):
+    """`t2 passk RUN` reads scores.parquet's vote columns batch by batch (passk.vote_batches); its
+    table equals passk_table over the whole scores table (maj@k included, NaN where NaN)."""
+    texts_run(tmp_path)
+    scores_file, problems_file = score_run(tmp_path)
+    assert cli.main(["passk", str(tmp_path), "--bootstrap", "50"]) == 0
+    whole = passk_table(records.read_table(problems_file, "problems"), records.read_table(scores_file, "scores"),
+                        n_boot=50)
+    assert not np.isnan(whole["maj_at_k"].to_numpy()).any()
+    np.testing.assert_equal(records.read_table(tmp_path / "passk.parquet", "passk").to_pylist(), whole.to_pylist())

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import records
 from harness import store as store_module
+from harness.errors import DataError
+from harness.rundir import RunDir
 from harness.store import SampleStore, union_samples
 
 
@@ -234,3 +239,77 @@ def test_compact_keeps_a_column_only_some_shards_hold(tmp_path):
     after = store.read()
     assert len(store.shards()) == 1 and after.equals(before.select(after.column_names))
     assert after.sort_by("problem_id")["extra"].to_pylist() == [None, None, 7, 7, None, None]
+
+
+WRITER = """
+import sys, time
+import pyarrow as pa
+from harness import records
+from harness.store import SampleStore
+
+store, target = SampleStore(sys.argv[1]), sys.argv[2]
+path = store.dir / store._new_name() if target == "shard" else store.run_dir / target
+
+def batches():
+    yield pa.Table.from_pylist([dict(r, sample_idx=i) for i, r in enumerate([{rows}] * 1000)])
+    print("writing", flush=True)  # the temporary holds a batch; the writer now stalls mid-write
+    time.sleep(600)
+
+records.write_batches(path, "scores" if target == "scores.parquet" else "samples", batches())
+"""
+
+
+def start_writer(run: Path, target: str) -> subprocess.Popen:
+    """A real process streaming a shard (``target`` "shard") or a run file (e.g. "scores.parquet")
+    through records.write_batches, stopped after its first batch: its temporary is on disk."""
+    row = rows("p9", 1)[0] if target != "scores.parquet" else {
+        "task": "gsm8k", "problem_id": "p9", "sample_idx": 0, "answer": "1", "correct": True, "verifier_message": ""}
+    proc = subprocess.Popen([sys.executable, "-c", WRITER.replace("{rows}", repr(row)), str(run), target],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    return proc
+
+
+@pytest.mark.parametrize("target", ["shard", "scores.parquet"])
+def test_a_sigkilled_writers_temporary_goes_when_the_run_is_next_locked(tmp_path, target):
+    """A writer killed by SIGKILL mid-write leaves its .NAME.PID.TAG.tmp; the next lock holder
+    removes it (dead writer, older than the lock), keeps a live writer's, and loses no shard."""
+    store = SampleStore(tmp_path)
+    store.append(rows("p1", 3))
+    killed, live = start_writer(tmp_path, target), start_writer(tmp_path, target)
+
+    def temporaries() -> list[Path]:
+        return sorted([*tmp_path.glob(".*.tmp"), *store.dir.glob(".*.tmp")])
+
+    try:
+        killed.kill()
+        killed.wait()  # reaped (an unreaped zombie counts as gone too)
+        dead = [p for p in temporaries() if f".{killed.pid}." in p.name]
+        assert len(dead) == 1 and len(temporaries()) == 2
+        assert store.remove_stale_temporaries(before=dead[0].stat().st_mtime - 60) == []  # newer: kept
+        with RunDir(tmp_path).locked():
+            left = temporaries()
+        assert len(left) == 1 and f".{live.pid}." in left[0].name  # a live writer's stays
+        assert store.read().num_rows == 3 and len(store.shards()) == 1
+    finally:
+        live.kill()
+        live.wait()
+    with RunDir(tmp_path).locked():
+        assert temporaries() == []
+
+
+def test_new_rows_streams_the_store_and_keeps_the_unstored_keys_in_order(tmp_path, monkeypatch):
+    """The merge path's new_rows joins the store batch by batch (no whole read, a repeated problem
+    included): it keeps exactly the keys not stored yet, in ``table``'s order, and a stored key with
+    another text raises naming it."""
+    store = SampleStore(tmp_path)
+    store.append(rows("p1", 3))
+    store.append(rows("p2", 2))
+    store.append(rows("p1", 3))  # p1 stored twice: read through the deduplicating group read
+    incoming = pa.Table.from_pylist(rows("p1", 5) + rows("p3", 2) + rows("p2", 2))
+    _no_whole_reads(monkeypatch)
+    new = store.new_rows(incoming)
+    assert [(r["problem_id"], r["sample_idx"]) for r in new.to_pylist()] == [("p1", 3), ("p1", 4), ("p3", 0), ("p3", 1)]
+    assert new.schema == incoming.schema and store.new_rows(incoming.slice(0, 3)).num_rows == 0
+    with pytest.raises(DataError, match=r"sample \('gsm8k', 'p2', [01]\) differs from the one already in"):
+        store.new_rows(pa.Table.from_pylist(rows("p3", 1) + rows("p2", 2, text="x{i}")))

@@ -4,11 +4,12 @@ A run directory of the synthetic arithmetic task (P questions × 10^4 samples, s
 style answers, right on ~1 sample in 4) is written in shards of 100 problems (10^6 samples). Each phase runs in its own child process, which reports its CPU time, wall time and peak
 RSS (ru_maxrss): resume start (``SampleStore.stored_counts``, key columns only), compaction
 (``SampleStore.compact``, on a copy of the store), ``t2 score`` (streamed,
-harness.sampling.SCORE_BATCH rows of texts at a time) and ``t2 passk``. Baselines, each run just
-before its new phase: resume start and compaction of harness/store.py at git revision
-``--baseline`` (loaded from ``git show`` under another name), and, at 10^6 only, the previous
-scorer's reading, every text of the store as one Python list (``store.read()...to_pylist()``)
-before judging. Goal: peak memory <= 2 GB at 10^7.
+harness.sampling.SCORE_BATCH rows of texts at a time) and ``t2 passk`` (scores.parquet's vote
+columns, harness.passk.VOTE_ROWS rows at a time). Baselines, each run just before its new phase:
+resume start and compaction of harness/store.py at git revision ``--baseline`` (loaded from
+``git show`` under another name); the previous ``t2 passk``'s table step, passk_table over the whole
+scores.parquet read as one table; and, at 10^6 only, the previous scorer's reading, every text of
+the store as one Python list (``store.read()...to_pylist()``) before judging. Goal: peak memory <= 2 GB at 10^7.
 
 Run by hand: python tests/bench/bench_store_scale.py [--sizes 100 1000] [--baseline REV]  (problems;
 writes results/bench/store_scale.md)
@@ -42,7 +43,10 @@ with the store's texts, the streamed scorer's does not. Resume start now sums pe
 the key columns read 2^20 rows at a time (the baseline concatenated every shard's key columns and
 grouped them at once); compaction streams 65,536-row batches into the new shard (the baseline read
 the whole store, texts included, sorted it and wrote it). `t2 passk` here sees up to 101 distinct
-answers per problem (100 wrong numbers + the gold), more than bench_passk.py (<= 10). (cost.json
+answers per problem (100 wrong numbers + the gold), more than bench_passk.py (<= 10). Its baseline
+is the previous command's table step (passk_table over scores.parquet read whole, every column);
+the new command reads the four vote columns 65,536 rows at a time into per-answer counts, so its
+memory is one batch plus the distinct answers (about 10^5 rows here), not the file. (cost.json
 reads the token columns only.)
 """
 CHILD = """
@@ -66,7 +70,12 @@ PHASES = {  # name: (child body, whether it compacts: run on a copy of the store
         BASELINE_STORE + "store.SampleStore(sys.argv[1]).compact(at=0)", True),
     "compaction (streamed)": ("from harness.store import SampleStore\nSampleStore(sys.argv[1]).compact(at=0)", True),
     "t2 score (streamed)": ("from harness.cli import main\nmain(['score', sys.argv[1]])", False),
-    "t2 passk": ("from harness.cli import main\nmain(['passk', sys.argv[1], '--bootstrap', '200'])", False),
+    "baseline: previous t2 passk (whole scores.parquet read)": (
+        "from harness import passk, records\nfrom harness.rundir import RunDir\nrun = RunDir(sys.argv[1])\n"
+        "passk.passk_table(records.read_table(run.problems_file, 'problems'), "
+        "records.read_table(run.scores_file, 'scores'), n_boot=200)", False),
+    "t2 passk (vote columns streamed)": (
+        "from harness.cli import main\nmain(['passk', sys.argv[1], '--bootstrap', '200'])", False),
     "baseline: previous score's read (all texts as Python lists)": (
         "from harness.store import SampleStore\n"
         "rows = SampleStore(sys.argv[1]).read().select(['task', 'problem_id', 'sample_idx', 'text']).to_pylist()",
@@ -135,8 +144,10 @@ def main() -> None:
             scored = records.read_table(run / "problems.parquet", "problems", ["n"])["n"].to_numpy()
             assert scored.sum() == problems * N, "score missed samples"
     load = os.getloadavg()
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = f"taskset -c {','.join(map(str, cores))} " if len(cores) < os.cpu_count() else ""
     text = ("# Store and scorer at 10^6 and 10^7 samples\n\n"
-            f"Command: `python tests/bench/bench_store_scale.py --sizes {' '.join(map(str, args.sizes))} "
+            f"Command: `{pinned}python tests/bench/bench_store_scale.py --sizes {' '.join(map(str, args.sizes))} "
             f"--baseline {args.baseline}` on the "
             "2-core development CPU shared with other jobs (load average at the end: "
             f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} over 1 / 5 / 15 min), each phase a child process "
