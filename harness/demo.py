@@ -171,6 +171,15 @@ def evaluate(model: Path, task: str, run_dir: Path, p: Preset, seed: int, device
     return run_dir
 
 
+def relative_checkpoints(table: pa.Table, root: Path) -> pa.Table:
+    """The dataset with checkpoint paths under ``root`` written relative to it (cache/models/NAME),
+    so the committed dataset and validation.json name no machine's folders."""
+    root = root.resolve()
+    names = [str(Path(c).resolve().relative_to(root)) if Path(c).resolve().is_relative_to(root) else c
+             for c in table.column("checkpoint").to_pylist()]
+    return table.set_column(table.schema.get_field_index("checkpoint"), "checkpoint", pa.array(names))
+
+
 def pooled(table: pa.Table) -> pa.Table:
     """The dataset plus task "all": per (checkpoint, k) the mean over tasks of the task loss and
     the accuracy (tasks have equal question counts, so this is the pooled question mean)."""
@@ -375,7 +384,7 @@ def _pipeline(p: Preset, preset: str, out: Path, device: str, seed: int) -> Path
     with stage("sample, likelihood, score"):
         runs = [evaluate(f, task, cache / "runs" / f.name / task, p, seed, device)
                 for f in progress_bar(folders, desc="checkpoints") for task in TASKS]
-        dataset = pooled(build_dataset(runs))
+        dataset = pooled(relative_checkpoints(build_dataset(runs), out))
         records.write_table(out / "dataset.parquet", "dataset", dataset)
     print("[3/5] fit: T² Approach 1 (loss) and Approach 2 (Beta accuracy)")
     with stage("fit, held-out validation, plots"):

@@ -140,6 +140,8 @@ def test_validation_json_has_the_promised_schema(demo):
     assert 0 < speed["fraction_of_peak"] < 1.5 and speed["matmul_peak_flops_per_cpu_s"] > 1e9
     report = (demo / "report.md").read_text()
     assert "## Time and training speed" in report and "## Learnability" in report
+    points = [r["checkpoint"] for h in v["heldout"] for r in h["test_points"]]
+    assert points and all(c.startswith("cache/models/") for c in points)  # no machine's folders
 
 
 def test_rung_batch_size_and_learning_rate_set_the_training(tmp_path):
