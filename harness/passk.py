@@ -1011,12 +1011,17 @@ def _task_maj_at_k(groups: dict, task: str, ids: list, ks: np.ndarray) -> np.nda
     return maj
 
 
-def votes_by_problem(scores: pa.Table) -> dict[tuple[str, str], tuple[list, list]]:
-    """(task, problem_id) -> (answers, correct) in sample_idx order."""
-    cols = scores.select(["task", "problem_id", "sample_idx", "answer", "correct"]).to_pydict()
+SAMPLE_VOTE_COLUMNS = ("task", "problem_id", "sample_idx", "answer", "correct")  # votes_by_problem's
+
+
+def votes_by_problem(scores: pa.Table | Iterable[pa.Table]) -> dict[tuple[str, str], tuple[list, list]]:
+    """(task, problem_id) -> (answers, correct) in sample_idx order, from one table of scores or
+    an iterable of them (batches of one file, e.g. :func:`records.iter_table` of
+    :data:`SAMPLE_VOTE_COLUMNS`), converted to Python one at a time."""
     out: dict[tuple[str, str], list] = defaultdict(list)
-    for task, pid, idx, answer, ok in zip(*cols.values()):
-        out[(task, pid)].append((idx, answer, bool(ok)))
+    for batch in [scores] if isinstance(scores, pa.Table) else scores:
+        for task, pid, idx, answer, ok in zip(*batch.select(list(SAMPLE_VOTE_COLUMNS)).to_pydict().values()):
+            out[(task, pid)].append((idx, answer, bool(ok)))
     return {key: ([a for _, a, _ in sorted(v)], [o for _, _, o in sorted(v)]) for key, v in out.items()}
 
 

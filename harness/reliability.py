@@ -41,7 +41,7 @@ import pyarrow as pa
 from harness import records
 from harness.dataset import run_info
 from harness.errors import DataError, InvalidSetting
-from harness.passk import default_ks, majority_distribution, votes_by_problem
+from harness.passk import SAMPLE_VOTE_COLUMNS, VOTE_ROWS, default_ks, majority_distribution, votes_by_problem
 
 COLUMNS = records.COLUMNS["reliability"]
 
@@ -227,7 +227,8 @@ def _shift(run_json: dict[str, Any]) -> int:
 
 
 def load_run(path: str | Path, suite: dict | None = None) -> Run:
-    """Read RUN/run.json, RUN/scores.parquet and (if present) RUN/problems.parquet's NLLs; suite:
+    """Read RUN/run.json, RUN/scores.parquet (its :data:`SAMPLE_VOTE_COLUMNS` only, VOTE_ROWS rows at a
+    time) and (if present) RUN/problems.parquet's NLLs; suite:
     :func:`harness.dataset.load_suite`'s N and D per checkpoint, for runs that do not record them."""
     path = Path(path)
     if not path.is_dir():
@@ -237,7 +238,8 @@ def load_run(path: str | Path, suite: dict | None = None) -> Run:
         raise DataError(f"{path}: no scores.parquet: reliability needs sampled answers "
                          f"(run `t2 sample` and `t2 score {path}` first)")
     votes: dict[str, dict[str, tuple[list, list]]] = defaultdict(dict)
-    for (task, pid), pair in votes_by_problem(records.read_table(path / "scores.parquet", "scores")).items():
+    scores = records.iter_table(path / "scores.parquet", "scores", SAMPLE_VOTE_COLUMNS, VOTE_ROWS)
+    for (task, pid), pair in votes_by_problem(scores).items():
         votes[task][pid] = pair
     if not votes:
         raise DataError(f"{path}: scores.parquet has no scored samples")

@@ -26,15 +26,17 @@ run has no ``task.problems_sha256``) are not compared.
 Lock: every command that writes a run holds ``fcntl.flock`` on its lock file for the whole write;
 a second one refuses at once with :class:`RunLocked`. The kernel drops the lock when the holder
 dies, so a killed run never leaves a stale lock; the temporaries it leaves are removed by the next
-holder (:meth:`SampleStore.remove_stale_temporaries`).
+holder (:meth:`SampleStore.remove_stale_temporaries`), and the staging folder of a killed merge
+into a new directory by the next merge into it (:meth:`RunDir.remove_stale_stagings`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
+import glob
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -46,7 +48,7 @@ import pyarrow as pa
 from harness import records
 from harness.errors import DataError, RunLocked, RunMismatch
 from harness.samplers import LATER_SETTINGS, SEED_RULES
-from harness.store import SampleStore, union_samples
+from harness.store import HOST, SampleStore, pid_alive
 
 RUN_FILE, COST_FILE, SCORES_FILE, PROBLEMS_FILE, PASSK_FILE, LOCK_FILE = (
     "run.json", "cost.json", "scores.parquet", "problems.parquet", "passk.parquet", ".t2-lock")
@@ -162,31 +164,58 @@ class RunDir:
                                    pa.table({k: pa.array([r.get(k) for r in ordered], t) for k, t in types.items()}))
 
     def merge(self, sources: Sequence[RunDir]) -> int:
-        """Join shard runs ``sources`` into this directory, all or nothing: every check (identity,
-        conflicting texts, this directory's own run) passes before anything is written, and a new
-        directory appears whole by a rename. Returns the new samples written."""
+        """Join shard runs ``sources`` into this directory, all or nothing: the identity checks pass
+        before anything is written, the samples stream into one new shard that appears only whole
+        (:meth:`SampleStore.append_new`: a conflicting text anywhere leaves everything as it was),
+        and a new directory appears whole by a rename from a staging folder beside it. Staging
+        folders of killed merges go first (:meth:`remove_stale_stagings`). Returns the new samples
+        written."""
         merged = merged_manifest(sources)
-        table = union_samples([s.path for s in sources])
+        shards = [shard for source in sources for shard in source.store.shards()]
+        self.remove_stale_stagings()
         if self.run_file.is_file():
             with self.locked():
                 self.verify(merged, skip=("task.problems_sha256",))
-                new = self.store.new_rows(table)
-                merged["task"]["n_problems"] = _count_problems(
-                    itertools.chain(self.store.batches(["task", "problem_id"]), [new]))
-                self.store.append(new)
-                self.write_manifest(merged)
-                return new.num_rows
-        staging = RunDir(self.path.with_name(f".{self.path.name}.merging-{os.getpid()}"))
+                return self._add_samples(merged, shards)
+        staging = RunDir(self.path.with_name(f"{self._staging_prefix()}{HOST}-{os.getpid()}"))
         try:
             with staging.locked():
-                merged["task"]["n_problems"] = _count_problems([table])
-                staging.store.append(table)
-                staging.write_manifest(merged)
+                written = staging._add_samples(merged, shards)
             os.rename(staging.path, self.path)  # refused (OSError) if the target is a non-empty directory
         except BaseException:
             shutil.rmtree(staging.path, ignore_errors=True)
             raise
-        return table.num_rows
+        return written
+
+    def _add_samples(self, merged: dict[str, Any], shards: Sequence[Path]) -> int:
+        """Append the samples of ``shards`` this run lacks, then write ``merged`` as run.json with
+        its n_problems counted over the store (key columns, batch by batch); returns the samples
+        written. Call with the lock held."""
+        written = self.store.append_new(shards)
+        merged["task"]["n_problems"] = _count_problems(self.store.batches(["task", "problem_id"]))
+        self.write_manifest(merged)
+        return written
+
+    def _staging_prefix(self) -> str:
+        """A merge into a new directory RUN writes ``.RUN.merging-HOST-PID`` beside it first."""
+        return f".{self.path.name}.merging-"
+
+    def remove_stale_stagings(self) -> list[Path]:
+        """Remove the staging folders that killed merges into this directory left beside it (outside
+        any lock): those of this host whose merge is not a live process, or that bear this process's
+        pid (it has made none yet: an earlier process's with a reused pid). A name without a host
+        (``.RUN.merging-PID``, from before hosts were named) counts as this host's. Returns them."""
+        prefix, removed = self._staging_prefix(), []
+        for path in sorted(self.path.parent.glob(f"{glob.escape(prefix)}*")):
+            owner = STAGING_OWNER.fullmatch(path.name[len(prefix):])
+            if (owner and owner["host"] in (None, HOST) and path.is_dir()
+                    and (int(owner["pid"]) == os.getpid() or not pid_alive(int(owner["pid"])))):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        return removed
+
+
+STAGING_OWNER = re.compile(r"(?:(?P<host>.+)-)?(?P<pid>\d+)")  # HOST-PID after a staging folder's prefix
 
 
 def _count_problems(tables: Iterable[pa.Table]) -> int:

@@ -12,11 +12,12 @@ both shards (:class:`harness.errors.DataError`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import platform
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,23 +59,24 @@ class SampleStore:
         """All samples, one row per key, sorted by key."""
         return read_shards(self.shards())
 
-    def new_rows(self, table: pa.Table) -> pa.Table:
-        """The rows of ``table`` (one per key) whose key is not stored yet; a key stored with another
-        text raises :class:`DataError` (the two runs were not one run). Streamed: the store's keys
-        and texts (:meth:`batches`) are joined batch by batch to ``table``'s, so memory is ``table``
-        plus one batch, not the store."""
-        mine = table.select([*KEY, "text"]).append_column("_row", pa.array(np.arange(table.num_rows)))
-        stored = np.zeros(table.num_rows, dtype=bool)
-        for batch in self.batches([*KEY, "text"]):
-            both = batch.join(mine, list(KEY), join_type="inner", right_suffix="_new")
-            same = pc.or_kleene(pc.equal(both["text"], both["text_new"]),
-                                pc.and_(pc.is_null(both["text"]), pc.is_null(both["text_new"])))
-            differ = pc.indices_nonzero(pc.invert(pc.fill_null(same, False)))
-            if len(differ):
-                key = tuple(both[k][differ[0].as_py()].as_py() for k in KEY)
-                raise DataError(f"sample {key} differs from the one already in {self.dir}")
-            stored[both["_row"].to_numpy()] = True
-        return table.filter(pa.array(~stored))
+    def append_new(self, sources: Sequence[Path]) -> int:
+        """Append the rows of ``sources`` (shards of other stores) whose key is not stored yet, one
+        per key, as one new shard; returns how many (0: no shard written). A key that two shards
+        hold (this store's or the sources') with two texts raises :class:`DataError` naming both.
+        Streamed: this store's shards and the sources are read together (:meth:`_unique_batches`,
+        the store's own rows left out) into a temporary renamed when complete, so memory is one
+        batch (and one group of repeated problems) and a conflict or a kill leaves the store as it
+        was."""
+        own = self.shards()
+        shards = [*own, *dict.fromkeys(sources)]
+        if len(shards) == len(own):
+            return 0
+        batches = (b for b in self._unique_batches(shards, None, first=len(own)) if b.num_rows)
+        head = next(batches, None)
+        if head is None:
+            return 0
+        path = records.write_batches(self.dir / self._new_name(), "samples", itertools.chain([head], batches))
+        return pq.read_metadata(path).num_rows
 
     def compact(self, at: int = 64) -> None:
         """Rewrite the store as one shard once it holds more than ``at`` shards (reading many small
@@ -119,26 +121,27 @@ class SampleStore:
         (:meth:`_unique_batches`)."""
         return self._unique_batches(self.shards(), list(columns), rows)
 
-    def _unique_batches(self, shards: Sequence[Path], columns: list[str] | None, rows: int = 65_536
-                        ) -> Iterator[pa.Table]:
+    def _unique_batches(self, shards: Sequence[Path], columns: list[str] | None, rows: int = 65_536,
+                        first: int = 0) -> Iterator[pa.Table]:
         """Every stored row of ``shards`` once, ``columns`` of it (None: all, on the shards' unified
         schema), in tables of at most ``rows`` rows: shard by shard, except the problems that two
         shards both hold (:func:`_repeated`: a compaction killed midway, a retried task), which come
-        last, _DEDUP_ROWS stored rows at a time, their copies' texts compared (:func:`_dedup`)."""
+        last, _DEDUP_ROWS stored rows at a time, their copies' texts compared (:func:`_dedup`). Keys
+        that the shards before index ``first`` hold are left out (a key's first copy is kept)."""
         schema = _unified_schema(shards) if columns is None else None
         names = schema.names if schema is not None else columns
         spans = _spans(shards)
         repeated = _repeated(spans)
         skip = _problem_keys(repeated) if repeated.num_rows else None
         read = names if skip is None else list(dict.fromkeys([*names, "task", "problem_id"]))
-        for path in shards:
+        for path in shards[first:]:
             for batch in _shard_batches(path, read, rows, schema):
                 if skip is not None:
                     batch = batch.filter(pc.invert(pc.is_in(_problem_keys(batch), value_set=skip)))
                 yield batch.select(names)
         for table in _repeated_rows(shards, spans, repeated, list(dict.fromkeys([*names, *KEY, "text"])), schema):
             table = _dedup(table.sort_by([(k, "ascending") for k in KEY] + [("_shard", "ascending")]), shards)
-            table = table.select(names)
+            table = table.filter(pc.greater_equal(table["_shard"], first)).select(names)
             yield from (table.slice(i, rows) for i in range(0, table.num_rows, rows))
 
     def _new_name(self) -> str:
@@ -159,7 +162,7 @@ class SampleStore:
             for path in sorted(directory.glob(".*.tmp")) if directory.is_dir() else ():
                 temporary = records.TEMPORARY.match(path.name)
                 shard = SHARD_NAME.match(temporary["name"]) if temporary else None
-                if temporary is None or ((shard is None or shard["host"] == HOST) and _alive(int(temporary["pid"]))):
+                if temporary is None or ((shard is None or shard["host"] == HOST) and pid_alive(int(temporary["pid"]))):
                     continue
                 with contextlib.suppress(FileNotFoundError):
                     if path.stat().st_mtime < before:
@@ -171,7 +174,7 @@ class SampleStore:
 SHARD_NAME = re.compile(r"^part-\d{20}-(?P<host>.+)-\d+-\d{5}\.parquet$")  # time, host, pid, flush
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` of this host runs (a zombie, killed but not reaped yet, does not)."""
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the pid exists
@@ -310,9 +313,3 @@ def _dedup(table: pa.Table, shards: Sequence[Path]) -> pa.Table:
                             "between them (runs with different settings were mixed)")
     keep = pa.concat_arrays([pa.array([True]), pc.invert(dup)])
     return table.filter(keep)
-
-
-def union_samples(sources: Iterable[str | os.PathLike]) -> pa.Table:
-    """The samples of several run directories, one row per key; a key with two texts raises."""
-    return read_shards([shard for source in sources for shard in SampleStore(source).shards()])
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -241,3 +242,28 @@ def test_cli_reliability_writes_beside_its_first_run(tmp_path, monkeypatch, caps
     assert cli.main(["reliability", str(run), "-k", "1", "2"]) == 0
     assert (run / "reliability" / "reliability.parquet").is_file() and (run / "reliability" / "reliability.md").is_file()
     assert not (tmp_path / "results").exists()
+
+
+
+def test_load_run_reads_the_vote_columns_batch_by_batch_into_the_whole_reads_report(tmp_path, monkeypatch):
+    """load_run streams scores.parquet's vote columns (never a whole read, verifier messages
+    unread), 7 rows at a time from a file in shuffled order: its votes (order included) and report
+    equal those of the whole table."""
+    path = make_run(tmp_path / "run", 1e6, 2e7, 0, 0.5, n=9, problems=4, seed=4)
+    scores = records.read_table(path / "scores.parquet", "scores")
+    shuffled = scores.take(np.random.default_rng(0).permutation(scores.num_rows))
+    records.write_table(path / "scores.parquet", "scores", shuffled)
+    whole = passk.votes_by_problem(shuffled)
+    reads, read_whole, batched = [], records.read_table, records.iter_table
+    monkeypatch.setattr(records, "read_table", lambda path, kind, columns=None: pytest.fail(
+        "scores.parquet was read whole") if kind == "scores" else read_whole(path, kind, columns))
+    monkeypatch.setattr(records, "iter_table", lambda path, kind, columns, rows: reads.append((columns, rows))
+                        or batched(path, kind, columns, rows))
+    monkeypatch.setattr(R, "VOTE_ROWS", 7)
+    run = R.load_run(path)
+    assert reads == [(passk.SAMPLE_VOTE_COLUMNS, 7)] and "verifier_message" not in reads[0][0]
+    votes = [((task, pid), pair) for task, problems in run.votes.items() for pid, pair in problems.items()]
+    assert votes == list(whole.items())
+    from_whole = dataclasses.replace(run, votes={"arithmetic": {pid: pair for (_, pid), pair in whole.items()}})
+    got, want = (R.reliability_table([r], [1, 4, 9])[0].to_pylist() for r in (run, from_whole))
+    assert got == want and len(got) == 3

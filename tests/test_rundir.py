@@ -12,7 +12,7 @@ import pytest
 from harness import records
 from harness.errors import DataError, RunLocked, RunMismatch
 from harness.rundir import RunDir, differences
-from harness.store import SampleStore
+from harness.store import HOST, SampleStore
 
 
 def manifest(**changes) -> dict:
@@ -122,6 +122,63 @@ def test_merge_into_a_non_run_directory_changes_nothing(tmp_path):
         RunDir(out).merge([a])
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "out"]  # no staging left behind
+
+
+MERGER = """
+import sys, time
+from harness import records
+from harness.rundir import RunDir
+
+write_batches = records.write_batches
+
+def stalled(path, kind, batches, metadata=None):
+    def then_stall():
+        yield from batches
+        print("writing", flush=True)  # the staging shard's temporary holds every batch; the merge stalls
+        time.sleep(600)
+    return write_batches(path, kind, then_stall(), metadata)
+
+records.write_batches = stalled
+RunDir(sys.argv[1]).merge([RunDir(p) for p in sys.argv[2:]])
+"""
+
+
+def start_merge(out, sources) -> subprocess.Popen:
+    """A real merge process into ``out``, stopped while writing its staging folder's shard."""
+    proc = subprocess.Popen([sys.executable, "-c", MERGER, str(out), *map(str, sources)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    return proc
+
+
+def test_a_sigkilled_merges_staging_goes_at_the_next_merge_and_a_live_ones_stays(tmp_path):
+    """A merge into a new directory killed by SIGKILL leaves .RUN.merging-HOST-PID beside RUN; the
+    next merge into RUN removes it (and an older pid-only name of a dead pid), keeps a live merge's
+    and another host's, and once the live one is killed, the next merge removes its staging too."""
+    a = make_run(tmp_path / "a", {"gsm8k/0": "t{i}"}, shard="0/2")
+    b = make_run(tmp_path / "b", {"gsm8k/1": "t{i}"}, shard="1/2")
+    out = RunDir(tmp_path / "out")
+    killed, live = start_merge(out.path, [a.path, b.path]), start_merge(out.path, [a.path, b.path])
+
+    def stagings() -> list[str]:
+        return sorted(p.name for p in tmp_path.glob(".out.merging-*"))
+
+    try:
+        killed.kill()
+        killed.wait()
+        dead, alive = (tmp_path / f".out.merging-{HOST}-{p.pid}" for p in (killed, live))
+        assert list(dead.glob("samples/.*.tmp")) and stagings() == sorted([dead.name, alive.name])
+        (tmp_path / f".out.merging-{killed.pid}").mkdir()  # the name merges gave before hosts were named
+        (tmp_path / f".out.merging-elsewhere-{killed.pid}").mkdir()  # another host's: its pid says nothing here
+        assert out.merge([a]) == 2
+        assert stagings() == sorted([alive.name, f".out.merging-elsewhere-{killed.pid}"])
+    finally:
+        live.kill()
+        live.wait()
+    assert out.merge([a, b]) == 2 and out.require()["task"]["n_problems"] == 2  # into the existing run
+    assert stagings() == [f".out.merging-elsewhere-{killed.pid}"]
+    assert sorted(p.name for p in out.path.rglob("*")) == sorted(
+        [".t2-lock", "run.json", "samples", *(p.name for p in out.store.shards())])
 
 
 def test_merge_refuses_runs_of_other_data(tmp_path):

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +14,7 @@ from harness import records
 from harness import store as store_module
 from harness.errors import DataError
 from harness.rundir import RunDir
-from harness.store import SampleStore, union_samples
+from harness.store import SampleStore, read_shards
 
 
 def rows(problem: str, n: int, text: str = "t{i}", task: str = "gsm8k") -> list[dict]:
@@ -90,10 +89,7 @@ def test_stored_counts_read_keys_only_and_count_each_sample_once(tmp_path):
 
 
 def merge_stores(sources, out) -> int:
-    target = SampleStore(out)
-    new = target.new_rows(union_samples(sources))
-    target.append(new)
-    return new.num_rows
+    return SampleStore(out).append_new([shard for source in sources for shard in SampleStore(source).shards()])
 
 
 def test_merge_is_idempotent(tmp_path):
@@ -116,8 +112,10 @@ def test_merge_refuses_conflicting_samples(tmp_path):
     assert not (tmp_path / "out").exists()  # every conflict is found before anything is written
     SampleStore(tmp_path / "c").append(rows("p1", 2))
     SampleStore(tmp_path / "c").append(rows("p2", 2))
-    with pytest.raises(ValueError, match="differs from the one already in"):
+    before = SampleStore(tmp_path / "c").shards()
+    with pytest.raises(ValueError, match=r"sample \('gsm8k', 'p1', [01]\) differs between them"):
         merge_stores([b], tmp_path / "c")
+    assert sorted(SampleStore(tmp_path / "c").dir.iterdir()) == before  # no shard, no temporary
 
 
 @settings(max_examples=25, deadline=None)
@@ -298,18 +296,57 @@ def test_a_sigkilled_writers_temporary_goes_when_the_run_is_next_locked(tmp_path
         assert temporaries() == []
 
 
-def test_new_rows_streams_the_store_and_keeps_the_unstored_keys_in_order(tmp_path, monkeypatch):
-    """The merge path's new_rows joins the store batch by batch (no whole read, a repeated problem
-    included): it keeps exactly the keys not stored yet, in ``table``'s order, and a stored key with
-    another text raises naming it."""
-    store = SampleStore(tmp_path)
+def test_append_new_streams_and_writes_exactly_the_unstored_keys(tmp_path, monkeypatch):
+    """The merge path's append_new reads the store and the sources batch by batch (no whole read;
+    problems repeated in the store and in the sources included): one new shard of exactly the keys
+    not stored yet; a key stored with another text raises naming both shards and writes nothing."""
+    store, source, other = (SampleStore(tmp_path / name) for name in ("run", "src", "other"))
     store.append(rows("p1", 3))
     store.append(rows("p2", 2))
     store.append(rows("p1", 3))  # p1 stored twice: read through the deduplicating group read
-    incoming = pa.Table.from_pylist(rows("p1", 5) + rows("p3", 2) + rows("p2", 2))
-    _no_whole_reads(monkeypatch)
-    new = store.new_rows(incoming)
-    assert [(r["problem_id"], r["sample_idx"]) for r in new.to_pylist()] == [("p1", 3), ("p1", 4), ("p3", 0), ("p3", 1)]
-    assert new.schema == incoming.schema and store.new_rows(incoming.slice(0, 3)).num_rows == 0
-    with pytest.raises(DataError, match=r"sample \('gsm8k', 'p2', [01]\) differs from the one already in"):
-        store.new_rows(pa.Table.from_pylist(rows("p3", 1) + rows("p2", 2, text="x{i}")))
+    source.append(rows("p1", 5) + rows("p3", 2))
+    source.append(rows("p2", 2) + rows("p3", 3))  # p3 in two source shards
+    other.append(rows("p3", 1) + rows("p2", 2, text="x{i}"))
+    expected = read_shards([*store.shards(), *source.shards()])
+    monkeypatch.setattr(store_module, "_KEY_ROWS", 2)
+    with pytest.MonkeyPatch.context() as patch:
+        _no_whole_reads(patch)
+        assert store.append_new(source.shards()) == 5  # p1 3-4, p3 0-2
+        shards = store.shards()
+        assert store.append_new(source.shards()) == 0 and store.shards() == shards
+        with pytest.raises(DataError, match=r"and .*: sample \('gsm8k', 'p2', [01]\) differs between them"):
+            store.append_new(other.shards())
+        assert sorted(store.dir.iterdir()) == shards
+    assert len(shards) == 4 and store.read().equals(expected)
+
+
+def shard_run(path: Path, shard: str, *problems: tuple[str, int, str]) -> RunDir:
+    """A shard run directory holding ``problems`` ((id, samples, text pattern), one flush each)."""
+    run = RunDir(path)
+    run.write_manifest({"model": {"id": "m"}, "task": {"name": "gsm8k"}, "sampler": {"n": 5, "seed": 0},
+                        "shard": shard})
+    for problem, n, text in problems:
+        run.store.append(rows(problem, n, text))
+    return run
+
+
+def test_merge_streams_all_or_nothing_into_a_new_and_an_existing_run(tmp_path, monkeypatch):
+    """RunDir.merge (t2 merge) with whole reads failing: into a new directory, then into the
+    existing run with overlapping shards; a conflicting text is refused and leaves no trace."""
+    a = shard_run(tmp_path / "a", "0/2", ("p1", 3, "t{i}"), ("p2", 2, "t{i}"))
+    b = shard_run(tmp_path / "b", "1/2", ("p3", 2, "t{i}"), ("p1", 5, "t{i}"))
+    c = shard_run(tmp_path / "c", "1/2", ("p4", 1, "t{i}"), ("p2", 2, "x{i}"))
+    expected = read_shards([*a.store.shards(), *b.store.shards()])
+    out = RunDir(tmp_path / "out")
+    monkeypatch.setattr(store_module, "_KEY_ROWS", 2)
+    with pytest.MonkeyPatch.context() as patch:
+        _no_whole_reads(patch)
+        with pytest.raises(DataError, match="differs between them"):
+            RunDir(tmp_path / "new").merge([a, c])
+        assert out.merge([a]) == 5 and out.merge([a, b]) == 4  # p1 3-4, p3 0-1
+        files = {p: p.read_bytes() for p in out.path.rglob("*") if p.is_file()}
+        with pytest.raises(DataError, match="differs between them"):
+            out.merge([c])
+        assert {p: p.read_bytes() for p in out.path.rglob("*") if p.is_file()} == files
+    assert out.store.read().equals(expected) and out.require()["task"]["n_problems"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "out"]
