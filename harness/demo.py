@@ -175,8 +175,8 @@ def relative_checkpoints(table: pa.Table, root: Path) -> pa.Table:
     """The dataset with checkpoint paths under ``root`` written relative to it (cache/models/NAME),
     so the committed dataset and validation.json name no machine's folders."""
     root = root.resolve()
-    names = [str(Path(c).resolve().relative_to(root)) if Path(c).resolve().is_relative_to(root) else c
-             for c in table.column("checkpoint").to_pylist()]
+    paths = [(c, Path(c).resolve()) for c in table.column("checkpoint").to_pylist()]
+    names = [str(path.relative_to(root)) if path.is_relative_to(root) else c for c, path in paths]
     return table.set_column(table.schema.get_field_index("checkpoint"), "checkpoint", pa.array(names))
 
 
