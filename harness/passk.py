@@ -805,7 +805,17 @@ def majority_distribution(answers: Sequence[str | None], correct: Sequence[float
     per-answer DP to 1e-12 for n ~ 100, the two paths against each other, and exact rationals at
     n = 10^4).
     """
-    n, ks, sizes, scores, abstain = _vote_groups(answers, correct, k, "majority_distribution")
+    _, ks, sizes, scores, abstain = _vote_groups(answers, correct, k, "majority_distribution")
+    return group_majority_distribution(sizes, scores, abstain, ks)
+
+
+def group_majority_distribution(sizes: np.ndarray, scores: np.ndarray, abstain: int, k
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`majority_distribution` of one problem from its answer groups (the values of
+    :func:`answer_groups`: group sizes largest first, their scores, abstentions), n = Σ sizes +
+    abstentions; k <= n."""
+    n, ks = int(np.sum(sizes)) + int(abstain), _counts("k", k)
+    _check_k(ks, np.array([n]))
     p_ok, p_v = _majority(n, ks, sizes, np.stack([scores, np.ones_like(scores)]), abstain)
     p_v[:, 0] = np.exp(_log_fail([n], [n - abstain], ks)[0][0])  # C(abstentions, k) / C(n, k)
     return p_v, p_ok
@@ -886,7 +896,7 @@ def passk_table(problems: pa.Table, scores: pa.Table | Iterable[pa.Table] | None
     by_task: dict[str, list[int]] = defaultdict(list)
     for i, task in enumerate(cols["task"]):
         by_task[task].append(i)
-    groups = _answer_groups(scores) if scores is not None else {}
+    groups = answer_groups(scores) if scores is not None else {}
     rows: dict[str, list] = defaultdict(list)
     for task, idx in by_task.items():
         n = np.array([cols["n"][i] or 0 for i in idx], dtype=np.int64)
@@ -953,8 +963,8 @@ def vote_batches(scores_file: str | os.PathLike, rows: int = VOTE_ROWS) -> Itera
     return records.iter_table(scores_file, "scores", VOTE_COLUMNS, rows)
 
 
-def _answer_groups(scores: pa.Table | Iterable[pa.Table]
-                   ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, int]]:
+def answer_groups(scores: pa.Table | Iterable[pa.Table]
+                  ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, int]]:
     """(task, problem_id) -> (answer-group sizes largest first, their scores = mean verdict,
     abstentions = samples with no answer), by arrow group-bys over (task, problem_id, answer): per
     batch of ``scores`` (one table, or an iterable of them), then summed, at most _FOLD_AT partial
@@ -1009,20 +1019,3 @@ def _task_maj_at_k(groups: dict, task: str, ids: list, ks: np.ndarray) -> np.nda
         maj[ok] = np.mean([_majority(int(m), ks[ok], sizes, right[None, :], abstain)[0].sum(axis=1)
                            for m, (sizes, right, abstain) in zip(scored, found)], axis=0)
     return maj
-
-
-SAMPLE_VOTE_COLUMNS = ("task", "problem_id", "sample_idx", "answer", "correct")  # votes_by_problem's
-
-
-def votes_by_problem(scores: pa.Table | Iterable[pa.Table]) -> dict[tuple[str, str], tuple[list, list]]:
-    """(task, problem_id) -> (answers, correct) in sample_idx order, from one table of scores or
-    an iterable of them (batches of one file, e.g. :func:`records.iter_table` of
-    :data:`SAMPLE_VOTE_COLUMNS`), converted to Python one at a time."""
-    out: dict[tuple[str, str], list] = defaultdict(list)
-    for batch in [scores] if isinstance(scores, pa.Table) else scores:
-        for task, pid, idx, answer, ok in zip(*batch.select(list(SAMPLE_VOTE_COLUMNS)).to_pydict().values()):
-            out[(task, pid)].append((idx, answer, bool(ok)))
-    return {key: ([a for _, a, _ in sorted(v)], [o for _, _, o in sorted(v)]) for key, v in out.items()}
-
-
-

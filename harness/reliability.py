@@ -7,11 +7,12 @@ no votes has v = 0 and is wrong. Its confidence is the vote share v / k (abstent
 it is correct with the winning answer's verdict.
 
 Unbiased subset averages: per question the exact joint distribution of (v, correct) over all
-C(n, k) subsets is counted (:func:`harness.passk.majority_distribution`), never the first k samples. Every
-question carries weight 1/P, spread over its subsets, so the task's (confidence, correct) sample is
-a weighted mixture of atoms (confidence v/k, weight P(v)/P, accuracy P(correct | v)). Means over
-it (accuracy = maj@k, mean confidence, Brier) are U-statistics: unbiased for a fresh draw of k
-samples. ECE and AURC are plug-in values of that mixture (consistent, not exactly unbiased).
+C(n, k) subsets is counted from its answer groups (:func:`harness.passk.group_majority_distribution`),
+never the first k samples. Every question carries weight 1/P, spread over its subsets, so the
+task's (confidence, correct) sample is a weighted mixture of atoms (confidence v/k, weight P(v)/P,
+accuracy P(correct | v)). Means over it (accuracy = maj@k, mean confidence, Brier) are
+U-statistics: unbiased for a fresh draw of k samples. ECE and AURC are plug-in values of that
+mixture (consistent, not exactly unbiased).
 
 - ECE: atoms are sorted by confidence, atoms of equal confidence pooled (so ties never depend on
   order), and the unit mass cut into ``n_bins`` (default 10) bins of equal mass at 0, 1/B, ..., 1,
@@ -41,7 +42,7 @@ import pyarrow as pa
 from harness import records
 from harness.dataset import run_info
 from harness.errors import DataError, InvalidSetting
-from harness.passk import SAMPLE_VOTE_COLUMNS, VOTE_ROWS, default_ks, majority_distribution, votes_by_problem
+from harness.passk import VOTE_COLUMNS, VOTE_ROWS, answer_groups, default_ks, group_majority_distribution
 
 COLUMNS = records.COLUMNS["reliability"]
 
@@ -57,17 +58,12 @@ class Atoms:
     weight: np.ndarray
 
 
-def vote_atoms(distributions: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> Atoms:
-    """The task's mixture at k from each question's (P(v), P(v, correct)) rows for that k
-    (:func:`majority_distribution`); questions weigh 1/P each, zero-mass atoms are dropped."""
-    v = np.arange(k + 1)
-    conf, ok, weight = [], [], []
-    for p_v, p_ok in distributions:
-        keep = p_v[: k + 1] > 0
-        conf.append(v[keep] / k)
-        ok.append(np.clip(p_ok[: k + 1][keep] / p_v[: k + 1][keep], 0.0, 1.0))
-        weight.append(p_v[: k + 1][keep] / len(distributions))
-    return Atoms(np.concatenate(conf), np.concatenate(ok), np.concatenate(weight))
+def vote_atoms(distributions: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], k: int) -> Atoms:
+    """The task's mixture at k from each question's (v, P(v), P(v, correct)) over the v with P(v) > 0
+    (:func:`harness.passk.group_majority_distribution`'s row for k, zero-mass atoms dropped);
+    questions weigh 1/P each."""
+    v, p_v, p_ok = (np.concatenate(column) for column in zip(*distributions))
+    return Atoms(v / k, np.clip(p_ok / p_v, 0.0, 1.0), p_v / len(distributions))
 
 
 # ---------------------------------------------------------------- calibration and selective prediction
@@ -172,6 +168,9 @@ def nll_scores(nll, answer_tokens) -> tuple[float, float]:
 # ---------------------------------------------------------------- runs
 
 
+Groups = tuple[np.ndarray, np.ndarray, int]  # answer-group sizes (largest first), their scores, abstentions
+
+
 @dataclass
 class Run:
     """What a report needs from one run directory."""
@@ -181,7 +180,7 @@ class Run:
     shift: int
     N: float
     D: float
-    votes: dict[str, dict[str, tuple[list, list]]]  # task -> problem_id -> (answers, correct)
+    votes: dict[str, dict[str, Groups]]  # task -> problem_id -> its answer groups
     nll: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # task -> (nll, tokens)
 
 
@@ -227,8 +226,9 @@ def _shift(run_json: dict[str, Any]) -> int:
 
 
 def load_run(path: str | Path, suite: dict | None = None) -> Run:
-    """Read RUN/run.json, RUN/scores.parquet (its :data:`SAMPLE_VOTE_COLUMNS` only, VOTE_ROWS rows at a
-    time) and (if present) RUN/problems.parquet's NLLs; suite:
+    """Read RUN/run.json, RUN/scores.parquet (its :data:`VOTE_COLUMNS` only, VOTE_ROWS rows at a time,
+    counted into answer groups by :func:`harness.passk.answer_groups`: memory is the distinct
+    answers, not the samples) and (if present) RUN/problems.parquet's NLLs; suite:
     :func:`harness.dataset.load_suite`'s N and D per checkpoint, for runs that do not record them."""
     path = Path(path)
     if not path.is_dir():
@@ -237,10 +237,10 @@ def load_run(path: str | Path, suite: dict | None = None) -> Run:
     if not (path / "scores.parquet").is_file():
         raise DataError(f"{path}: no scores.parquet: reliability needs sampled answers "
                          f"(run `t2 sample` and `t2 score {path}` first)")
-    votes: dict[str, dict[str, tuple[list, list]]] = defaultdict(dict)
-    scores = records.iter_table(path / "scores.parquet", "scores", SAMPLE_VOTE_COLUMNS, VOTE_ROWS)
-    for (task, pid), pair in votes_by_problem(scores).items():
-        votes[task][pid] = pair
+    votes: dict[str, dict[str, Groups]] = defaultdict(dict)
+    scores = records.iter_table(path / "scores.parquet", "scores", VOTE_COLUMNS, VOTE_ROWS)
+    for (task, pid), groups in answer_groups(scores).items():
+        votes[task][pid] = groups
     if not votes:
         raise DataError(f"{path}: scores.parquet has no scored samples")
     nll: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -270,7 +270,7 @@ def task_reliability(run: Run, task: str, ks: Sequence[int] | None, n_bins: int 
                      ) -> tuple[list[dict[str, Any]], list[Curves]]:
     """Rows (one per k, :data:`COLUMNS`) and curves of one task of one run."""
     problems = run.votes[task]
-    sizes = {pid: len(answers) for pid, (answers, _) in problems.items()}
+    sizes = {pid: int(group_sizes.sum()) + abstain for pid, (group_sizes, _, abstain) in problems.items()}
     small = min(sizes, key=sizes.get)
     task_ks = sorted(set(ks)) if ks else default_ks(sizes[small])
     if task_ks[0] < 1:
@@ -278,11 +278,16 @@ def task_reliability(run: Run, task: str, ks: Sequence[int] | None, n_bins: int 
     if task_ks[-1] > sizes[small]:
         raise DataError(f"{run.path}: task {task} problem {small} has only {sizes[small]} scored "
                          f"samples; k={task_ks[-1]} needs at least {task_ks[-1]}")
-    dists = [majority_distribution(answers, correct, task_ks) for answers, correct in problems.values()]
+    per_k: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in task_ks]
+    for groups in problems.values():  # one problem's [K, max k + 1] at a time; only its atoms are kept
+        p_v, p_ok = group_majority_distribution(*groups, task_ks)
+        for i, k in enumerate(task_ks):
+            v = np.flatnonzero(p_v[i, : k + 1] > 0)
+            per_k[i].append((v, p_v[i, v], p_ok[i, v]))
     nll_mean, nll_tok = nll_scores(*run.nll.get(task, ([], [])))
     rows, curves = [], []
-    for i, k in enumerate(task_ks):
-        atoms = vote_atoms([(p_v[i], p_ok[i]) for p_v, p_ok in dists], k)
+    for k, distributions in zip(task_ks, per_k):
+        atoms = vote_atoms(distributions, k)
         a = (atoms.confidence, atoms.correct, atoms.weight)
         oracle, random = aurc_baselines(atoms.correct, atoms.weight)
         rows.append({

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import random
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -41,7 +41,7 @@ def brute_force(answers, correct, k):
 def test_majority_distribution_equals_enumeration(answers):
     correct = [a == "a" for a in answers]
     ks = list(range(1, len(answers) + 1))
-    p_v, p_ok = R.majority_distribution(answers, correct, ks)
+    p_v, p_ok = passk.majority_distribution(answers, correct, ks)
     for i, k in enumerate(ks):
         want_v, want_ok = brute_force(answers, correct, k)
         np.testing.assert_allclose(p_v[i, : len(answers) + 1], want_v, atol=1e-12)
@@ -51,12 +51,12 @@ def test_majority_distribution_equals_enumeration(answers):
 
 def test_majority_distribution_rejects_k_above_n():
     with pytest.raises(ValueError, match="k=4"):
-        R.majority_distribution(["a", "b", "a"], [1, 0, 1], [1, 4])
+        passk.majority_distribution(["a", "b", "a"], [1, 0, 1], [1, 4])
 
 
 def test_reliability_uses_the_one_subset_counter_of_passk():
-    """One exact subset-counting DP in the package: reliability's majority_distribution is passk's."""
-    assert R.majority_distribution is passk.majority_distribution
+    """One exact subset-counting DP in the package: reliability counts with passk's."""
+    assert R.group_majority_distribution is passk.group_majority_distribution
     assert not hasattr(passk, "_add_group")
 
 
@@ -68,7 +68,11 @@ def test_task_metrics_equal_enumeration_over_subsets(tmp_path):
     for q in range(4):
         answers = [rng.choice(["1", "2", "3", None]) for _ in range(6)]
         votes[f"q{q}"] = (answers, [a == "1" for a in answers])
-    run = R.Run(tmp_path, "ckpt", 0, float("nan"), float("nan"), {"toy": votes})
+    table = pa.table({"task": ["toy"] * 24, "problem_id": [q for q in votes for _ in range(6)],
+                      "answer": [a for answers, _ in votes.values() for a in answers],
+                      "correct": [c for _, correct in votes.values() for c in correct]})
+    groups = {pid: g for (_, pid), g in passk.answer_groups(table).items()}
+    run = R.Run(tmp_path, "ckpt", 0, float("nan"), float("nan"), {"toy": groups})
     rows, _ = R.task_reliability(run, "toy", [2, 3, 5])
     for row in rows:
         k = row["k"]
@@ -245,15 +249,15 @@ def test_cli_reliability_writes_beside_its_first_run(tmp_path, monkeypatch, caps
 
 
 
-def test_load_run_reads_the_vote_columns_batch_by_batch_into_the_whole_reads_report(tmp_path, monkeypatch):
+def test_load_run_counts_answer_groups_batch_by_batch_into_the_per_sample_report(tmp_path, monkeypatch):
     """load_run streams scores.parquet's vote columns (never a whole read, verifier messages
-    unread), 7 rows at a time from a file in shuffled order: its votes (order included) and report
-    equal those of the whole table."""
+    unread), 7 rows at a time from a file in shuffled order, into answer groups: each problem's
+    (P(v), P(v, correct)) equals majority_distribution of its per-sample answers, and so does the
+    report."""
     path = make_run(tmp_path / "run", 1e6, 2e7, 0, 0.5, n=9, problems=4, seed=4)
     scores = records.read_table(path / "scores.parquet", "scores")
     shuffled = scores.take(np.random.default_rng(0).permutation(scores.num_rows))
     records.write_table(path / "scores.parquet", "scores", shuffled)
-    whole = passk.votes_by_problem(shuffled)
     reads, read_whole, batched = [], records.read_table, records.iter_table
     monkeypatch.setattr(records, "read_table", lambda path, kind, columns=None: pytest.fail(
         "scores.parquet was read whole") if kind == "scores" else read_whole(path, kind, columns))
@@ -261,9 +265,17 @@ def test_load_run_reads_the_vote_columns_batch_by_batch_into_the_whole_reads_rep
                         or batched(path, kind, columns, rows))
     monkeypatch.setattr(R, "VOTE_ROWS", 7)
     run = R.load_run(path)
-    assert reads == [(passk.SAMPLE_VOTE_COLUMNS, 7)] and "verifier_message" not in reads[0][0]
-    votes = [((task, pid), pair) for task, problems in run.votes.items() for pid, pair in problems.items()]
-    assert votes == list(whole.items())
-    from_whole = dataclasses.replace(run, votes={"arithmetic": {pid: pair for (_, pid), pair in whole.items()}})
-    got, want = (R.reliability_table([r], [1, 4, 9])[0].to_pylist() for r in (run, from_whole))
-    assert got == want and len(got) == 3
+    assert reads == [(passk.VOTE_COLUMNS, 7)] and "verifier_message" not in reads[0][0]
+    cols, ks = scores.to_pydict(), [1, 4, 9]
+    assert sorted(run.votes["arithmetic"]) == sorted(set(cols["problem_id"]))
+    for pid, groups in run.votes["arithmetic"].items():
+        rows = [i for i, p in enumerate(cols["problem_id"]) if p == pid]
+        want = passk.majority_distribution([cols["answer"][i] for i in rows], [cols["correct"][i] for i in rows], ks)
+        for got, expected in zip(passk.group_majority_distribution(*groups, ks), want):
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-15)
+    report = R.reliability_table([run], ks)[0].to_pylist()
+    accuracy = np.mean([passk.maj_at_k([cols["answer"][i] for i, p in enumerate(cols["problem_id"]) if p == pid],
+                                       [cols["correct"][i] for i, p in enumerate(cols["problem_id"]) if p == pid], ks)
+                        for pid in run.votes["arithmetic"]], axis=0)
+    assert len(report) == 3
+    np.testing.assert_allclose([r["accuracy"] for r in report], accuracy, rtol=0, atol=1e-12)

@@ -11,7 +11,8 @@ each (10^7 estimates in one call) against the reference loop of Chen et al. 2021
 the current ``_majority`` against the baseline's, interleaved (baseline, new, baseline, new).
 4. ``t2 passk`` on 10^7 scored samples (1,000 problems × 10^4) in child processes, baseline then
 new: CPU and wall time and peak RSS (goal <= 2 GB); and reading votes by an arrow group-by vs the
-per-sample Python lists (``votes_by_problem``, still used by reliability) on 10^6 of them.
+per-sample Python lists (``votes_by_problem`` below, the reader reliability used before it counted answer groups
+too) on 10^6 of them.
 
 The baseline is ``harness/passk.py`` at git revision ``--baseline`` (default: the commit before
 the Gauss–Legendre fast path), loaded from ``git show`` under another name; only its
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from math import comb
@@ -46,12 +48,11 @@ import pyarrow as pa
 
 from harness import passk, records
 from harness.passk import (
-    _answer_groups,
     _majority_counts,
+    answer_groups,
     default_ks,
     pass_at_k,
     passk_table,
-    votes_by_problem,
 )
 
 P, N, SUBSET, EXACT = 1_000, 10_000, 20_000, 300
@@ -235,6 +236,16 @@ CLI = ("import importlib.util, sys; import harness.passk as p; path = sys.argv.p
        "file=sys.stderr); sys.exit(code)")  # VmHWM: this exec's peak (ru_maxrss starts at the parent's)
 
 
+def votes_by_problem(scores: pa.Table) -> dict[tuple[str, str], tuple[list, list]]:
+    """The previous vote reader (baseline): (task, problem_id) -> (answers, correct) in sample_idx
+    order, as per-sample Python lists."""
+    out: dict[tuple[str, str], list] = defaultdict(list)
+    columns = scores.select(["task", "problem_id", "sample_idx", "answer", "correct"]).to_pydict().values()
+    for task, pid, idx, answer, ok in zip(*columns):
+        out[(task, pid)].append((idx, answer, bool(ok)))
+    return {key: ([a for _, a, _ in sorted(v)], [o for _, _, o in sorted(v)]) for key, v in out.items()}
+
+
 def ten_million_rows(baseline_path: Path) -> list[str]:
     """t2 passk on 10^7 scored samples in child processes (baseline's _majority, then the new one);
     and the vote-reading step, old vs new."""
@@ -249,7 +260,7 @@ def ten_million_rows(baseline_path: Path) -> list[str]:
         votes_by_problem(small)
         t_lists = time.process_time() - start
         start = time.process_time()
-        _answer_groups(small)
+        answer_groups(small)
         t_groups = time.process_time() - start
         runs = {name: child([sys.executable, "-c", CLI, path, "passk", tmp])
                 for name, path in (("baseline", str(baseline_path)), ("new", ""))}
@@ -258,7 +269,7 @@ def ten_million_rows(baseline_path: Path) -> list[str]:
             f"baseline / new: CPU s (wall s) / peak RSS (GiB; goal <= 2) | {b_cpu:.0f} ({b_wall:.0f}) / {b_peak:.2f} "
             f"vs **{cpu:.0f}** ({wall:.0f}) / **{peak:.2f}**: **{b_cpu / cpu:.1f}×** |",
             f"| reading votes of 10^6 scored samples: per-sample Python lists (`votes_by_problem`) / arrow "
-            f"group-by (`_answer_groups`) (CPU s) | {t_lists:.2f} / {t_groups:.2f} = **{t_lists / t_groups:.0f}×** |"]
+            f"group-by (`answer_groups`) (CPU s) | {t_lists:.2f} / {t_groups:.2f} = **{t_lists / t_groups:.0f}×** |"]
 
 
 def main() -> None:
