@@ -222,9 +222,10 @@ def limits_markdown(held_out: Sequence[Mapping[str, Any]]) -> str:
     candidates = [{"task": r["task"], **c} for r in held_out for c in r.get("candidates", [])]
     profiles = [{"task": r["task"], **a} for r in held_out for a in r.get("alpha_profile", [])]
     return "\n\n".join([markdown_table(held_out, LIMIT_COLUMNS),
-                         "Approach 2's options, chosen per task by the training checkpoints' leave-one-checkpoint-out "
-                         "error (`harness.fit.select_options`; the test error beside it is for the record, it "
-                         "chooses nothing):", markdown_table(candidates, CANDIDATE_COLUMNS),
+                         "Approach 2's options (`harness.fit.ACCURACY_CANDIDATES`, listed simplest first), chosen "
+                         "per task by the training checkpoints' leave-one-checkpoint-out error: the first within "
+                         "0.1% of the smallest (`harness.fit.select_options`). The test error beside it is for the "
+                         "record; it chooses nothing.", markdown_table(candidates, CANDIDATE_COLUMNS),
                          "Approach 1's α profile on all checkpoints (α held, the other parameters refitted; N* the "
                          "optimum each implies at the report's budgets):", markdown_table(profiles, PROFILE_COLUMNS)])
 
