@@ -280,19 +280,24 @@ def validation_model(N_target: float, C_train: float, p: Preset, cache: Path, st
 def fit_laws(dataset: pa.Table, p: Preset, out: Path, seed: int
              ) -> tuple[dict[tuple[str, int], Any], list[dict], list[dict], list[str]]:
     """Both approaches on the pooled task and on each task: (laws by (task, approach), the forecast
-    rows, the held-out validation rows, the fit warnings); writes the laws and their plots."""
+    rows, the held-out validation rows, the fit warnings); writes the laws and their plots.
+
+    Approach 2's options (stage 1, form) are those :func:`harness.fit.validate` picks from
+    ``ACCURACY_CANDIDATES`` by leave-one-checkpoint-out error on its training checkpoints; the law on
+    all checkpoints is fitted with them. Approach 1's held-out row carries its α profile (:func:`alpha_rows`)."""
     from harness.dataset import task_columns
-    from harness.fit import FitWarning, fit_columns, save_laws, validate
+    from harness.fit import ACCURACY_CANDIDATES, FitWarning, fit_columns, save_laws, validate
     from harness.plots import plot_all
 
     laws, fits, held_out, fit_warnings = {}, [], [], []
     for task in (POOLED, *TASKS):
         cols = task_columns(dataset, task)
         for approach in (1, 2):
-            starts = p.starts if approach == 1 else None  # the held-out fits below use the same
+            starts = p.starts if approach == 1 else None  # the held-out fits use the same
+            v = validate(cols, approach, starts=starts, candidates=ACCURACY_CANDIDATES if approach == 2 else ())
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", FitWarning)
-                law = fit_columns(cols, approach, starts=starts, seed=seed)
+                law = fit_columns(cols, approach, starts=starts, seed=seed, **v.get("options", {}))
             fit_warnings += [f"{task}, approach {approach}: {w.message}" for w in caught
                              if issubclass(w.category, FitWarning)]
             laws[(task, approach)] = law
@@ -304,12 +309,28 @@ def fit_laws(dataset: pa.Table, p: Preset, out: Path, seed: int
                          "optimum at bound": ", ".join(opt["at_bound"]),
                          "parameters at bound": ", ".join(law.info.get("at_bound", [])),
                          "at formula limit": ", ".join(law.info.get("at_limit", []))})
-            held_out.append({"task": task, "approach": approach, **validate(cols, approach, starts=starts)})
+            profile = {"alpha_profile": alpha_rows(cols, law, p, seed)} if approach == 1 else {}
+            held_out.append({"task": task, "approach": approach, **v, **profile})
         plot_all(laws[(task, 1)], cols, out / "plots", f"{task}-loss", C_inf=p.C_inf)
         plot_all(laws[(task, 2)], cols, out / "plots", f"{task}-accuracy", C_inf=p.C_inf)
     save_laws(out / "law-loss.json", {task: law for (task, a), law in laws.items() if a == 1})
     save_laws(out / "law-accuracy.json", {task: law for (task, a), law in laws.items() if a == 2})
     return laws, fits, held_out, fit_warnings
+
+
+def alpha_rows(cols: dict[str, np.ndarray], law: Any, p: Preset, seed: int) -> list[dict]:
+    """Approach 1's α profile on all checkpoints (:func:`harness.fit.alpha_profile`): per α the SSE
+    (nats²), its excess over the fitted law's and the T² optimum N* at p.C_train, p.C_inf it implies."""
+    from harness.fit import FitWarning, T2LossLaw, alpha_profile
+
+    rows = []
+    for r in alpha_profile(cols["N"], cols["D"], cols["k"], cols["task_loss"], seed=seed):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)
+            opt = T2LossLaw(np.array(r["x"]), ranges=law.ranges).optimum(p.C_train, p.C_inf)
+        rows.append({"alpha": r["alpha"], "sse": r["sse"], "sse_excess": r["sse"] / law.info["sse"] - 1,
+                     "N*": opt["N"]})
+    return rows
 
 
 def validate_forecasts(laws: dict[tuple[str, int], Any], p: Preset, cache: Path, stream: np.ndarray, tokenizer,
@@ -407,6 +428,7 @@ def _pipeline(p: Preset, preset: str, out: Path, device: str, seed: int) -> Path
     return report
 
 
+SPLITS = ("train", "test", "outside", "form_limit", "stage1_free")  # harness.fit.validate's row sets
 HELD_OUT_NAMES = {"mean": "mean_rel_error", "median": "median_rel_error", "max": "max_rel_error",
                   "mean_abs": "mean_abs_error", "max_abs": "max_abs_error",
                   "mean_above_floor": "mean_rel_error_above_floor"}
@@ -414,13 +436,15 @@ HELD_OUT_NAMES = {"mean": "mean_rel_error", "median": "median_rel_error", "max":
 
 def held_out_rows(held_out: list[dict]) -> list[dict]:
     """validation.json's "heldout": the errors of :func:`harness.fit.validate` with the statistic named
-    (``{train,test,outside}_{mean,median,max}_rel_error``, ``..._abs_error``,
-    ``..._mean_rel_error_above_floor``),
-    the task, approach, split and every test point."""
+    (``{train,test,outside,form_limit,stage1_free}_{mean,median,max}_rel_error``, ``..._abs_error``,
+    ``..._mean_rel_error_above_floor``), the task, approach, split, every test point and the measured
+    limits' extras (Approach 2: "options", "candidates"; Approach 1: "alpha_profile")."""
     def rename(key: str) -> str:
-        split, _, stat = key.partition("_")
-        known = split in ("train", "test", "outside") and stat in HELD_OUT_NAMES
-        return f"{split}_{HELD_OUT_NAMES[stat]}" if known else key
+        for split in SPLITS:
+            stat = key.removeprefix(f"{split}_")
+            if stat != key and stat in HELD_OUT_NAMES:
+                return f"{split}_{HELD_OUT_NAMES[stat]}"
+        return key
     return [{rename(key): value for key, value in row.items()} for row in held_out]
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -438,7 +438,7 @@ _CHIN_GRID = np.array(np.meshgrid(np.arange(0, 26, 5.0), np.arange(0, 26, 5.0), 
                                   np.arange(0, 2.01, 0.5), np.arange(0, 2.01, 0.5), indexing="ij")).reshape(5, -1).T
 
 
-def _huber_objective(x: np.ndarray, logN, logD, logL) -> tuple[np.ndarray, np.ndarray]:
+def _huber_objective(x: np.ndarray, logN, logD, logL, delta: float = _HUBER_DELTA) -> tuple[np.ndarray, np.ndarray]:
     """Σ Huber_δ(LSE(a − α log N, b − β log D, e) − log L) and its gradient; x is [..., 5]."""
     a, b, e, al, be = np.moveaxis(np.asarray(x), -1, 0)
     z = np.stack(np.broadcast_arrays(a[..., None] - al[..., None] * logN, b[..., None] - be[..., None] * logD,
@@ -448,8 +448,8 @@ def _huber_objective(x: np.ndarray, logN, logD, logL) -> tuple[np.ndarray, np.nd
     w = np.exp(z - lse)  # softmax weights: ∂lse/∂(a, b, e)
     r = lse - logL
     ar = np.abs(r)
-    f = np.where(ar <= _HUBER_DELTA, 0.5 * r**2, _HUBER_DELTA * (ar - 0.5 * _HUBER_DELTA)).sum(-1)
-    dr = np.clip(r, -_HUBER_DELTA, _HUBER_DELTA)
+    f = np.where(ar <= delta, 0.5 * r**2, delta * (ar - 0.5 * delta)).sum(-1)
+    dr = np.clip(r, -delta, delta)
     grad = np.stack([(dr * w[0]).sum(-1), (dr * w[1]).sum(-1), (dr * w[2]).sum(-1),
                      -(dr * w[0] * logN).sum(-1), -(dr * w[1] * logD).sum(-1)], axis=-1)
     return f, grad
@@ -479,11 +479,11 @@ def fit_chinchilla(N, D, loss, starts: int = 64, bootstrap: int = 0, seed: int =
 
 
 def _huber_fit(logN, logD, logL, starts: int = 64, x0: np.ndarray | None = None,
-               law: str = "chinchilla") -> tuple[np.ndarray, float, bool]:
-    """The robust fit's optimum: from the ``starts`` best points of the Hoffmann grid (batched, 2
-    polished), or from ``x0`` alone (bootstrap refits)."""
+               law: str = "chinchilla", delta: float = _HUBER_DELTA) -> tuple[np.ndarray, float, bool]:
+    """The robust fit's optimum (Huber ``delta`` on log L): from the ``starts`` best points of the
+    Hoffmann grid (batched, 2 polished), or from ``x0`` alone (bootstrap refits)."""
     def objective(v):
-        return _huber_objective(v, logN, logD, logL)
+        return _huber_objective(v, logN, logD, logL, delta)
     if x0 is not None:
         return _best_of(objective, np.asarray(x0)[None], _CHIN_BOUNDS, law, names=ChinchillaLaw.NAMES)
     grid_f, _ = objective(_CHIN_GRID)
@@ -635,10 +635,15 @@ class T2AccuracyLaw(Law):
         return mu * nu, (1 - mu) * nu
 
     def predict(self, N, D, k=1) -> np.ndarray:
-        """Acc(N, D, k); NaN where ν = exp(θ3 + θ4 L̂) overflows (L̂ far outside the data, as on the
-        optimizer's search grid, which skips NaN)."""
+        """Acc(N, D, k) = :meth:`accuracy_at` (L̂(N, D), k)."""
+        return self.accuracy_at(self.loss_law.predict(N, D), k)
+
+    def accuracy_at(self, L, k=1) -> np.ndarray:
+        """Stage 2 alone: pass@k at task NLL ``L`` (nats), whether L̂ or a measured NLL; NaN where
+        ν = exp(θ3 + θ4 L) overflows (L far outside the data, as on the optimizer's search grid, which
+        skips NaN)."""
         with np.errstate(over="ignore", invalid="ignore"):
-            a, b = self.beta_ab(self.loss_law.predict(N, D))
+            a, b = self.beta_ab(np.asarray(L, dtype=np.float64))
             return beta_pass_at_k(a, b, np.asarray(k, dtype=np.float64))
 
     def chinchilla_n(self, C_train: float) -> float:
@@ -652,8 +657,8 @@ class T2ZeroInflatedAccuracyLaw(T2AccuracyLaw):
     KIND, FORM = "t2_accuracy_zi", "zero_inflated_beta"
     NAMES = T2AccuracyLaw.NAMES + ("pi",)
 
-    def predict(self, N, D, k=1) -> np.ndarray:
-        return (1 - self.x[10]) * super().predict(N, D, k)
+    def accuracy_at(self, L, k=1) -> np.ndarray:
+        return (1 - self.x[10]) * super().accuracy_at(L, k)
 
 
 def beta_pass_at_k(a: np.ndarray, b: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -820,13 +825,33 @@ STAGE1 = ("huber", "isoflop")
 FORMS = ("auto", "beta", "zero_inflated_beta")
 
 
-def _stage1(N: np.ndarray, D: np.ndarray, L: np.ndarray, how: str, x0: np.ndarray | None = None) -> np.ndarray:
+def _stage1(N: np.ndarray, D: np.ndarray, L: np.ndarray, how: str, x0: np.ndarray | None = None,
+            huber_delta: float = _HUBER_DELTA) -> np.ndarray:
     """Chinchilla L̂(N, D) on the task NLL: "huber" = :func:`fit_chinchilla`'s robust log-space fit
-    (from ``x0`` in bootstrap refits), "isoflop" = :func:`_profiled_chinchilla` (linear-space SSE with
-    isoFLOP inverse-variance weights, E profiled in [0.01, 0.95]·min NLL)."""
-    if how == "isoflop":
-        return _profiled_chinchilla(N, D, L)[0]
-    return _huber_fit(np.log(N), np.log(D), np.log(L), x0=x0, law="t2 approach 2 (stage 1)")[0]
+    (Huber ``huber_delta`` on log L; from ``x0`` in bootstrap refits), "isoflop" =
+    :func:`_profiled_chinchilla` (linear-space SSE with isoFLOP inverse-variance weights, E profiled in
+    [0.01, 0.95]·min NLL). Fits from scratch are memoised (with their warnings, issued again on each
+    call): :func:`select_options` fits each stage 1 once per fold for every stage-2 form."""
+    if x0 is not None:
+        return _huber_fit(np.log(N), np.log(D), np.log(L), x0=x0, law="t2 approach 2 (stage 1)", delta=huber_delta)[0]
+    x, caught = _stage1_memo(*(np.ascontiguousarray(v, dtype=np.float64).tobytes() for v in (N, D, L)), how,
+                             huber_delta)
+    for message, category in caught:
+        warnings.warn(message, category, stacklevel=2)
+    return x.copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _stage1_memo(N: bytes, D: bytes, L: bytes, how: str, huber_delta: float) -> tuple[np.ndarray, tuple]:
+    """:func:`_stage1` from scratch on float64 buffers: (x, the (message, category) of its warnings)."""
+    N, D, L = (np.frombuffer(b) for b in (N, D, L))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if how == "isoflop":
+            x = _profiled_chinchilla(N, D, L)[0]
+        else:
+            x = _huber_fit(np.log(N), np.log(D), np.log(L), law="t2 approach 2 (stage 1)", delta=huber_delta)[0]
+    return x, tuple((w.message, w.category) for w in caught)
 
 
 def _stage2(design: AccuracyDesign, E: float, zero_inflated: bool, x0: np.ndarray,
@@ -864,16 +889,19 @@ def _aic(sse: float, rows: int, n_params: int) -> float:
 
 @_single_thread_blas
 def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0, seed: int = 0,
-                    stage1: str = "huber", form: str = "auto") -> T2AccuracyLaw:
+                    stage1: str = "huber", form: str = "auto", huber_delta: float = _HUBER_DELTA) -> T2AccuracyLaw:
     """T² Approach 2, two stages: (1) Chinchilla L̂(N, D) on the task NLL = the task loss of the k = 1
-    rows (:func:`_stage1`); (2) the Beta regression's θ by SSE of 1 − B(a, b + k)/B(a, b) against
-    pass@k accuracy over all rows (:class:`AccuracyDesign`; ``starts`` batched, 2 best polished).
+    rows (:func:`_stage1`, ``huber_delta`` for "huber"); (2) the Beta regression's θ by SSE of
+    1 − B(a, b + k)/B(a, b) against pass@k accuracy over all rows (:class:`AccuracyDesign`; ``starts``
+    batched, 2 best polished).
     ``form`` "auto" also fits the zero-inflated Beta (:class:`T2ZeroInflatedAccuracyLaw`) and keeps it
     where its AIC is lower; info["form"], info["aic"] say which. Bootstrap refits start from the optimum."""
     if stage1 not in STAGE1:
         raise InvalidSetting("stage1", stage1, f"one of {STAGE1}")
     if form not in FORMS:
         raise InvalidSetting("form", form, f"one of {FORMS}")
+    if not 0 < huber_delta < np.inf:
+        raise InvalidSetting("huber_delta", huber_delta, "a Huber threshold > 0 (on log NLL)")
     c = _rows(N=N, D=D, k=k, accuracy=accuracy, loss=loss)
     ckpt = _checkpoints(c["N"], c["D"], 5, "t2 approach 2")
 
@@ -885,7 +913,8 @@ def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0
                              f"5 checkpoints have one; found {first.size} of {np.unique(ckpt[rows]).size}")
         if np.any(c["loss"][first] <= 0):
             raise DataError(f"loss: expected task NLL > 0 at k = 1, row(s) {_list(first[c['loss'][first] <= 0])}")
-        chin = _stage1(c["N"][first], c["D"][first], c["loss"][first], stage1, None if x_init is None else x_init[:5])
+        chin = _stage1(c["N"][first], c["D"][first], c["loss"][first], stage1, None if x_init is None else x_init[:5],
+                       huber_delta)
         E, Lhat = float(np.exp(chin[2])), ChinchillaLaw(chin).predict(c["N"][rows], c["D"][rows])
         design = AccuracyDesign.build(ckpt[rows], Lhat, c["k"][rows], c["accuracy"][rows])
         if x_init is not None:
@@ -914,7 +943,8 @@ def fit_t2_accuracy(N, D, k, accuracy, loss, starts: int = 8, bootstrap: int = 0
     names = ChinchillaLaw.NAMES + ("u", "theta1", "rho", "theta3", "theta4", "pi")
     bounds = _CHIN_BOUNDS + _stage2_bounds(float(np.exp(x[2])), x.size == 11)
     y = np.r_[x[:5], search_from_theta(x[5:], float(np.exp(x[2])))]
-    info |= {"starts": starts, "stage1": stage1, "rows": int(ckpt.size), "checkpoints": int(ckpt.max() + 1),
+    info |= {"starts": starts, "stage1": stage1, "huber_delta": huber_delta, "rows": int(ckpt.size),
+             "checkpoints": int(ckpt.max() + 1),
              "at_bound": at_bounds(y, bounds, names[:x.size]), "at_limit": at_limits(y, bounds, names[:x.size])}
     return cls(x, samples, info, data_ranges(c["N"], c["D"], c["k"]))
 
@@ -963,15 +993,18 @@ def load_laws(path) -> dict[str, Law]:
 
 
 def fit_columns(cols: dict[str, np.ndarray], approach: int, starts: int | None = None, bootstrap: int = 0,
-                seed: int = 0) -> Law:
+                seed: int = 0, **options: Any) -> Law:
     """Approach 1 (loss law) or 2 (Beta accuracy law) on one task's columns (see dataset.task_columns);
-    the law's ``N_kind`` comes from the column of that name when the dataset has one."""
+    ``options`` (stage1, form, huber_delta) go to :func:`fit_t2_accuracy`, Approach 1 takes none. The
+    law's ``N_kind`` comes from the column of that name when the dataset has one."""
     if approach == 1:
+        if options:
+            raise InvalidSetting("options", sorted(options), "none for approach 1 (stage1, form, huber_delta: 2's)")
         law = fit_t2_loss(cols["N"], cols["D"], cols["k"], cols["task_loss"], starts=starts or 500,
                           bootstrap=bootstrap, seed=seed)
     elif approach == 2:
         law = fit_t2_accuracy(cols["N"], cols["D"], cols["k"], cols["accuracy"], cols["task_loss"],
-                              starts=starts or 8, bootstrap=bootstrap, seed=seed)
+                              starts=starts or 8, bootstrap=bootstrap, seed=seed, **options)
     else:
         raise InvalidSetting("approach", approach, "1 or 2")
     kinds = set(cols["N_kind"]) if "N_kind" in cols else set()
@@ -981,8 +1014,68 @@ def fit_columns(cols: dict[str, np.ndarray], approach: int, starts: int | None =
     return law
 
 
+# Approach 2's options that :func:`validate` chooses among by leave-one-checkpoint-out error on the training
+# checkpoints (:func:`select_options`), fixed before any of their test errors was computed: stage 1 the robust
+# fit (Huber δ = 1e-3 on log NLL: nearly L1), the same near least squares in log space (δ = 0.1: residuals
+# under 10% weigh quadratically) or the isoFLOP-weighted linear fit; stage 2 the Beta or the zero-inflated Beta.
+ACCURACY_CANDIDATES: tuple[dict[str, Any], ...] = tuple(
+    {**stage1, "form": form} for stage1 in ({"stage1": "huber", "huber_delta": 1e-3},
+                                            {"stage1": "huber", "huber_delta": 0.1}, {"stage1": "isoflop"})
+    for form in ("beta", "zero_inflated_beta"))
+
+
+def _subset(cols: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: v[mask] for name, v in cols.items()}
+
+
+def _checkpoint_ids(cols: dict[str, np.ndarray]) -> np.ndarray:
+    """Each row's checkpoint: the "checkpoint" column, or the index of its (N, D) pair."""
+    if "checkpoint" in cols:
+        return cols["checkpoint"]
+    return np.unique(np.stack([cols["N"], cols["D"]], 1), axis=0, return_inverse=True)[1].ravel()
+
+
+def _target(cols: dict[str, np.ndarray], approach: int) -> np.ndarray:
+    """The fitted metric: the task loss (nats, Approach 1) or the pass@k accuracy (Approach 2)."""
+    return cols["task_loss" if approach == 1 else "accuracy"]
+
+
+def _relative(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.abs(pred - y) / np.maximum(np.abs(y), 1e-12)
+
+
+def loo_error(cols: dict[str, np.ndarray], approach: int, starts: int | None = None, **options: Any) -> float:
+    """Leave-one-checkpoint-out error: each checkpoint's rows predicted by the law fitted (``options``)
+    to the other checkpoints; the mean over all rows of |pred − y|/|y|. NaN when a fold cannot be fitted."""
+    ck, y = _checkpoint_ids(cols), _target(cols, approach)
+    rel = np.empty(y.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        for c in np.unique(ck):
+            out = ck == c
+            try:
+                law = fit_columns(_subset(cols, ~out), approach, starts, **options)
+            except DataError:  # too few checkpoints left, or one without a k = 1 row
+                return float("nan")
+            rel[out] = _relative(law.predict(cols["N"][out], cols["D"][out], cols["k"][out]), y[out])
+    return float(rel.mean())
+
+
+def select_options(cols: dict[str, np.ndarray], approach: int, candidates: Sequence[dict[str, Any]],
+                   starts: int | None = None, rtol: float = 1e-3) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The first candidate whose :func:`loo_error` on ``cols`` is within ``rtol`` (relative) of the smallest
+    (candidates listed simplest first: a zero-inflated Beta whose π → 0 ties with the Beta it contains),
+    the first when none can be scored; and every candidate with its "loo_mean_rel_error" and "chosen"."""
+    loo = [loo_error(cols, approach, starts, **c) for c in candidates]
+    scored = [i for i, e in enumerate(loo) if np.isfinite(e)]
+    best = next((i for i in scored if loo[i] <= min(loo[j] for j in scored) * (1 + rtol)), 0)
+    return dict(candidates[best]), [{**c, "loo_mean_rel_error": e, "chosen": i == best}
+                                    for i, (c, e) in enumerate(zip(candidates, loo))]
+
+
 def validate(cols: dict[str, np.ndarray], approach: int, holdout_ratio: float | None = None,
-             starts: int | None = None, floor: float = 0.05) -> dict[str, Any]:
+             starts: int | None = None, floor: float = 0.05,
+             candidates: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """Held-out validation: fit on checkpoints with D/N <= ``holdout_ratio`` (default: the 75th
     percentile of checkpoint D/N, so the most overtrained quarter is held out), predict the rest.
 
@@ -997,7 +1090,44 @@ def validate(cols: dict[str, np.ndarray], approach: int, holdout_ratio: float | 
     the relative error measures the nearness of y to 0 more than the law: e.g. a task loss of 0.001
     nats at large k) and the mean relative error of the other rows; ``test_points``: every held-out
     row (checkpoint, k, measured, predicted, relative error, whether its N is inside the fitted range).
+
+    Measured limits, the same statistics on the test rows: ``form_limit_*`` of the law fitted to every
+    checkpoint (train, test and outside), what the functional form itself achieves on the test rows
+    (in practice a lower bound on any held-out error of that form); for Approach 2 ``stage1_free_*``,
+    the held-out law's stage 2 at the test checkpoints' measured task NLL (their k = 1 task loss)
+    instead of L̂: the error that remains without stage 1's. With ``candidates`` (Approach 2 options),
+    the options come from :func:`select_options` on the training checkpoints alone ("options"), and
+    "candidates" lists each with its training LOO error and, for the record, its test mean error.
     """
+    cut, held, inside = _holdout(cols, holdout_ratio)
+    train, test = _subset(cols, ~held), held & inside
+    options, table = select_options(train, approach, candidates, starts) if candidates else ({}, [])
+    law = fit_columns(train, approach, starts, **options)
+    y, ck = _target(cols, approach), _checkpoint_ids(cols)
+    pred = law.predict(cols["N"], cols["D"], cols["k"])
+    out: dict[str, Any] = {"holdout_ratio": cut, "floor": floor}
+    for name, m in (("train", ~held), ("test", test), ("outside", held & ~inside)):
+        out |= _errors(name, ck[m], pred[m], y[m], floor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        full = fit_columns(cols, approach, starts, **options)
+        for candidate, row in zip(candidates, table):
+            fitted = fit_columns(train, approach, starts, **candidate)
+            row["test_mean_rel_error"] = float(_relative(fitted.predict(*_points(cols, test)), y[test]).mean())
+    out |= _errors("form_limit", ck[test], full.predict(cols["N"], cols["D"], cols["k"])[test], y[test], floor)
+    if approach == 2:
+        nll = _measured_nll(cols, ck)
+        out |= _errors("stage1_free", ck[test], law.accuracy_at(nll, cols["k"])[test], y[test], floor)
+    if candidates:
+        out |= {"options": options, "candidates": table}
+    out["test_points"] = [{"checkpoint": str(ck[i]), "k": float(cols["k"][i]), "measured": float(y[i]),
+                           "predicted": float(pred[i]), "rel_error": float(_relative(pred[i], y[i])),
+                           "N_inside": bool(inside[i])} for i in np.flatnonzero(held)]
+    return out
+
+
+def _holdout(cols: dict[str, np.ndarray], holdout_ratio: float | None) -> tuple[float, np.ndarray, np.ndarray]:
+    """(D/N cut, held-out rows, rows whose N lies inside the fitted N range) of :func:`validate`."""
     ratio = cols["D"] / cols["N"]
     cut = float(np.percentile(np.unique(ratio), 75)) if holdout_ratio is None else float(holdout_ratio)
     held = ratio > cut
@@ -1009,28 +1139,62 @@ def validate(cols: dict[str, np.ndarray], approach: int, holdout_ratio: float | 
     if not (held & inside).any():
         raise DataError(f"holdout ratio {cut:g}: every checkpoint above it has an N outside the fitted range "
                          f"{fitted_N.min():g}..{fitted_N.max():g}")
-    law = fit_columns({n: v[~held] for n, v in cols.items()}, approach, starts)
-    y = cols["task_loss" if approach == 1 else "accuracy"]
-    pred = law.predict(cols["N"], cols["D"], cols["k"])
-    err = np.abs(pred - y)
-    rel, small = err / np.maximum(np.abs(y), 1e-12), np.abs(y) < floor
-    ck = cols["checkpoint"] if "checkpoint" in cols else np.unique(np.stack([cols["N"], cols["D"]], 1), axis=0,
-                                                                    return_inverse=True)[1].ravel()
-    out: dict[str, Any] = {"holdout_ratio": cut, "floor": floor}
-    for name, m in (("train", ~held), ("test", held & inside), ("outside", held & ~inside)):
-        out |= _errors(name, len(set(ck[m])), rel[m], err[m], small[m])
-    out["test_points"] = [{"checkpoint": str(ck[i]), "k": float(cols["k"][i]), "measured": float(y[i]),
-                           "predicted": float(pred[i]), "rel_error": float(rel[i]), "N_inside": bool(inside[i])}
-                          for i in np.flatnonzero(held)]
-    return out
+    return cut, held, inside
 
 
-def _errors(name: str, checkpoints: int, rel: np.ndarray, err: np.ndarray, small: np.ndarray) -> dict[str, Any]:
-    """``name``_checkpoints and the error statistics of :func:`validate` over one set of rows (NaN: none)."""
+def _points(cols: dict[str, np.ndarray], mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, D, k) of the rows in ``mask``."""
+    return cols["N"][mask], cols["D"][mask], cols["k"][mask]
+
+
+def _measured_nll(cols: dict[str, np.ndarray], ck: np.ndarray) -> np.ndarray:
+    """Each row's checkpoint's measured task NLL (its k = 1 task loss, nats); NaN without a k = 1 row."""
+    one = cols["k"] == 1
+    nll = dict(zip(ck[one].tolist(), cols["task_loss"][one].tolist()))
+    return np.array([nll.get(c, np.nan) for c in ck.tolist()])
+
+
+def _errors(name: str, ck: np.ndarray, pred: np.ndarray, y: np.ndarray, floor: float) -> dict[str, Any]:
+    """``name``_checkpoints and the error statistics of :func:`validate` over one set of rows (checkpoint
+    ids ``ck``, predictions, measured values; NaN: no rows)."""
     def stat(f: Callable[[np.ndarray], Any], v: np.ndarray) -> float:
         return float(f(v)) if v.size else float("nan")
 
-    return {f"{name}_checkpoints": checkpoints, f"{name}_mean": stat(np.mean, rel),
+    rel, err, small = _relative(pred, y), np.abs(pred - y), np.abs(y) < floor
+    return {f"{name}_checkpoints": len(set(ck.tolist())), f"{name}_mean": stat(np.mean, rel),
             f"{name}_median": stat(np.median, rel), f"{name}_max": stat(np.max, rel),
             f"{name}_mean_abs": stat(np.mean, err), f"{name}_max_abs": stat(np.max, err),
             f"{name}_below_floor": int(small.sum()), f"{name}_mean_above_floor": stat(np.mean, rel[~small])}
+
+
+ALPHA_GRID = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
+
+
+@_single_thread_blas
+def alpha_profile(N, D, k, loss, alphas: Sequence[float] = ALPHA_GRID, starts: int = 100,
+                  seed: int = 0) -> list[dict[str, Any]]:
+    """Approach 1's profile in α: the SSE with α held at each of ``alphas`` and the other six parameters
+    refitted, from ``starts`` of :func:`fit_t2_loss`'s random starts (100: on the demo ladder the same SSE
+    to 5 digits as 500), each moved to that α with A/N̄^α unchanged
+    (N̄ the geometric mean of the checkpoints' sizes) and log A unbounded, so the term stays expressible
+    at any α. An interior minimum is where α would settle in a wider box; an SSE that keeps falling
+    past α's search bound (5) to a plateau means these data do not identify α (the term then only
+    separates the smallest N from the rest). Returns [{"alpha", "sse", "x"}], x the refitted vector."""
+    c = _rows(N=N, D=D, k=k, loss=loss)
+    ckpt = _checkpoints(c["N"], c["D"], 7, "t2 approach 1")
+    design = LossDesign.build(ckpt, c["N"], c["D"], c["k"], c["loss"])
+    lo, hi = _T2_STARTS.T
+    x0 = np.random.default_rng(seed).uniform(lo, hi, size=(starts, 7))
+    log_nbar = float(np.log(np.unique(c["N"])).mean())
+    out = []
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):  # unbounded log A: steps
+        warnings.simplefilter("ignore", FitWarning)  # that overflow are rejected; α on its one-point box
+        for alpha in alphas:
+            bounds = [(-np.inf, np.inf), *_T2_BOUNDS[1:3], (alpha, alpha), *_T2_BOUNDS[4:]]
+            start = x0.copy()
+            start[:, 0] += (alpha - start[:, 3]) * log_nbar
+            start[:, 3] = alpha
+            x, f, _ = _best_of(design.sse, start, bounds, "t2 approach 1 (alpha profile)", polish=5,
+                               names=T2LossLaw.NAMES)
+            out.append({"alpha": float(alpha), "sse": f, "x": x.tolist()})
+    return out

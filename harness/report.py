@@ -202,6 +202,34 @@ HELD_OUT_COLUMNS = {"task": "task", "approach": "approach", "holdout_ratio": "D/
                     "outside_mean_abs": "outside mean abs"}
 
 
+# the measured limits' table: each law's held-out error beside what its form and its stage 2 alone achieve
+LIMIT_COLUMNS = {"task": "task", "approach": "approach", "test_mean": "test mean rel",
+                 "test_mean_above_floor": "test rel, rows ≥ floor", "test_mean_abs": "test mean abs",
+                 "form_limit_mean": "form limit mean rel",
+                 "form_limit_mean_above_floor": "form limit rel, rows ≥ floor",
+                 "form_limit_mean_abs": "form limit mean abs", "stage1_free_mean": "stage-1-free mean rel"}
+CANDIDATE_COLUMNS = {"task": "task", "stage1": "stage 1", "huber_delta": "Huber δ", "form": "form",
+                     "loo_mean_rel_error": "train LOO mean rel", "test_mean_rel_error": "test mean rel",
+                     "chosen": "chosen"}
+PROFILE_COLUMNS = {"task": "task", "alpha": "α", "sse": "SSE (nats²)", "sse_excess": "SSE / fitted SSE − 1",
+                   "N*": "N*"}
+
+
+def limits_markdown(held_out: Sequence[Mapping[str, Any]]) -> str:
+    """The report's measured limits: the limits table (:data:`LIMIT_COLUMNS`), Approach 2's candidates
+    with their training LOO and test errors, and Approach 1's α profiles (``harness.fit.validate`` rows,
+    the demo's "alpha_profile" added)."""
+    candidates = [{"task": r["task"], **c} for r in held_out for c in r.get("candidates", [])]
+    profiles = [{"task": r["task"], **a} for r in held_out for a in r.get("alpha_profile", [])]
+    return "\n\n".join([markdown_table(held_out, LIMIT_COLUMNS),
+                         "Approach 2's options (`harness.fit.ACCURACY_CANDIDATES`, listed simplest first), chosen "
+                         "per task by the training checkpoints' leave-one-checkpoint-out error: the first within "
+                         "0.1% of the smallest (`harness.fit.select_options`). The test error beside it is for the "
+                         "record; it chooses nothing.", markdown_table(candidates, CANDIDATE_COLUMNS),
+                         "Approach 1's α profile on all checkpoints (α held, the other parameters refitted; N* the "
+                         "optimum each implies at the report's budgets):", markdown_table(profiles, PROFILE_COLUMNS)])
+
+
 def demo_markdown(p: Any, preset: str, s: Mapping[str, Any], pooled: str = "all") -> str:
     """report.md of ``t2 demo``: preset ``p`` (a ``harness.demo.Preset``) and the sections ``s`` of
     ``harness.demo._pipeline`` (ladder, evaluation, fits, held_out, fit_warnings, validation,
@@ -274,6 +302,17 @@ law, the rows with |measured| < {s["held_out"][0]["floor"]:g} and the mean relat
 Every held-out row (checkpoint, k, measured, predicted) is in `validation.json`.
 
 {markdown_table(s["held_out"], HELD_OUT_COLUMNS)}
+
+## Measured limits of the held-out error
+
+What the laws can reach on this ladder, measured on the same test rows. **Form limit**: the law fitted
+to every checkpoint (train, test and outside) and evaluated on the test rows: what the functional form
+itself achieves there, in practice a lower bound on any held-out error of that form on this ladder.
+**Stage-1-free** (Approach 2): the held-out law's stage 2 (the Beta regression) evaluated at the test
+checkpoints' *measured* task NLL instead of stage 1's L̂: the error left when stage 1's extrapolation
+is taken out; the gap to the held-out error is stage 1's part.
+
+{limits_markdown(s["held_out"])}
 
 ## Did the forecast hold?
 

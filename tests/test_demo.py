@@ -144,6 +144,39 @@ def test_validation_json_has_the_promised_schema(demo):
     assert points and all(c.startswith("cache/models/") for c in points)  # no machine's folders
 
 
+def test_validation_json_states_the_measured_limits(demo):
+    """Per task and approach the form limit (the law fitted to every checkpoint, scored on the test rows),
+    for Approach 2 the stage-1-free error and the option rule (every candidate with its training LOO and
+    test error, exactly one chosen, the laws fitted with it), for Approach 1 the α profile; the report
+    renders them."""
+    from harness.fit import ACCURACY_CANDIDATES
+
+    v = json.loads((demo / "validation.json").read_text())
+    laws = load_laws(demo / "law-accuracy.json")
+    for r in v["heldout"]:
+        assert r["form_limit_checkpoints"] == r["test_checkpoints"] and r["form_limit_mean_rel_error"] >= 0
+        assert r["form_limit_median_rel_error"] <= r["form_limit_max_rel_error"]
+        if r["approach"] == 2:
+            assert 0 <= r["stage1_free_mean_rel_error"] <= r["stage1_free_max_rel_error"]
+            options = [{key: c[key] for key in ACCURACY_CANDIDATES[i]} for i, c in enumerate(r["candidates"])]
+            assert options == [dict(c) for c in ACCURACY_CANDIDATES]
+            assert [c["chosen"] for c in r["candidates"]].count(True) == 1
+            chosen = next(c for c in r["candidates"] if c["chosen"])
+            assert r["options"] == {key: chosen[key] for key in r["options"]}
+            assert chosen["loo_mean_rel_error"] <= min(c["loo_mean_rel_error"] for c in r["candidates"]) * 1.001
+            assert chosen["test_mean_rel_error"] == pytest.approx(r["test_mean_rel_error"])
+            law = laws[r["task"]]
+            assert (law.info["stage1"], law.info["form"]) == (r["options"]["stage1"], r["options"]["form"])
+        else:
+            profile = r["alpha_profile"]
+            assert [a["alpha"] for a in profile] == sorted(a["alpha"] for a in profile) and len(profile) >= 5
+            fitted = load_laws(demo / "law-loss.json")[r["task"]].info["sse"]
+            for a in profile:
+                assert a["sse"] > 0 and a["N*"] > 0 and a["sse_excess"] == pytest.approx(a["sse"] / fitted - 1)
+    report = (demo / "report.md").read_text()
+    assert "## Measured limits of the held-out error" in report and "train LOO mean rel" in report
+
+
 def test_rung_batch_size_and_learning_rate_set_the_training(tmp_path):
     """A rung trains exactly ceil(D / (batch·SEQ_LEN)) steps of ``batch_size`` sequences at its peak
     learning rate, records them with its CPU time, and its folder name carries a batch and a learning
