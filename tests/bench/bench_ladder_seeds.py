@@ -134,9 +134,10 @@ def summary(rows: list[dict], which: str) -> str:
 
 
 def write(rows: list[dict], args, wall: float, validation: list[str]) -> None:
-    lines = ["# Training-seed noise of the demo ladder (the floor under the held-out errors)", "",
+    lines = ["# Training-seed noise of the demo ladder, and the held-out errors on seed-averaged checkpoints", "",
              f"Retrained with training seeds {args.seeds} (same corpus, rungs and questions); seed 0 = the demo's "
-             f"checkpoints. {wall:.0f} s wall; load {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} at the end. "
+             f"checkpoints. {wall:.0f} s wall in this invocation (replicates already trained and evaluated under --work "
+             f"are reused; training one costs its ladder training time); load {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} at the end. "
              f"Command: `python tests/bench/bench_ladder_seeds.py --seeds {args.seeds} --budgets {args.budgets}`.", "",
              "| checkpoint | test | seed | NLL k=1, seed 0 | NLL k=1 | loss k=64, seed 0 | loss k=64 | pass@1, seed 0 "
              "| pass@1 | mean rel. diff, loss (k=1..64) | mean rel. diff, pass@k (k=1..64) |",
