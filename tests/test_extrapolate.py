@@ -1,10 +1,12 @@
 """The two-component Beta mixture in extrapolate_pass_at_k's family (issue 15, item 2): recovery,
-selection by BIC, posterior ranges, and per-problem n that differ."""
+selection by BIC, posterior ranges, and per-problem n that differ; the nonparametric likelihood
+bounds of pass@k (harness.npmle.pass_at_k_bounds)."""
 
 import numpy as np
 import pytest
 from scipy.stats import betabinom
 
+from harness.npmle import fit_npmle, pass_at_k_bounds
 from harness.passk import beta_pass_at_k, extrapolate_pass_at_k, fit_success_model, pass_at_k
 
 MIXTURE = "zero-inflated two-beta mixture"
@@ -101,3 +103,37 @@ def test_mixture_posteriors_stay_in_the_unit_interval(model):
     at_100 = n == 100
     order = np.argsort(c[at_100])
     assert np.all(np.diff(mean[at_100][order, 2]) >= -1e-12)
+
+
+def test_likelihood_bounds_cover_a_power_law_tail_that_the_family_misses():
+    """Log-uniform p in [1e-5, 1], 500 problems, n = 100, 3 seeds: the bounds hold the NPMLE's pass@k,
+    are tight at k = 1 (width < 0.1) and hold the problems' own pass@k at k = 1, 10^4 (the family's
+    95% interval misses it at 10^4, biased low); at level 0.5 they lie inside those at 0.95."""
+    ks = np.array([1, 10_000])
+    for seed in range(3):
+        rng = np.random.default_rng(90 + seed)
+        p = 10 ** rng.uniform(-5, 0, 500)
+        n = np.full(500, 100)
+        c = rng.binomial(n, p)
+        truth = (1 - (1 - p[:, None]) ** ks).mean(axis=0)
+        low, high = pass_at_k_bounds(n, c, ks)
+        assert np.all((0 <= low) & (low <= fit_npmle(n, c).pass_at_k(ks)) & (fit_npmle(n, c).pass_at_k(ks) <= high)
+                      & (high <= 1))
+        assert high[0] - low[0] < 0.1 and np.all((low <= truth) & (truth <= high))
+        assert extrapolate_pass_at_k(n, c, ks).high[1] < truth[1]
+        inner_low, inner_high = pass_at_k_bounds(n, c, ks, level=0.5)
+        assert np.all((low <= inner_low) & (inner_low <= inner_high) & (inner_high <= high))
+
+
+def test_likelihood_bounds_narrow_when_the_samples_reach_k():
+    """Half never solvable, half Beta(0.5, 2), 1,000 problems: at n = 2,000 or 4,000 the samples see
+    pass@1,000, whose bounds are tight (width < 0.08, about the ±1.96·0.5/√1000 of a mean over the
+    problems) and hold the truth; the same problems at n = 100 leave it open (over twice as wide)."""
+    rng = np.random.default_rng(4)
+    p = np.where(rng.random(1_000) < 0.5, 0.0, rng.beta(0.5, 2.0, 1_000))
+    truth = (1 - (1 - p) ** 1_000).mean()
+    n = rng.choice([2_000, 4_000], 1_000)
+    low, high = pass_at_k_bounds(n, rng.binomial(n, p), [1_000])
+    assert high[0] - low[0] < 0.08 and low[0] <= truth <= high[0]
+    shallow_low, shallow_high = pass_at_k_bounds(np.full(1_000, 100), rng.binomial(100, p), [1_000])
+    assert shallow_high[0] - shallow_low[0] > 2 * (high[0] - low[0]) and shallow_low[0] <= truth <= shallow_high[0]
