@@ -324,7 +324,8 @@ def _components(theta: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray, 
     rest = iter(theta[2 * betas:])
     logits = np.array([0.0] + [next(rest) for _ in range(betas - 1)]
                       + [next(rest) if zero else -np.inf, next(rest) if one else -np.inf])
-    return np.exp(theta[0:2 * betas:2]), np.exp(theta[1:2 * betas:2]), logits - logsumexp(logits)
+    top = logits.max()
+    return np.exp(theta[0:2 * betas:2]), np.exp(theta[1:2 * betas:2]), logits - top - np.log(np.exp(logits - top).sum())
 
 
 def _log_joint(theta: np.ndarray, model: str, n: np.ndarray, c: np.ndarray) -> np.ndarray:
