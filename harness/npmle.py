@@ -101,11 +101,13 @@ def _frontier_end(lik: np.ndarray, counts: np.ndarray, target: np.ndarray, start
     """max E_G[target] over priors G with log L(G) >= ``floor``: the concave (E_G[target], log L)
     frontier is traced by maximising log L(G) + m log E_G[target] (EM with ``target`` as a pseudo-
     observation seen m times) for m doubling from 2^-10 × the problems; linear between the last two
-    frontier points where log L crosses ``floor`` (a point inside the set, so never past its end)."""
+    frontier points where log L crosses ``floor`` (a point inside the set, so never past its end).
+    Each EM starts from the last point mixed with 10^-3 of the uniform prior: EM cannot revive a
+    grid point whose weight has reached 0."""
     rows, weights = np.vstack([lik, target]), start
     value, last = float(start @ target), float(counts @ np.log(lik @ start))
     for m in counts.sum() * 2.0 ** np.arange(-10, 21):
-        weights = em(rows, np.append(counts, m), weights)
+        weights = em(rows, np.append(counts, m), (1 - 1e-3) * weights + 1e-3 / GRID.size)
         now, loglik = float(weights @ target), float(counts @ np.log(np.maximum(lik @ weights, 1e-300)))
         if loglik < floor:
             return value + (now - value) * (last - floor) / (last - loglik)
