@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binom
+from scipy.stats import binom, chi2
 
 GRID = np.unique(np.concatenate([[0.0], np.logspace(-7, 0, 71), np.linspace(0, 1, 101)]))
 ITERATIONS = 3000  # EM steps at most
@@ -71,11 +71,12 @@ def posterior_weights(weights: np.ndarray, n: np.ndarray, c: np.ndarray) -> np.n
     return joint / joint.sum(axis=1, keepdims=True)
 
 
-def em(lik: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """EM for G from the uniform start, given scaled likelihoods [U, J] of U distinct (n, c) pairs
-    seen ``counts`` [U] times: stops after ITERATIONS steps or when log L per problem rises less
+def em(lik: np.ndarray, counts: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+    """EM for G from ``start`` (default uniform), given scaled likelihoods [U, J] of U distinct (n, c)
+    pairs seen ``counts`` [U] times: stops after ITERATIONS steps or when log L per problem rises less
     than TOLERANCE: float64 [J]."""
-    weights, share, last = np.full(GRID.size, 1.0 / GRID.size), counts / counts.sum(), -np.inf
+    weights = np.full(GRID.size, 1.0 / GRID.size) if start is None else start
+    share, last = counts / counts.sum(), -np.inf
     for _ in range(ITERATIONS):
         mix = np.maximum(lik @ weights, 1e-300)
         weights = weights * ((share / mix) @ lik)
@@ -94,3 +95,38 @@ def fit_npmle(n, c) -> MixingFit:
     lik, scale = _log_likelihoods(*pairs)
     weights = em(lik, counts.astype(np.float64))
     return MixingFit(weights, float(counts @ (np.log(lik @ weights) + scale)))
+
+
+def _frontier_end(lik: np.ndarray, counts: np.ndarray, target: np.ndarray, start: np.ndarray, floor: float) -> float:
+    """max E_G[target] over priors G with log L(G) >= ``floor``: the concave (E_G[target], log L)
+    frontier is traced by maximising log L(G) + m log E_G[target] (EM with ``target`` as a pseudo-
+    observation seen m times) for m doubling from 2^-10 × the problems; linear between the last two
+    frontier points where log L crosses ``floor`` (a point inside the set, so never past its end).
+    Each EM starts from the last point mixed with 10^-3 of the uniform prior: EM cannot revive a
+    grid point whose weight has reached 0."""
+    rows, weights = np.vstack([lik, target]), start
+    value, last = float(start @ target), float(counts @ np.log(lik @ start))
+    for m in counts.sum() * 2.0 ** np.arange(-10, 21):
+        weights = em(rows, np.append(counts, m), (1 - 1e-3) * weights + 1e-3 / GRID.size)
+        now, loglik = float(weights @ target), float(counts @ np.log(np.maximum(lik @ weights, 1e-300)))
+        if loglik < floor:
+            return value + (now - value) * (last - floor) / (last - loglik)
+        value, last = now, loglik
+    return value
+
+
+def pass_at_k_bounds(n, c, k, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the population pass@k = E_G[1 − (1 − p)^k] over every prior G on ``GRID``
+    whose log-likelihood is within χ²_1(level)/2 nats of the NPMLE's (the profile-likelihood
+    interval with no shape assumed): float64 [K] each. Where k >> max n_i it spans every placement of
+    the c = 0 problems' mass below ~1/n_i that the counts allow (the identified set, widened for
+    sampling), so it covers whatever the left tail is, and is as wide as the data leave it."""
+    pairs, counts = np.unique(np.stack([np.asarray(n, np.int64), np.asarray(c, np.int64)]), axis=1,
+                              return_counts=True)
+    lik, counts = _log_likelihoods(*pairs)[0], counts.astype(np.float64)
+    best = em(lik, counts)
+    floor = float(counts @ np.log(lik @ best)) - chi2.ppf(level, 1) / 2
+    success = success_at_grid(np.atleast_1d(np.asarray(k)))
+    high = [_frontier_end(lik, counts, s, best, floor) for s in success]
+    low = [1 - _frontier_end(lik, counts, 1 - s, best, floor) for s in success]
+    return np.array(low), np.array(high)

@@ -9,7 +9,8 @@ Per problem i with n_i samples of which c_i are correct:
 - task loss (T² Approach 1) = mean_i −log pass@k_i.
 - Beta model: p_i ~ Beta(a, b) gives E[pass@k] = 1 − B(a, b+k)/B(a, b), for any k (also k > n).
 - Past n: :func:`extrapolate_pass_at_k` also fits point masses of never- and always-solved
-  problems, picks a model by BIC and widens its interval over the plausible ones.
+  problems and mixtures of two Betas, picks a model by BIC and widens its interval over the
+  plausible ones.
 """
 
 from __future__ import annotations
@@ -207,10 +208,15 @@ def _trigamma(x):
     return polygamma(1, x)
 
 
+def _beta_binomial_terms(a, b, n: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(∂/∂a, ∂/∂b) of betaln(c_i + a, n_i − c_i + b) − betaln(a, b) per problem: [2, *broadcast shape]."""
+    both = digamma(a + b) - digamma(n + a + b)
+    return np.stack(np.broadcast_arrays(digamma(c + a) - digamma(a) + both, digamma(n - c + b) - digamma(b) + both))
+
+
 def _beta_binomial_score(a: float, b: float, n: np.ndarray, c: np.ndarray) -> np.ndarray:
     """(∂/∂a, ∂/∂b) of Σ_i betaln(c_i + a, n_i − c_i + b) − betaln(a, b)."""
-    return np.array([np.sum(digamma(c + a) - digamma(n + a + b) - digamma(a) + digamma(a + b)),
-                     np.sum(digamma(n - c + b) - digamma(n + a + b) - digamma(b) + digamma(a + b))])
+    return _beta_binomial_terms(a, b, n, c).sum(axis=-1)
 
 
 def fit_beta_binomial(n, c) -> BetaFit:
@@ -258,21 +264,26 @@ def fit_beta(n, c) -> tuple[float, float]:
 
 # ---- extrapolation past n -------------------------------------------------------------------------
 
-_MODELS = {  # name: (point mass at p = 0, point mass at p = 1)
-    "beta-binomial": (False, False),
-    "zero-inflated beta-binomial": (True, False),
-    "zero-one-inflated beta-binomial": (True, True),
+_MODELS = {  # name: (Beta components, point mass at p = 0, point mass at p = 1)
+    "beta-binomial": (1, False, False),
+    "zero-inflated beta-binomial": (1, True, False),
+    "zero-one-inflated beta-binomial": (1, True, True),
+    "zero-inflated two-beta mixture": (2, True, False),
+    "zero-one-inflated two-beta mixture": (2, True, True),
 }
 _PLAUSIBLE = 0.05  # BIC weight from which a model's interval joins the reported one
 
 
 @dataclass(frozen=True)
 class SuccessFit:
-    """p ~ zero·δ_0 + one·δ_1 + (1 − zero − one)·Beta(a, b) over problems, fitted by maximum likelihood.
+    """p ~ zero·δ_0 + one·δ_1 + Σ_j w_j·Beta(a_j, b_j) over problems (one or two Beta components),
+    fitted by maximum likelihood.
 
-    theta: (log a, log b[, η_0][, η_1]) with (Beta, zero, one) weights = softmax(0, η_0, η_1); cov:
-    its covariance, the inverse observed information (pseudo-inverse when singular, e.g. a point
-    mass at its bound); loglik in nats (with the binomial coefficients).
+    theta: (log a_1, log b_1[, log a_2, log b_2, η_2][, η_0][, η_1]) with (Beta_1[, Beta_2], zero,
+    one) weights = softmax(0[, η_2], η_0, η_1); Beta_1 has the lower mean a/(a + b) (the labels are
+    ordered so the fit is identifiable). cov: its covariance, the inverse observed information
+    (pseudo-inverse when singular, e.g. a point mass at its bound); loglik in nats (with the
+    binomial coefficients).
     """
 
     model: str
@@ -288,15 +299,17 @@ class SuccessFit:
 
     @property
     def params(self) -> dict[str, float]:
-        """a, b, zero, one."""
-        a, b = np.exp(self.theta[:2])
-        weights = _mixture_weights(self.theta, *_MODELS[self.model])
-        return {"a": float(a), "b": float(b), "zero": float(weights[1]), "one": float(weights[2])}
+        """a, b (Beta_1), [a2, b2, mix2 (Beta_2 and its weight),] zero, one (point-mass weights)."""
+        a, b, log_w = _components(self.theta, self.model)
+        w = np.exp(log_w)
+        second = {"a2": float(a[1]), "b2": float(b[1]), "mix2": float(w[1])} if a.size == 2 else {}
+        return {"a": float(a[0]), "b": float(b[0]), **second, "zero": float(w[-2]), "one": float(w[-1])}
 
     def pass_at_k(self, k) -> np.ndarray:
-        """Population E[pass@k] = one + (1 − zero − one)(1 − B(a, b+k)/B(a, b)), any k >= 0."""
-        p = self.params
-        return p["one"] + (1 - p["zero"] - p["one"]) * beta_pass_at_k(p["a"], p["b"], k)
+        """Population E[pass@k] = one + Σ_j w_j (1 − B(a_j, b_j + k)/B(a_j, b_j)), any k >= 0."""
+        a, b, log_w = _components(self.theta, self.model)
+        w, k = np.exp(log_w), np.asarray(k, dtype=np.float64)
+        return w[-1] + sum(w[j] * beta_pass_at_k(a[j], b[j], k) for j in range(a.size))
 
     def posterior(self, n, c, k) -> tuple[np.ndarray, np.ndarray]:
         """(E, Var) of pass@k_i = 1 − (1 − p_i)^k given (n_i, c_i), at the fitted θ: float64 [P, K] each."""
@@ -304,25 +317,46 @@ class SuccessFit:
         return _posterior_pass(self, self.theta, n.astype(np.float64), c.astype(np.float64), _counts("k", k))
 
 
-def _mixture_weights(theta: np.ndarray, zero: bool, one: bool) -> np.ndarray:
-    """(Beta, zero, one) weights = softmax(0, η_0, η_1), absent masses at 0."""
-    eta = np.array([0.0, theta[2] if zero else -np.inf, theta[-1] if one else -np.inf])
-    w = np.exp(eta - eta.max())
-    return w / w.sum()
+def _components(theta: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a [B], b [B], log weights [B + 2] of (Beta_1 .. Beta_B, zero, one)): softmax(0, η...), absent
+    point masses at −inf."""
+    betas, zero, one = _MODELS[model]
+    rest = iter(theta[2 * betas:])
+    logits = np.array([0.0] + [next(rest) for _ in range(betas - 1)]
+                      + [next(rest) if zero else -np.inf, next(rest) if one else -np.inf])
+    top = logits.max()
+    return np.exp(theta[0:2 * betas:2]), np.exp(theta[1:2 * betas:2]), logits - top - np.log(np.exp(logits - top).sum())
 
 
 def _log_joint(theta: np.ndarray, model: str, n: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """log P(component, c | n) per problem for the (Beta, zero, one) components: float64 [3, P]."""
-    a, b = np.exp(theta[:2])
+    """log P(component, c | n) per problem for (Beta_1 .. Beta_B, zero, one): float64 [B + 2, P]."""
+    a, b, log_w = _components(theta, model)
+    log_choose = gammaln(n + 1) - gammaln(c + 1) - gammaln(n - c + 1)
+    beta_binomial = log_choose + betaln(c + a[:, None], n - c + b[:, None]) - betaln(a, b)[:, None]
     with np.errstate(divide="ignore"):
-        log_w = np.log(_mixture_weights(theta, *_MODELS[model]))
-        beta_binomial = (gammaln(n + 1) - gammaln(c + 1) - gammaln(n - c + 1)
-                         + betaln(c + a, n - c + b) - betaln(a, b))
-        return np.stack([log_w[0] + beta_binomial, log_w[1] + np.log(c == 0), log_w[2] + np.log(c == n)])
+        masses = np.stack([np.log(c == 0), np.log(c == n)])
+    return log_w[:, None] + np.concatenate([beta_binomial, masses])
 
 
 def _loglik(theta, model: str, n, c, weight) -> float:
-    return float(weight @ logsumexp(_log_joint(np.asarray(theta), model, n, c), axis=0))
+    return _loglik_and_score(np.asarray(theta), model, n, c, weight)[0]
+
+
+def _loglik_and_score(theta: np.ndarray, model: str, n, c, weight) -> tuple[float, np.ndarray]:
+    """(log L, ∂ log L/∂θ) over counted (n, c) pairs. With r_ij the posterior share of component j:
+    ∂/∂ log a_j = Σ_i r_ij a_j ∂ℓ_ij/∂a_j (likewise b_j), ∂/∂η_l = Σ_i (r_il − w_l)."""
+    joint = _log_joint(theta, model, n, c)
+    top = joint.max(axis=0)
+    share = np.exp(joint - top)
+    total = share.sum(axis=0)
+    share = share / total * weight
+    a, b, log_w = _components(theta, model)
+    betas = a.size
+    terms = _beta_binomial_terms(a[:, None], b[:, None], n, c)  # [2, B, P]
+    grad = (share[:betas] * terms).sum(axis=-1) * np.stack([a, b])  # [2, B]
+    free = [*range(1, betas), *[betas + j for j, kept in enumerate(_MODELS[model][1:]) if kept]]
+    eta = share[free].sum(axis=1) - np.exp(log_w[free]) * weight.sum()
+    return float(weight @ (top + np.log(total))), np.concatenate([grad.T.ravel(), eta])
 
 
 def _hessian(f, x: np.ndarray, h: float = 1e-4) -> np.ndarray:
@@ -335,42 +369,89 @@ def _hessian(f, x: np.ndarray, h: float = 1e-4) -> np.ndarray:
     return out
 
 
+_SPLITS = (0.3, 0.6, 0.85)  # quantiles of c/n among solved problems that seed the two Beta components
+
+
+def _starts(model: str, n: np.ndarray, c: np.ndarray, weight: np.ndarray) -> list[list[float]]:
+    """Deterministic starting θs: moments for one Beta; for two, the solved problems split at each
+    quantile in ``_SPLITS`` of c/n, each side a Beta of its mean rate with a + b = 2."""
+    betas, zero, one = _MODELS[model]
+    masses = [np.log(max(weight[c == 0].sum() / weight.sum(), 1e-3) / 2)] if zero else []
+    masses += [np.log(max(weight[c == n].sum() / weight.sum(), 1e-3) / 2)] if one else []
+    mean = np.clip(c @ weight / max(n @ weight, 1), 1e-3, 1 - 1e-3)
+    if betas == 1:
+        return [[np.log(mean), np.log1p(-mean), *masses]]
+    solved = c > 0
+    rate, share = (c / np.maximum(n, 1))[solved], weight[solved]
+    if share.sum() == 0:
+        rate, share = np.array([mean]), np.array([1.0])
+    order = np.argsort(rate)
+    rate, cum = rate[order], np.cumsum(share[order]) / share.sum()
+    starts = []
+    for q in _SPLITS:
+        low = cum <= q
+        m1 = np.clip(np.average(rate[low], weights=share[order][low]) if low.any() else rate[0] / 2, 1e-3, 0.999)
+        m2 = np.clip(np.average(rate[~low], weights=share[order][~low]) if (~low).any() else 0.999, m1, 0.999)
+        spread = [np.log(2 * m1), np.log(2 - 2 * m1), np.log(2 * m2), np.log(2 - 2 * m2)]
+        starts.append([*spread, np.log((1 - q) / q), *masses])
+    return starts
+
+
+def _ordered(theta: np.ndarray, model: str) -> np.ndarray:
+    """θ with the Beta components relabelled so Beta_1 has the lower mean (the likelihood is symmetric):
+    swapping 1 and 2 maps η_2 → −η_2 and every other η → η − η_2."""
+    a, b, _ = _components(theta, model)
+    if a.size == 1 or a[0] / (a[0] + b[0]) <= a[1] / (a[1] + b[1]):
+        return theta
+    eta2 = theta[4]
+    return np.concatenate([theta[2:4], theta[0:2], [-eta2], theta[5:] - eta2])
+
+
 def fit_success_model(n, c, model: str = "zero-inflated beta-binomial") -> SuccessFit:
     """Maximum-likelihood :class:`SuccessFit` of c_i ~ Binomial(n_i, p_i), p_i ~ the ``model``.
 
-    log L = Σ_i log(w_B BetaBinomial(c_i; n_i, a, b) + w_0 [c_i = 0] + w_1 [c_i = n_i]), over the
-    distinct (n, c) pairs (counted), by L-BFGS-B within |log a|, |log b| <= 12, η in [−25, 10].
+    log L = Σ_i log(Σ_j w_j BetaBinomial(c_i; n_i, a_j, b_j) + w_0 [c_i = 0] + w_1 [c_i = n_i]), over
+    the distinct (n, c) pairs (counted), by L-BFGS-B within |log a_j|, |log b_j| <= 12, η in [−25, 10],
+    from the deterministic starts of :func:`_starts` (the best optimum kept).
     """
     if model not in _MODELS:
         raise ValueError(f"model: expected one of {', '.join(_MODELS)}, got {model!r}")
     n, c = _sample_counts(n, c)
     pairs, weight = np.unique(np.stack([n, c]), axis=1, return_counts=True)
     n, c = pairs.astype(np.float64)
-    zero, one = _MODELS[model]
-    mean = np.clip(c @ weight / max(n @ weight, 1), 1e-3, 1 - 1e-3)
-    start = [np.log(mean), np.log1p(-mean)]
-    start += [np.log(max(weight[c == 0].sum() / weight.sum(), 1e-3) / 2)] if zero else []
-    start += [np.log(max(weight[c == n].sum() / weight.sum(), 1e-3) / 2)] if one else []
+    betas, zero, one = _MODELS[model]
 
     def neg(theta):
         return -_loglik(theta, model, n, c, weight)
 
-    res = minimize(neg, start, method="L-BFGS-B", bounds=[(-12, 12)] * 2 + [(-25, 10)] * (zero + one))
-    cov = np.linalg.pinv(_hessian(neg, res.x), hermitian=True)
-    return SuccessFit(model, res.x, cov, float(-res.fun), int(weight.sum()))
+    def neg_and_grad(theta):
+        value, score = _loglik_and_score(theta, model, n, c, weight)
+        return -value, -score
+
+    bounds = [(-12, 12)] * (2 * betas) + [(-25, 10)] * (betas - 1 + zero + one)
+    res = min((minimize(neg_and_grad, start, jac=True, method="L-BFGS-B", bounds=bounds)
+               for start in _starts(model, n, c, weight)), key=lambda r: r.fun)
+    theta = _ordered(res.x, model)
+    cov = np.linalg.pinv(_hessian(neg, theta), hermitian=True)
+    return SuccessFit(model, theta, cov, float(-neg(theta)), int(weight.sum()))
 
 
 def _posterior_pass(fit: SuccessFit, theta: np.ndarray, n: np.ndarray, c: np.ndarray, ks: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
     """(E, Var) of pass@k_i = 1 − (1 − p_i)^k given (n_i, c_i) under ``fit``'s model at ``theta``:
-    float64 [P, K] each. Components weigh by their posterior; the Beta one is Beta(a + c, b + n − c),
-    with E[(1 − p)^j] = B(a + c, b + n − c + j)/B(a + c, b + n − c) for j = k, 2k."""
+    float64 [P, K] each. Components weigh by their posterior; Beta_j's is Beta(a_j + c, b_j + n − c),
+    with E[(1 − p)^m] = B(a_j + c, b_j + n − c + m)/B(a_j + c, b_j + n − c) for m = k, 2k."""
     joint = _log_joint(theta, fit.model, n, c)
     w = np.exp(joint - logsumexp(joint, axis=0))[:, :, None]
-    a, b = np.exp(theta[0]) + c[:, None], np.exp(theta[1]) + (n - c)[:, None]
-    fail, fail2 = (np.exp(betaln(a, b + j * ks[None, :]) - betaln(a, b)) for j in (1, 2))
-    mean = np.clip(w[2] + w[0] * (1 - fail), 0.0, 1.0)  # (1 − fail can round below 0 when fail ≈ 1)
-    return mean, np.maximum(w[2] + w[0] * (1 - 2 * fail + fail2) - mean ** 2, 0.0)  # >= 0 up to rounding
+    a0, b0, _ = _components(theta, fit.model)
+    mean = second = np.broadcast_to(w[-1], (n.size, ks.size))
+    for j in range(a0.size):
+        a, b = a0[j] + c[:, None], b0[j] + (n - c)[:, None]
+        fail, fail2 = (np.exp(betaln(a, b + m * ks[None, :]) - betaln(a, b)) for m in (1, 2))
+        mean = mean + w[j] * (1 - fail)
+        second = second + w[j] * (1 - 2 * fail + fail2)
+    mean = np.clip(mean, 0.0, 1.0)  # (1 − fail can round below 0 when fail ≈ 1)
+    return mean, np.maximum(second - mean ** 2, 0.0)  # >= 0 up to rounding
 
 
 @dataclass(frozen=True)
@@ -441,8 +522,9 @@ def extrapolate_pass_at_k(n, c, k, level: float = 0.95, use_samples: bool = True
     """pass@k of a set of problems at any k >= 1, also past the samples (k > n_i).
 
     Fits p ~ Beta (beta-binomial), Beta + a point mass of never-solvable problems (zero-inflated),
-    and + a point mass of always-solved ones (zero-one-inflated) by maximum likelihood, and picks
-    the least BIC (AIC picked the zero-inflated form for some all-Beta populations, off by 0.1).
+    + a point mass of always-solved ones (zero-one-inflated), and the two inflated forms with two
+    Beta components (a hard and an easy population) by maximum likelihood, and picks the least BIC
+    (AIC picked the zero-inflated form for some all-Beta populations, off by 0.1).
     pass@k = mean_i of the unbiased estimate where k <= n_i and of the posterior
     mean E[1 − (1 − p_i)^k | n_i, c_i] under the chosen model where k > n_i (n_i may differ). The
     interval spans the intervals of every model with BIC weight >= 0.05 (model uncertainty);
