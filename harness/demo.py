@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 import warnings
@@ -35,7 +36,7 @@ import torch
 
 from harness import records
 from harness.errors import InvalidSetting
-from harness.ladder import Rung, build_tokenizer, encode_corpus, llama_config, matmul_peak_flops, train
+from harness.ladder import Rung, build_tokenizer, encode_corpus, llama_config, matmul_peak_flops, train_many
 from harness.models import TRAINING_FILE
 from harness.progress import progress_bar
 from harness.report import demo_markdown, forecast_verdict, real_demo_markdown
@@ -145,10 +146,9 @@ def build_ladder(p: Preset, cache: Path, seed: int, device: str) -> tuple[list[P
     else:
         tokenizer = build_tokenizer(docs, p.vocab, cache / "tokenizer")
     stream = encode_corpus(docs, tokenizer)
-    folders = []
-    for rung in ladder_rungs(p):
-        folders.append(cache / "models" / rung.name)
-        train(rung, stream, tokenizer, folders[-1], seed=seed, device=device)
+    rungs = ladder_rungs(p)
+    folders = [cache / "models" / rung.name for rung in rungs]
+    train_many(list(zip(rungs, folders)), stream, tokenizer, seed, device)
     return folders, tokenizer, stream
 
 
@@ -263,18 +263,16 @@ def forecast_budget(law: Any, p: Preset) -> tuple[float, float]:
     return best, gaps[best]
 
 
-def validation_model(N_target: float, C_train: float, p: Preset, cache: Path, stream: np.ndarray, tokenizer,
-                     seed: int, device: str) -> tuple[Path, int]:
-    """Train :func:`trained_choice`'s model for ``N_target`` on the whole budget ``C_train``; returns its
-    folder and its k. A ladder rung of the same width and D is the same model (same seed and corpus),
-    so it is copied instead of trained again."""
+def validation_rung(N_target: float, C_train: float, p: Preset, cache: Path) -> tuple[Rung, Path, int]:
+    """The rung :func:`trained_choice` gives for ``N_target`` on the whole budget ``C_train``, its folder
+    and its k. A ladder rung of the same width and D is the same model (same seed and corpus), so it
+    is copied into the folder instead of trained again."""
     d, _, D, k = trained_choice(N_target, C_train, p)
     rung = Rung(d, p.n_layers, D, batch_size=p.batch_size, lr=p.lr)
     folder, twin = cache / "models" / f"validate-{rung.name}", cache / "models" / rung.name
     if (twin / TRAINING_FILE).is_file() and not folder.exists():  # the same rung, seed and corpus: the same model
         shutil.copytree(twin, folder)
-    train(rung, stream, tokenizer, folder, seed=seed, device=device)
-    return folder, k
+    return rung, folder, k
 
 
 def fit_laws(dataset: pa.Table, p: Preset, out: Path, seed: int
@@ -338,14 +336,21 @@ def validate_forecasts(laws: dict[tuple[str, int], Any], p: Preset, cache: Path,
     """Train each pooled law's T² optimum and Chinchilla choice at its :func:`forecast_budget` and
     measure both at p.C_inf: (validation rows, one :func:`judge` verdict per approach, with the budget
     and the law's predicted T² − Chinchilla difference there)."""
-    rows, verdicts = [], []
-    for approach, metric in ((1, "loss"), (2, "pass@k")):
+    plans = {}
+    for approach in (1, 2):
         law = laws[(POOLED, approach)]
         C_train, predicted_gap = forecast_budget(law, p)
+        plans[approach] = C_train, predicted_gap, [
+            (name, choice, *validation_rung(choice["N"], C_train, p, cache))
+            for name, choice in (("T² forecast", law.optimum(C_train, p.C_inf)),
+                                 ("Chinchilla", law.chinchilla_choice(C_train, p.C_inf)))]
+    train_many([(rung, folder) for *_, plan in plans.values() for _, _, rung, folder, _ in plan], stream,
+               tokenizer, seed, device)
+    rows, verdicts = [], []
+    for approach, metric in ((1, "loss"), (2, "pass@k")):
+        C_train, predicted_gap, plan = plans[approach]
         pair, values = [], []
-        for name, choice in (("T² forecast", law.optimum(C_train, p.C_inf)),
-                             ("Chinchilla", law.chinchilla_choice(C_train, p.C_inf))):
-            folder, k = validation_model(choice["N"], C_train, p, cache, stream, tokenizer, seed, device)
+        for name, choice, _, folder, k in plan:
             m = measure(folder, cache, p, seed, device, k)
             values.append(m["losses" if approach == 1 else "accuracies"])
             pair.append({"law": f"approach {approach}", "model": name, "C_train": C_train, "N target": choice["N"],
@@ -380,18 +385,25 @@ def run_demo(out: str | Path = "results/demo", preset: str = "cpu", device: str 
             hf_logging.enable_progress_bar()
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process, all threads, and of its finished children (the
+    ladder's training workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 class Stages:
-    """Wall and CPU seconds of each named stage (CPU: this process, all threads; on a shared
-    machine the CPU time is what the stage would take alone on one core)."""
+    """Wall and CPU seconds of each named stage (CPU: :func:`cpu_seconds`; on a shared machine the
+    CPU time is what the stage would take alone on one core)."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu = time.perf_counter(), cpu_seconds()
         yield
-        self.rows.append({"stage": name, "wall s": time.perf_counter() - wall, "CPU s": time.process_time() - cpu})
+        self.rows.append({"stage": name, "wall s": time.perf_counter() - wall, "CPU s": cpu_seconds() - cpu})
 
 
 def _pipeline(p: Preset, preset: str, out: Path, device: str, seed: int) -> Path:

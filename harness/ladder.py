@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +163,23 @@ def train(rung: Rung, stream: np.ndarray, tokenizer, out: Path, seed: int = 0, d
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return record
+
+
+def train_many(jobs: Sequence[tuple[Rung, Path]], stream: np.ndarray, tokenizer, seed: int = 0,
+               device: str = "cpu", workers: int | None = None) -> None:
+    """:func:`train` every (rung, folder) of ``jobs`` whose folder has no record yet, the largest
+    (d_model² · tokens) first, in ``workers`` spawned processes (default: the CPUs this process may
+    use), each running torch on one thread: a micro-model does not use a second thread, so rungs side
+    by side fill the cores. Each rung is seeded on its own, so the models equal those trained one
+    after another. On CUDA, or with one worker or one job, in this process."""
+    todo = sorted([(r, out) for r, out in jobs if not (out / TRAINING_FILE).exists()],
+                  key=lambda job: -job[0].d_model ** 2 * job[0].tokens)
+    workers = min(workers or len(os.sched_getaffinity(0)), len(todo))
+    if device != "cpu" or workers <= 1:
+        for rung, out in todo:
+            train(rung, stream, tokenizer, out, seed, device)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        rungs, outs = zip(*todo)
+        list(pool.map(train, rungs, repeat(stream), repeat(tokenizer), outs, repeat(seed), repeat(device)))

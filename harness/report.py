@@ -256,8 +256,9 @@ tasks' questions. Every number below is also in `validation.json`.
 
 {markdown_table(s["stages"])}
 
-CPU seconds are this process's (all threads), so on a shared machine they are what each stage takes
-alone on one core. Training ran at {speed["training_flops_per_cpu_s"] / 1e9:.3g} GFLOP per CPU-second
+CPU seconds are this process's (all threads) and its training workers' (the ladder trains one rung per
+core), so on a shared machine they are what each stage takes alone on one core.
+Training ran at {speed["training_flops_per_cpu_s"] / 1e9:.3g} GFLOP per CPU-second
 ({speed["training_flops"]:.3g} measured FLOPs in {speed["training_cpu_s"]:.0f} CPU s and
 {speed["training_wall_s"]:.0f} s wall, as recorded when each checkpoint was trained), against this
 machine's float32 matmul peak of {speed["matmul_peak_flops_per_cpu_s"] / 1e9:.3g} GFLOP per CPU-second
