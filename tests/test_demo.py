@@ -199,6 +199,28 @@ def test_rung_batch_size_and_learning_rate_set_the_training(tmp_path):
     assert matmul_peak_flops(size=256, repeats=2, trials=2) > 1e8
 
 
+def test_train_many_in_worker_processes_equals_training_one_after_another(tmp_path):
+    """Rungs trained side by side in two spawned workers are byte for byte the models trained one
+    after another in this process; a folder with a record is not trained again."""
+    from harness.tasks import get_task
+
+    from harness.ladder import Rung, build_tokenizer, encode_corpus, train, train_many
+
+    docs = get_task("causal", n=10).corpus(40)
+    tokenizer = build_tokenizer(docs, 300, tmp_path / "tok")
+    stream = encode_corpus(docs, tokenizer)
+    rungs = [Rung(8, 1, 2000, batch_size=4), Rung(16, 1, 1500, batch_size=4), Rung(8, 2, 1000, batch_size=4)]
+    for rung in rungs:
+        train(rung, stream, tokenizer, tmp_path / "one" / rung.name)
+    train_many([(rung, tmp_path / "many" / rung.name) for rung in rungs], stream, tokenizer, workers=2)
+    for rung in rungs:
+        one, many = (tmp_path / side / rung.name / "model.safetensors" for side in ("one", "many"))
+        assert one.read_bytes() == many.read_bytes()
+    stamp = (tmp_path / "many" / rungs[0].name / "model.safetensors").stat().st_mtime_ns
+    train_many([(rungs[0], tmp_path / "many" / rungs[0].name)], stream, tokenizer, workers=2)
+    assert (tmp_path / "many" / rungs[0].name / "model.safetensors").stat().st_mtime_ns == stamp
+
+
 @pytest.mark.vllm
 def test_real_demo_runs_smollm2_on_humaneval_with_vllm(tmp_path):
     """`t2 demo --real` on one HumanEval problem: vLLM samples n = 64, the sandbox judges them, the
