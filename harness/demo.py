@@ -171,12 +171,19 @@ def evaluate(model: Path, task: str, run_dir: Path, p: Preset, seed: int, device
     return run_dir
 
 
-def relative_checkpoints(table: pa.Table, root: Path) -> pa.Table:
-    """The dataset with checkpoint paths under ``root`` written relative to it (cache/models/NAME),
-    so the committed dataset and validation.json name no machine's folders."""
+def relative_checkpoints(table: pa.Table, root: Path, folders: list[Path]) -> pa.Table:
+    """The dataset with each checkpoint named by its model folder relative to ``root``
+    (cache/models/NAME), so the committed dataset and validation.json name no machine's folders. A
+    run reused from a cache that has since moved names the old folder in its run.json; it is matched
+    to ``folders`` by the folder's name (a rung's name is unique on the ladder)."""
     root = root.resolve()
-    paths = [(c, Path(c).resolve()) for c in table.column("checkpoint").to_pylist()]
-    names = [str(path.relative_to(root)) if path.is_relative_to(root) else c for c, path in paths]
+    by_name = {f.name: f.resolve() for f in folders}
+
+    def name(checkpoint: str) -> str:
+        folder = by_name.get(Path(checkpoint).name)
+        return str(folder.relative_to(root)) if folder is not None and folder.is_relative_to(root) else checkpoint
+
+    names = [name(c) for c in table.column("checkpoint").to_pylist()]
     return table.set_column(table.schema.get_field_index("checkpoint"), "checkpoint", pa.array(names))
 
 
@@ -417,7 +424,7 @@ def _pipeline(p: Preset, preset: str, out: Path, device: str, seed: int) -> Path
     with stage("sample, likelihood, score"):
         runs = [evaluate(f, task, cache / "runs" / f.name / task, p, seed, device)
                 for f in progress_bar(folders, desc="checkpoints") for task in TASKS]
-        dataset = pooled(relative_checkpoints(build_dataset(runs), out))
+        dataset = pooled(relative_checkpoints(build_dataset(runs), out, folders))
         records.write_table(out / "dataset.parquet", "dataset", dataset)
     print("[3/5] fit: T² Approach 1 (loss) and Approach 2 (Beta accuracy)")
     with stage("fit, held-out validation, plots"):

@@ -199,6 +199,20 @@ def test_rung_batch_size_and_learning_rate_set_the_training(tmp_path):
     assert matmul_peak_flops(size=256, repeats=2, trials=2) > 1e8
 
 
+def test_checkpoints_are_named_relative_to_the_report_folder_even_from_a_moved_cache(tmp_path):
+    """A run reused from a cache that was moved names its old model folder: the dataset still names
+    the checkpoint cache/models/NAME; a checkpoint that is no ladder folder keeps its name."""
+    import pyarrow as pa
+
+    from harness.demo import relative_checkpoints
+
+    folders = [tmp_path / "out" / "cache" / "models" / name for name in ("d8-l1-D100", "d16-l1-D50")]
+    table = pa.table({"checkpoint": [str(folders[0]), "/moved/away/cache/models/d16-l1-D50", "hub/some-model"],
+                      "k": [1, 1, 1]})
+    named = relative_checkpoints(table, tmp_path / "out", folders).column("checkpoint").to_pylist()
+    assert named == ["cache/models/d8-l1-D100", "cache/models/d16-l1-D50", "hub/some-model"]
+
+
 def test_train_many_in_worker_processes_equals_training_one_after_another(tmp_path):
     """Rungs trained side by side in two spawned workers are byte for byte the models trained one
     after another in this process; a folder with a record is not trained again."""
