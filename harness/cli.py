@@ -328,8 +328,9 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     tasks = [args.task] if args.task else dataset.tasks_of(table)
     laws = {}
     for task in tasks:
-        law = fit.fit_columns(dataset.task_columns(table, task), args.approach, args.starts,
-                              args.bootstrap, args.seed)
+        cols = dataset.task_columns(table, task)
+        options = _accuracy_options(args, cols)
+        law = fit.fit_columns(cols, args.approach, args.starts, args.bootstrap, args.seed, **options)
         laws[task] = law
         print(f"{task}: {law.KIND} " + ", ".join(f"{k}={v:.4g}" for k, v in law.params.items()))
     fit.save_laws(args.out, laws)
@@ -376,15 +377,51 @@ def _cmd_validate(args: argparse.Namespace) -> None:
     from harness import dataset, fit, records
 
     table = records.read_table(args.dataset, "dataset")
+    candidates = fit.ACCURACY_CANDIDATES if args.choose_options else ()
+    if candidates and args.approach != 2:
+        raise UsageError("--choose-options: Approach 2's options; give --approach 2")
     print(f"{'task':18s} {'D/N cut':>8s} {'train':>6s} {'test':>5s} {'train err':>10s} {'test mean':>10s} "
           f"{'test med':>9s} {'test max':>9s} {'test abs':>9s} {'<floor':>6s} {'mean>=fl':>9s} "
-          f"{'outside':>7s} {'out mean':>9s}   (approach {args.approach}; floor: |measured| < 0.05)")
+          f"{'outside':>7s} {'out mean':>9s} {'form lim':>9s} {'s1-free':>9s}"
+          f"   (approach {args.approach}; floor: |measured| < 0.05)")
     for task in [args.task] if args.task else dataset.tasks_of(table):
-        v = fit.validate(dataset.task_columns(table, task), args.approach, args.holdout_ratio, args.starts)
+        v = fit.validate(dataset.task_columns(table, task), args.approach, args.holdout_ratio, args.starts,
+                         candidates=candidates)
+        stage1_free = f"{v['stage1_free_mean']:9.2%}" if "stage1_free_mean" in v else f"{'-':>9s}"
         print(f"{task:18s} {v['holdout_ratio']:8.3g} {v['train_checkpoints']:6d} {v['test_checkpoints']:5d} "
               f"{v['train_mean']:10.2%} {v['test_mean']:10.2%} {v['test_median']:9.2%} {v['test_max']:9.2%} "
               f"{v['test_mean_abs']:9.4g} {v['test_below_floor']:6d} {v['test_mean_above_floor']:9.2%} "
-              f"{v['outside_checkpoints']:7d} {v['outside_mean']:9.2%}")
+              f"{v['outside_checkpoints']:7d} {v['outside_mean']:9.2%} {v['form_limit_mean']:9.2%} {stage1_free}")
+        for row in v.get("candidates", []):
+            print(f"  {'*' if row['chosen'] else ' '} {_options_text(row)}: training leave-one-out "
+                  f"{row['loo_mean_rel_error']:.2%}, test {row['test_mean_rel_error']:.2%}")
+
+
+def _options_text(options: dict) -> str:
+    """Approach 2's options as flags: "--stage1 huber --huber-delta 0.001 --form beta"."""
+    return " ".join(f"--{name.replace('_', '-')} {options[name]:g}" if name == "huber_delta"
+                    else f"--{name} {options[name]}" for name in ("stage1", "huber_delta", "form") if name in options)
+
+
+def _accuracy_options(args: argparse.Namespace, cols: dict) -> dict:
+    """`t2 fit`'s Approach 2 options: --stage1/--huber-delta/--form as given, or with --choose-options the
+    candidate with the smallest leave-one-checkpoint-out error (:func:`harness.fit.select_options`)."""
+    from harness import fit
+
+    given = {name: getattr(args, name) for name in ("stage1", "huber_delta", "form") if getattr(args, name) is not None}
+    if args.approach != 2:
+        if given or args.choose_options:
+            flag = "--choose-options" if args.choose_options else f"--{next(iter(given)).replace('_', '-')}"
+            raise UsageError(f"{flag}: an Approach 2 option; give --approach 2")
+        return {}
+    if not args.choose_options:
+        return given
+    if given:
+        raise UsageError("--choose-options: chooses --stage1, --huber-delta and --form itself; give one or the other")
+    options, table = fit.select_options(cols, 2, fit.ACCURACY_CANDIDATES, args.starts)
+    for row in table:
+        print(f"  {'*' if row['chosen'] else ' '} {_options_text(row)}: leave-one-out {row['loo_mean_rel_error']:.2%}")
+    return options
 
 
 def _cmd_plot(args: argparse.Namespace) -> None:
@@ -470,6 +507,12 @@ def _wandb_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wandb", default=None, metavar="PROJECT",
                    help="also log the tables, summary and run.json to this Weights & Biases project "
                         "(needs wandb; WANDB_MODE=offline works without an account)")
+
+
+def _choose_options_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--choose-options", action="store_true",
+                   help="approach 2: choose stage 1 and the Beta form per task by leave-one-checkpoint-out error "
+                        "among harness.fit.ACCURACY_CANDIDATES, as the demo does (printed, * = chosen)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -587,6 +630,13 @@ def _stage_commands(sub) -> None:
     p.add_argument("--params", choices=["total", "non-embedding", "non_embedding"], default="non-embedding",
                    help="which parameter count is N when building from runs (default non-embedding; "
                         "recorded in the law JSON as N_kind)")
+    p.add_argument("--stage1", choices=["huber", "isoflop"], default=None,
+                   help="approach 2: stage 1's Chinchilla fit, robust log-space (huber, default) or isoFLOP-weighted")
+    p.add_argument("--huber-delta", type=finite_float, default=None,
+                   help="approach 2, --stage1 huber: the Huber threshold on log NLL (default 1e-3)")
+    p.add_argument("--form", choices=["auto", "beta", "zero_inflated_beta"], default=None,
+                   help="approach 2: Beta, zero-inflated Beta, or auto (the lower AIC; default)")
+    _choose_options_arg(p)
     _wandb_arg(p)
 
 
@@ -611,6 +661,7 @@ def _law_commands(sub) -> None:
                    help="hold out checkpoints with D/N above this (default: the most overtrained quarter)")
     p.add_argument("--task", default=None, help="only this task (default: every task)")
     p.add_argument("--starts", type=int, default=None, help="random starts (default 500 for approach 1)")
+    _choose_options_arg(p)
 
     p = _add(sub, "plot", _cmd_plot, "isoFLOP frontiers, pass@k curves, predicted vs measured (PNG, PDF)",
              "t2 plot law.json results/dataset.parquet --out results/plots")

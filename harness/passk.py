@@ -274,6 +274,12 @@ _MODELS = {  # name: (Beta components, point mass at p = 0, point mass at p = 1)
 _PLAUSIBLE = 0.05  # BIC weight from which a model's interval joins the reported one
 
 
+def _parameters(model: str) -> int:
+    """Free parameters of a success model: (a, b) per Beta component and one weight per other component."""
+    betas, zero, one = _MODELS[model]
+    return 2 * betas + betas - 1 + zero + one
+
+
 @dataclass(frozen=True)
 class SuccessFit:
     """p ~ zero·δ_0 + one·δ_1 + Σ_j w_j·Beta(a_j, b_j) over problems (one or two Beta components),
@@ -428,7 +434,7 @@ def fit_success_model(n, c, model: str = "zero-inflated beta-binomial") -> Succe
         value, score = _loglik_and_score(theta, model, n, c, weight)
         return -value, -score
 
-    bounds = [(-12, 12)] * (2 * betas) + [(-25, 10)] * (betas - 1 + zero + one)
+    bounds = [(-12, 12)] * (2 * betas) + [(-25, 10)] * (_parameters(model) - 2 * betas)
     res = min((minimize(neg_and_grad, start, jac=True, method="L-BFGS-B", bounds=bounds)
                for start in _starts(model, n, c, weight)), key=lambda r: r.fun)
     theta = _ordered(res.x, model)
@@ -524,7 +530,9 @@ def extrapolate_pass_at_k(n, c, k, level: float = 0.95, use_samples: bool = True
     Fits p ~ Beta (beta-binomial), Beta + a point mass of never-solvable problems (zero-inflated),
     + a point mass of always-solved ones (zero-one-inflated), and the two inflated forms with two
     Beta components (a hard and an easy population) by maximum likelihood, and picks the least BIC
-    (AIC picked the zero-inflated form for some all-Beta populations, off by 0.1).
+    (AIC picked the zero-inflated form for some all-Beta populations, off by 0.1). A model joins only
+    when there are at least as many problems (with samples) as it has parameters (the beta-binomial
+    always does): with fewer, BIC's penalty p·log P cannot hold a mixture back (at P = 1 it is 0).
     pass@k = mean_i of the unbiased estimate where k <= n_i and of the posterior
     mean E[1 − (1 − p_i)^k | n_i, c_i] under the chosen model where k > n_i (n_i may differ). The
     interval spans the intervals of every model with BIC weight >= 0.05 (model uncertainty);
@@ -543,7 +551,9 @@ def extrapolate_pass_at_k(n, c, k, level: float = 0.95, use_samples: bool = True
         raise ValueError(f"level={level}: expected 0 < level < 1")
     if not np.any(n > 0):
         raise ValueError("extrapolate_pass_at_k: no problem has samples (all n = 0)")
-    fits = tuple(fit_success_model(n, c, model) for model in _MODELS)
+    problems = int((n > 0).sum())
+    fits = tuple(fit_success_model(n, c, model) for model in _MODELS
+                 if model == "beta-binomial" or _parameters(model) <= problems)
     bic = np.array([f.bic for f in fits])
     weights = np.exp(-(bic - bic.min()) / 2)
     weights /= weights.sum()

@@ -106,6 +106,29 @@ def test_cli_fit_optimize_validate_plot(tmp_path, capsys):
     cells = row.split()  # then the absolute error, rows below the floor, their complement, outside N range
     assert float(cells[8]) == pytest.approx(v["test_mean_abs"], rel=1e-3)
     assert [int(cells[9]), int(cells[11])] == [v["test_below_floor"], v["outside_checkpoints"]]
+    assert float(cells[13].rstrip("%")) == pytest.approx(100 * v["form_limit_mean"], abs=0.01)
+    assert cells[14] == "-"  # stage-1-free: Approach 2 only
+    # the options rule refits every candidate per left-out checkpoint: on 16 of the 192 checkpoints, k <= 64
+    C = np.round(np.log2(6 * N * D))
+    pick = np.isin(N, np.unique(N)[::4]) & np.isin(C, np.unique(C)[::3]) & (k <= 64)
+    small = tmp_path / "small.parquet"
+    records.write_table(small, "dataset", {name: np.asarray(col)[np.r_[np.zeros(N.size, bool), pick]]
+                                           for name, col in records.read_table(ds, "dataset").to_pydict().items()})
+    assert cli.main(["validate", str(small), "--approach", "2", "--choose-options", "--starts", "4"]) == 0
+    out = capsys.readouterr().out
+    v2 = fit.validate(dataset.task_columns(records.read_table(small, "dataset")), 2, starts=4,
+                      candidates=fit.ACCURACY_CANDIDATES)
+    row = next(l for l in out.splitlines() if l.startswith("acc_task")).split()
+    assert float(row[14].rstrip("%")) == pytest.approx(100 * v2["stage1_free_mean"], abs=0.01)
+    chosen = [l for l in out.splitlines() if l.startswith("  * ")]
+    assert len(chosen) == 1 and f"--stage1 {v2['options']['stage1']} " in chosen[0]
+    assert sum("training leave-one-out" in l for l in out.splitlines()) == len(fit.ACCURACY_CANDIDATES)
+    law3 = tmp_path / "law3.json"
+    assert cli.main(["fit", str(ds), "--task", "acc_task", "--approach", "2", "--stage1", "isoflop", "--form", "beta",
+                     "--out", str(law3)]) == 0
+    assert fit.load_laws(law3)["acc_task"].info["stage1"] == "isoflop"
+    assert cli.main(["fit", str(ds), "--task", "loss_task", "--form", "beta", "--out", str(law3)]) == 2
+    assert "--form: an Approach 2 option; give --approach 2" in capsys.readouterr().err
     assert cli.main(["plot", str(law2), str(ds), "--out", str(tmp_path / "plots")]) == 0
     for name in ("isoflop", "passk", "predicted"):
         assert (tmp_path / "plots" / f"acc_task-{name}.png").stat().st_size > 1000

@@ -542,6 +542,16 @@ def test_extrapolation_with_mixed_n_keeps_the_samples_where_k_fits():
     assert result.weights.sum() == pytest.approx(1.0)
 
 
+def test_extrapolation_fits_only_models_the_problems_can_identify():
+    # one problem: BIC's penalty p·log P is 0, so without the rule the 7-parameter mixture would win
+    one = extrapolate_pass_at_k([100], [3], [1, 1000])
+    assert [f.model for f in one.fits] == ["beta-binomial"] and one.model == "beta-binomial"
+    four = extrapolate_pass_at_k([100] * 4, [0, 3, 50, 100], [1000])
+    assert [f.theta.size for f in four.fits] == [2, 3, 4]  # at most as many parameters as problems
+    assert four.weights.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(one.pass_at_k[0], 0.03, rtol=1e-13)  # k <= n: the unbiased estimate
+
+
 @pytest.mark.parametrize("n, c, k, level, message", [
     ([10, 10], [1, 11], 5, 0.95, "problem 1: c=11 correct > n=10"),
     ([10], [1], 0, 0.95, "k=0: expected k >= 1"),
