@@ -491,6 +491,29 @@ def _huber_fit(logN, logD, logL, starts: int = 64, x0: np.ndarray | None = None,
                     names=ChinchillaLaw.NAMES)
 
 
+@_single_thread_blas
+def chinchilla_alpha_profile(N, D, loss, alphas: Sequence[float], delta: float = _HUBER_DELTA) -> list[dict[str, Any]]:
+    """The robust Chinchilla fit (:func:`fit_chinchilla`, Huber ``delta`` on log L) with α held at each of
+    ``alphas`` and the other four parameters refitted from the Hoffmann grid: [{"alpha", "objective",
+    "law"}]. How firmly the data choose α, i.e. how much of L is put in A/N^α (a floor for each N) rather
+    than in B/D^β, which decides how L̂ extrapolates in D (Approach 2's stage 1)."""
+    c = _rows(N=N, D=D, loss=loss)
+    logs = np.log(c["N"]), np.log(c["D"]), np.log(c["loss"])
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)  # α on its one-point box
+        for alpha in alphas:
+            bounds = [*_CHIN_BOUNDS[:3], (alpha, alpha), _CHIN_BOUNDS[4]]
+            grid = _CHIN_GRID.copy()
+            grid[:, 3] = alpha
+            objective = functools.partial(_huber_objective, logN=logs[0], logD=logs[1], logL=logs[2], delta=delta)
+            starts = grid[np.argsort(objective(grid)[0])[:64]]
+            x, f, _ = _best_of(objective, starts, bounds, "chinchilla (alpha profile)", polish=2,
+                               names=ChinchillaLaw.NAMES)
+            out.append({"alpha": float(alpha), "objective": f, "law": ChinchillaLaw(x)})
+    return out
+
+
 def _bootstrap(ckpt: np.ndarray, n: int, seed: int, refit: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
     """``n`` refits on resamples of the checkpoints (all k rows of a drawn checkpoint come along)."""
     if n <= 0:

@@ -410,6 +410,21 @@ def test_option_rule_picks_the_true_form_by_leave_one_checkpoint_out_error():
     assert by_hand == pytest.approx(table[0]["loo_mean_rel_error"]) and own.mean() < 10 * by_hand
 
 
+def test_chinchilla_alpha_profile_is_lowest_at_the_true_alpha():
+    """On exact Chinchilla data the profile's objective is ~0 at the true α, larger on either side, and
+    its law there is the data's; the free fit's objective is no larger than the profile's minimum."""
+    N, D, k = _small_grid()
+    chin = TRUE1.at_k1()
+    m = k == 1
+    loss = chin.predict(N[m], D[m])
+    true = chin.params["alpha"]
+    profile = fit.chinchilla_alpha_profile(N[m], D[m], loss, alphas=(true - 0.1, true, true + 0.1))
+    f = [r["objective"] for r in profile]
+    assert f[1] < 1e-10 < min(f[0], f[2]) and profile[1]["law"].params["alpha"] == true
+    np.testing.assert_allclose(profile[1]["law"].predict(N[m], D[m]), loss, rtol=1e-4)
+    assert fit.fit_chinchilla(N[m], D[m], loss).info["objective"] <= f[1] + 1e-12
+
+
 def test_alpha_profile_finds_the_true_alpha_and_reaches_past_the_box():
     """alpha_profile holds α at each grid value and refits the rest: on data of the law its SSE is ~0 at
     the true α (0.34) and larger elsewhere, and at α = 8, where log A would need to exceed its search
