@@ -1,0 +1,161 @@
+"""Benchmark: how the demo's verdicts move with the ladder's design.
+
+Runs the whole demo (`harness.demo.run_demo`) on variants of the `cpu` preset and sets each one's
+pooled numbers from `validation.json` beside the `cpu` preset's own (the baseline, run in the same
+invocation): held-out relative error of Approach 1 (task loss, rows with |measured| >= 0.05) and of
+Approach 2 (pass@k), also over the baseline's three test checkpoints alone (the checkpoints of the
+same names, where the variant's test set holds them); the form limit; parameters and optima on a
+search bound; both forecast verdicts; each synthetic task's best pass@1 against chance; and the
+ladder's training CPU seconds as recorded when each checkpoint was trained. Ratios are the
+variant's held-out error over the baseline's.
+
+Variants (each changes one thing):
+  wide       a fifth isoFLOP slice at 1.2e12 FLOPs (widths 40-80): a wider compute range
+  shifted    the same range moved up: 8e10-1.2e12 (the 3e10 slice, 176-1,637 optimizer steps of 512 tokens, left out)
+  people120  the knowledge task's fact base doubled (120 persons): less recall per training token
+  people300  five times the fact base (300 persons)
+
+Run by hand:
+  python tests/bench/bench_ladder_variants.py [--work DIR] [--variants wide,people120,people300]
+writes results/bench/ladder_variants.md. A variant whose folder under --work already holds the demo's
+cache reuses its checkpoints and runs (then only the fits run: ~2 min each); from scratch each
+variant is a whole demo (10-15 min on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness import demo
+
+VARIANTS = {
+    "wide": {"budgets": (3e10, 8e10, 2e11, 5e11, 1.2e12)},
+    "shifted": {"budgets": (8e10, 2e11, 5e11, 1.2e12)},
+    "people120": {"people": 120},
+    "people300": {"people": 300},
+}
+FLOOR = 0.05
+
+
+def run(name: str, changes: dict, work: Path) -> tuple[dict, float]:
+    """The demo on the `cpu` preset with ``changes``, in work/name: (its validation.json, wall seconds)."""
+    preset = f"bench-{name}"
+    demo.PRESETS[preset] = dataclasses.replace(demo.PRESETS["cpu"], **changes)
+    start = time.perf_counter()
+    demo.run_demo(work / name, preset=preset)
+    return json.loads((work / name / "validation.json").read_text()), time.perf_counter() - start
+
+
+def pooled(v: dict, approach: int) -> dict:
+    return next(h for h in v["heldout"] if h["task"] == demo.POOLED and h["approach"] == approach)
+
+
+def on_checkpoints(h: dict, names: set[str], floor: float) -> float:
+    """Mean relative error of the held-out rows of ``names`` (rows with |measured| >= floor)."""
+    rel = [p["rel_error"] for p in h["test_points"]
+           if Path(p["checkpoint"]).name in names and abs(p["measured"]) >= floor]
+    return float(np.mean(rel)) if rel else float("nan")
+
+
+def test_names(h: dict) -> set[str]:
+    return {Path(p["checkpoint"]).name for p in h["test_points"] if p["N_inside"]}
+
+
+def row(name: str, v: dict, wall: float, base_tests: set[str], base: dict | None) -> dict:
+    h1, h2 = pooled(v, 1), pooled(v, 2)
+    verdicts = {f["approach"]: f"{f['verdict']} ({f['t2_advantage']:+.3g} ± {f['standard_error']:.2g})"
+                for f in v["forecast"]}
+    out = {
+        "ladder": name, "checkpoints": h1["train_checkpoints"] + h1["test_checkpoints"] + h1["outside_checkpoints"],
+        "test ckpts": h1["test_checkpoints"],
+        "A1 test rel (>= floor)": h1["test_mean_rel_error_above_floor"],
+        "A1 form limit (>= floor)": h1["form_limit_mean_rel_error_above_floor"],
+        "A2 test rel": h2["test_mean_rel_error"],
+        "A2 rel on the baseline's test ckpts": on_checkpoints(h2, base_tests, 0.0),
+        "A2 form limit": h2["form_limit_mean_rel_error"],
+        "A2 stage-1-free": h2["stage1_free_mean_rel_error"],
+        "parameters at bound (all/1, all/2)": "; ".join(", ".join(v["parameters_at_bound"][f"all/{a}"]) or "-"
+                                                        for a in (1, 2)),
+        "optimum at bound (all/1, all/2)": f"{v['optimum_at_bound']['all/1']}, {v['optimum_at_bound']['all/2']}",
+        "forecast A1": verdicts[1], "forecast A2": verdicts[2],
+        **{f"best pass@1 {t['task']} (chance)": f"{t['best_pass@1']:.3f} ({t['chance']:.2f})" for t in v["tasks"]},
+        "ladder training CPU s": v["training"]["training_cpu_s"], "this run's wall s": wall,
+    }
+    if base is not None:
+        out["A1 ratio"] = out["A1 test rel (>= floor)"] / base["A1 test rel (>= floor)"]
+        out["A2 ratio"] = out["A2 test rel"] / base["A2 test rel"]
+    return out
+
+
+def stage1_profile(folder: Path, cut: float, alphas=(0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5)) -> list[str]:
+    """Approach 2's stage 1 on the pooled task NLL of the training checkpoints (D/N <= cut), with α held
+    (:func:`harness.fit.chinchilla_alpha_profile`): its objective and the NLL L̂ it predicts for the
+    test checkpoints, beside their measured NLL. Markdown lines."""
+    from harness import records
+    from harness.dataset import task_columns
+    from harness.fit import chinchilla_alpha_profile, fit_chinchilla
+
+    cols = task_columns(records.read_table(folder / "dataset.parquet", "dataset"), demo.POOLED)
+    one = cols["k"] == 1
+    N, D, L, names = cols["N"][one], cols["D"][one], cols["task_loss"][one], cols["checkpoint"][one]
+    train, test = D / N <= cut, (D / N > cut) & (N >= N[D / N <= cut].min())
+    free = fit_chinchilla(N[train], D[train], L[train])
+    head = [Path(n).name for n in names[test]]
+    lines = ["| α | Huber objective (train) | " + " | ".join(f"L̂ {h}" for h in head) + " |", "|" + "---|" * (2 + len(head)),
+             "| measured | - | " + " | ".join(f"{x:.3f}" for x in L[test]) + " |"]
+    rows = [(free.params["alpha"], free.info["objective"], free, " (free fit)")]
+    rows += [(r["alpha"], r["objective"], r["law"], "") for r in chinchilla_alpha_profile(N[train], D[train], L[train], alphas)]
+    for alpha, objective, law, tag in sorted(rows, key=lambda r: r[0]):
+        lines.append(f"| {alpha:.3g}{tag} | {objective:.5f} | " +
+                     " | ".join(f"{x:.3f}" for x in law.predict(N[test], D[test])) + " |")
+    return lines
+
+
+def fmt(x) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, default=Path("/tmp/t2-bench-ladder-variants"))
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--out", type=Path, default=Path("results/bench/ladder_variants.md"))
+    args = ap.parse_args()
+    names = [n for n in args.variants.split(",") if n]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; expected some of {', '.join(VARIANTS)}")
+    t0 = time.perf_counter()
+    v0, wall0 = run("cpu", {}, args.work)
+    base_tests = test_names(pooled(v0, 2))
+    base = row("cpu (baseline)", v0, wall0, base_tests, None)
+    rows = [base] + [row(n, *run(n, VARIANTS[n], args.work), base_tests, base) for n in names]
+    keys = list(rows[-1])[1:] if len(rows) > 1 else list(base)[1:]
+    lines = ["# The demo's verdicts across ladder designs", "",
+             f"Command: `python tests/bench/bench_ladder_variants.py --variants {','.join(names)}`; "
+             f"{time.perf_counter() - t0:.0f} s in this invocation (variants whose cache was under "
+             f"{args.work} only refit); load {os.getloadavg()[0]:.1f} at the end.",
+             f"Baseline: the `cpu` preset. Its test checkpoints: {', '.join(sorted(base_tests))}.", "",
+             "| ladder | " + " | ".join(r["ladder"] for r in rows) + " |", "|" + "---|" * (1 + len(rows))]
+    lines += [f"| {k} | " + " | ".join(fmt(r.get(k, "-")) for r in rows) + " |" for k in keys]
+    cut = pooled(v0, 2)["holdout_ratio"]
+    lines += ["", "## Why Approach 2 misses the baseline's test checkpoints: stage 1's α", "",
+              f"Stage 1 (the robust Chinchilla fit of the pooled task NLL, nats) on the baseline's training "
+              f"checkpoints (D/N <= {cut:.4g}), α held and the rest refitted. A larger α puts more of each width's "
+              "NLL in its floor A/N^α, so L̂ stops falling with D; the training checkpoints choose the α with "
+              "the least objective.", ""]
+    lines += stage1_profile(args.work / "cpu", cut)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
