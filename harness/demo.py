@@ -18,6 +18,7 @@ a cache/ folder of checkpoints and runs that a second run reuses.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -97,6 +98,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+@functools.cache
 def non_embedding_params(d_model: int, n_layers: int, vocab: int) -> int:
     from harness.cost import param_counts
 
@@ -116,11 +118,16 @@ def ladder_rungs(p: Preset) -> list[Rung]:
     return rungs
 
 
-def width_for(N_target: float, p: Preset) -> int:
-    """The ladder width (a multiple of 8, ``p.n_layers`` layers) whose non-embedding N is closest
-    to ``N_target`` in log space."""
-    return min(range(8, 8 * 129, 8),
-               key=lambda w: abs(math.log(non_embedding_params(w, p.n_layers, p.vocab) / N_target)))
+WIDTHS = range(8, 8 * 129, 8)  # the architectures a forecast model may take: d_model a multiple of 8
+
+
+def bracketing_widths(N_target: float, p: Preset) -> list[int]:
+    """The widths of :data:`WIDTHS` (``p.n_layers`` layers) whose non-embedding N lie nearest below and
+    above ``N_target`` (one width at either end of the range)."""
+    sizes = [non_embedding_params(w, p.n_layers, p.vocab) for w in WIDTHS]
+    below = [w for w, N in zip(WIDTHS, sizes) if N <= N_target]
+    above = [w for w, N in zip(WIDTHS, sizes) if N >= N_target]
+    return sorted({*below[-1:], *above[:1]})
 
 
 def task_options(task: str, p: Preset, seed: int) -> dict[str, Any]:
@@ -247,34 +254,47 @@ def judge(approach: int, metric: str, t2: dict[str, Any], chinchilla: dict[str, 
             **{f"chinchilla_{c}": chinchilla[c] for c in ("N", "D", "D/N", "k")}}
 
 
-def trained_choice(N_target: float, C_train: float, p: Preset) -> tuple[int, int, int, int]:
-    """(width, N, D, k) of the model the forecast validation trains for ``N_target`` at ``C_train``: the
-    ladder width nearest in log N (:func:`width_for`), D = C_train/(6N) tokens and k = C_inf/(2N)
-    rounded to an integer in [1, n]."""
-    d = width_for(N_target, p)
-    N = non_embedding_params(d, p.n_layers, p.vocab)
-    return d, N, int(round(C_train / (6 * N))), int(min(p.n, max(1, round(p.C_inf / (2 * N)))))
+def trained_choice(law: Any, which: str, C_train: float, p: Preset) -> tuple[int, int, int, int]:
+    """(width, N, D, k) of the model the forecast validation trains for the law's T² optimum (``which`` =
+    "t2") or its Chinchilla-only choice ("chinchilla") at ``C_train``: D = C_train/(6N) tokens, k =
+    C_inf/(2N) rounded to an integer in [1, n], and of the two widths whose N bracket the choice's
+    (:func:`bracketing_widths`) the one the choice's own criterion ranks better: the T² law's value for
+    the optimum, the law's (N, D) part (``law.chinchilla_law``, loss) for the Chinchilla choice. So
+    rounding to a trainable width never hands either side the neighbour its own rule ranks worse."""
+    choice = law.optimum(C_train, p.C_inf) if which == "t2" else law.chinchilla_choice(C_train, p.C_inf)
+
+    def model(width: int) -> tuple[int, int, int, int]:
+        N = non_embedding_params(width, p.n_layers, p.vocab)
+        return width, N, int(round(C_train / (6 * N))), int(min(p.n, max(1, round(p.C_inf / (2 * N)))))
+
+    def rank(m: tuple[int, int, int, int]) -> float:  # lower is better
+        if which == "chinchilla":
+            return float(law.chinchilla_law.predict(m[1], m[2]))
+        value = float(law.predict(*m[1:]))
+        return value if law.METRIC == "loss" else -value
+
+    return min((model(w) for w in bracketing_widths(choice["N"], p)), key=rank)
 
 
 def forecast_budget(law: Any, p: Preset) -> tuple[float, float]:
     """The forecast validation's C_train, by a rule fixed before any validation model is measured: of
-    the ladder's budgets p.budgets, the one where the law predicts the largest |difference| between
-    the two models the validation would train there (its T² optimum and its Chinchilla choice at
-    p.C_inf, as :func:`trained_choice` realises them). Returns (C_train, predicted T² − Chinchilla)."""
+    the ladder's budgets p.budgets, the one where the law predicts the largest advantage of its T²
+    optimum over its Chinchilla choice, both as :func:`trained_choice` realises them (lower loss, or
+    higher pass@k). Returns (C_train, predicted T² − Chinchilla), the difference in the law's metric."""
     def gap(C: float) -> float:
-        a, b = (float(law.predict(*trained_choice(c["N"], C, p)[1:]))
-                for c in (law.optimum(C, p.C_inf), law.chinchilla_choice(C, p.C_inf)))
-        return a - b
+        t2, chin = (float(law.predict(*trained_choice(law, which, C, p)[1:])) for which in ("t2", "chinchilla"))
+        return t2 - chin
     gaps = {C: gap(C) for C in p.budgets}
-    best = max(gaps, key=lambda C: abs(gaps[C]))
+    sign = -1.0 if law.METRIC == "loss" else 1.0
+    best = max(gaps, key=lambda C: sign * gaps[C])
     return best, gaps[best]
 
 
-def validation_rung(N_target: float, C_train: float, p: Preset, cache: Path) -> tuple[Rung, Path, int]:
-    """The rung :func:`trained_choice` gives for ``N_target`` on the whole budget ``C_train``, its folder
-    and its k. A ladder rung of the same width and D is the same model (same seed and corpus), so it
-    is copied into the folder instead of trained again."""
-    d, _, D, k = trained_choice(N_target, C_train, p)
+def validation_rung(law: Any, which: str, C_train: float, p: Preset, cache: Path) -> tuple[Rung, Path, int]:
+    """The rung :func:`trained_choice` gives for the law's ``which`` choice on the whole budget ``C_train``,
+    its folder and its k. A ladder rung of the same width and D is the same model (same seed and
+    corpus), so it is copied into the folder instead of trained again."""
+    d, _, D, k = trained_choice(law, which, C_train, p)
     rung = Rung(d, p.n_layers, D, batch_size=p.batch_size, lr=p.lr)
     folder, twin = cache / "models" / f"validate-{rung.name}", cache / "models" / rung.name
     if (twin / TRAINING_FILE).is_file() and not folder.exists():  # the same rung, seed and corpus: the same model
@@ -348,9 +368,9 @@ def validate_forecasts(laws: dict[tuple[str, int], Any], p: Preset, cache: Path,
         law = laws[(POOLED, approach)]
         C_train, predicted_gap = forecast_budget(law, p)
         plans[approach] = C_train, predicted_gap, [
-            (name, choice, *validation_rung(choice["N"], C_train, p, cache))
-            for name, choice in (("T² forecast", law.optimum(C_train, p.C_inf)),
-                                 ("Chinchilla", law.chinchilla_choice(C_train, p.C_inf)))]
+            (name, choice, *validation_rung(law, which, C_train, p, cache))
+            for name, which, choice in (("T² forecast", "t2", law.optimum(C_train, p.C_inf)),
+                                        ("Chinchilla", "chinchilla", law.chinchilla_choice(C_train, p.C_inf)))]
     train_many([(rung, folder) for *_, plan in plans.values() for _, _, rung, folder, _ in plan], stream,
                tokenizer, seed, device)
     rows, verdicts = [], []

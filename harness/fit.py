@@ -276,9 +276,15 @@ class Law:
         v = self.predict(N, D, k)
         return v if self.METRIC == "loss" else -v
 
+    @property
+    def chinchilla_law(self) -> ChinchillaLaw:
+        """The law's (N, D) part as a Chinchilla law of the loss: what :meth:`chinchilla_choice` minimises
+        under C_train alone (Approach 1: the k = 1 slice; Approach 2: stage 1's L̂)."""
+        raise NotImplementedError
+
     def chinchilla_n(self, C_train: float) -> float:
         """Compute-optimal N of the law's (N, D) part alone (ignores inference)."""
-        raise NotImplementedError
+        return self.chinchilla_law.chinchilla_n(C_train)
 
     def search_box(self, n_factor: float = N_FACTOR, k_factor: float = K_FACTOR) -> SearchBox:
         """N in [N_min/n_factor, N_max·n_factor] and k <= k_max·k_factor of the fitted data; a law
@@ -425,6 +431,10 @@ class ChinchillaLaw(Law):
         N, D = np.asarray(N, dtype=np.float64), np.asarray(D, dtype=np.float64)
         return np.exp(e) + np.exp(a - al * np.log(N)) + np.exp(b - be * np.log(D))
 
+    @property
+    def chinchilla_law(self) -> ChinchillaLaw:
+        return self
+
     def chinchilla_n(self, C_train: float) -> float:
         """N_opt = (αA/(βB))^{1/(α+β)} (C/6)^{β/(α+β)}: the stationary point of A/N^α + B/(C/6N)^β."""
         a, b, _, al, be = self.x
@@ -548,8 +558,9 @@ class T2LossLaw(Law):
         a, b, e, al, be, g, _ = self.x
         return ChinchillaLaw(np.array([a, b, np.logaddexp(e, g), al, be]))
 
-    def chinchilla_n(self, C_train: float) -> float:
-        return self.at_k1().chinchilla_n(C_train)
+    @property
+    def chinchilla_law(self) -> ChinchillaLaw:
+        return self.at_k1()
 
 
 _T2_BOUNDS = [(-10.0, 50.0), (-10.0, 50.0), (LOG_E_ZERO, 5.0), (0.0, 5.0), (0.0, 5.0), (-20.0, 10.0), (0.0, 5.0)]
@@ -669,8 +680,9 @@ class T2AccuracyLaw(Law):
             a, b = self.beta_ab(np.asarray(L, dtype=np.float64))
             return beta_pass_at_k(a, b, np.asarray(k, dtype=np.float64))
 
-    def chinchilla_n(self, C_train: float) -> float:
-        return self.loss_law.chinchilla_n(C_train)
+    @property
+    def chinchilla_law(self) -> ChinchillaLaw:
+        return self.loss_law
 
 
 class T2ZeroInflatedAccuracyLaw(T2AccuracyLaw):

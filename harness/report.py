@@ -318,10 +318,11 @@ is taken out; the gap to the held-out error is stage 1's part.
 ## Did the forecast hold?
 
 For each pooled law, its T² optimum and its Chinchilla-only choice are trained at the same
-C_train (the ladder architecture nearest each N, D = C_train/(6N)) and evaluated at the same
-C_inf = {p.C_inf:.3g} (k = C_inf/(2N), rounded to an integer ≤ n). C_train is chosen per law by a rule
-fixed before any validation model is measured: of the ladder's budgets, the one where the law
-predicts the largest difference between the two models as trained there
+C_train (D = C_train/(6N); of the two architectures whose N bracket each choice, the one that choice's
+own criterion ranks better: the T² law's value, or the law's (N, D) part for the Chinchilla choice) and
+evaluated at the same C_inf = {p.C_inf:.3g} (k = C_inf/(2N), rounded to an integer ≤ n). C_train is chosen
+per law by a rule fixed before any validation model is measured: of the ladder's budgets, the one where
+the law predicts the largest advantage of the T² model over the Chinchilla model as trained there
 ({", ".join(f"approach {v['approach']}: C_train = {v['C_train']:.3g}, predicted T² − Chinchilla "
             f"{v['predicted_difference']:+.3g}" for v in s["verdicts"])}). Approach 1 is judged
 on the measured task loss, Approach 2 on the measured pass@k, each by the paired difference over

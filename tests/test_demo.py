@@ -12,7 +12,17 @@ import pytest
 
 from harness import records
 from harness.cost import sampling_cost
-from harness.demo import POOLED, PRESETS, TASKS, forecast_budget, ladder_rungs, run_demo, trained_choice
+from harness.demo import (
+    POOLED,
+    PRESETS,
+    TASKS,
+    bracketing_widths,
+    forecast_budget,
+    ladder_rungs,
+    non_embedding_params,
+    run_demo,
+    trained_choice,
+)
 from harness.fit import load_laws
 from harness.passk import pass_at_k
 from harness.store import SampleStore
@@ -255,23 +265,34 @@ def test_real_demo_runs_smollm2_on_humaneval_with_vllm(tmp_path):
     assert records.read_json(run / "cost.json", "cost")["total_flops"] == pytest.approx(expected["total_flops"])
 
 
-def test_forecast_budget_is_where_the_law_predicts_the_largest_difference():
+def test_forecast_budget_is_where_the_law_predicts_the_largest_t2_advantage():
     """The rule that picks the forecast validation's C_train reads only the law: of the ladder's budgets,
-    the one where the law's predictions for the two models trained there (T² optimum and Chinchilla
-    choice, at the nearest ladder width, D = C/(6N), integer k) differ most. Checked on the committed
-    demo's pooled laws (fitted on the measured cpu ladder)."""
+    the one where the law predicts its T² optimum beats its Chinchilla choice by the most, each realised
+    at the bracketing width its own criterion ranks better (D = C/(6N), integer k). Checked on the
+    committed demo's pooled laws (fitted on the measured cpu ladder)."""
     p = PRESETS["cpu"]
     root = Path(__file__).parents[1] / "results" / "demo"
     for name in ("law-loss.json", "law-accuracy.json"):
         law = load_laws(root / name)[POOLED]
+        sign = -1 if law.METRIC == "loss" else 1  # advantage = sign · (T² − Chinchilla)
         C, gap = forecast_budget(law, p)
-        assert C in p.budgets
+        assert C in p.budgets and sign * gap > 0
         for budget in p.budgets:
-            t2, chin = (trained_choice(c["N"], budget, p) for c in (law.optimum(budget, p.C_inf),
-                                                                    law.chinchilla_choice(budget, p.C_inf)))
+            t2, chin = (trained_choice(law, which, budget, p) for which in ("t2", "chinchilla"))
             assert t2[1] * t2[2] == pytest.approx(budget / 6, rel=1e-3) and 1 <= t2[3] <= p.n
             diff = float(law.predict(*t2[1:]) - law.predict(*chin[1:]))
-            assert abs(diff) <= abs(gap) + 1e-12
+            assert sign * diff <= sign * gap + 1e-12
             if budget == C:
                 assert diff == pytest.approx(gap)
-        assert gap != 0  # at the chosen budget the two models differ (otherwise nothing is testable)
+            # each side's width brackets its choice's N and is the better of the two by its own criterion
+            for which, (width, N, D, k) in (("t2", t2), ("chinchilla", chin)):
+                choice = law.optimum(budget, p.C_inf) if which == "t2" else law.chinchilla_choice(budget, p.C_inf)
+                widths = bracketing_widths(choice["N"], p)
+                assert width in widths and len(widths) <= 2
+                for other in widths:
+                    No = non_embedding_params(other, p.n_layers, p.vocab)
+                    Do, ko = round(budget / (6 * No)), min(p.n, max(1, round(p.C_inf / (2 * No))))
+                    if which == "t2":
+                        assert sign * law.predict(N, D, k) >= sign * law.predict(No, Do, ko) - 1e-12
+                    else:
+                        assert law.chinchilla_law.predict(N, D) <= law.chinchilla_law.predict(No, Do) + 1e-12
