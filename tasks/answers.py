@@ -35,12 +35,12 @@ def _get(row: Any, path: str) -> Any:
     return row
 
 
-def validate_jsonl(path: Path, fields: Sequence[str]) -> int:
-    """Check that every line of a JSON-lines file is an object with every (dotted) field; return the
-    row count. Raises ValueError naming the file, line and field."""
+def read_jsonl(path: Path, fields: Sequence[str]) -> list[dict]:
+    """The rows of a JSON-lines file, each checked to be an object with every (dotted) field. Raises
+    ValueError naming the file, line and field."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: data file not found")
-    n = 0
+    rows = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -55,10 +55,10 @@ def validate_jsonl(path: Path, fields: Sequence[str]) -> int:
                 except KeyError:
                     raise DataError(f"{path}:{lineno}: missing field {field!r} "
                                      f"(expected fields: {', '.join(fields)})") from None
-            n += 1
-    if n == 0:
+            rows.append(row)
+    if not rows:
         raise DataError(f"{path}: no rows (expected JSON lines with fields {', '.join(fields)})")
-    return n
+    return rows
 
 
 @contextlib.contextmanager
@@ -76,22 +76,19 @@ def no_download_count() -> Iterator[None]:
 
 
 def load_rows(data_files: DataFiles, fields: Sequence[str], hub: tuple[str, str | None, str]) -> list[dict]:
-    """Rows of a dataset: from local JSON-lines ``data_files`` (validated line by line, then read
-    with ``datasets``' json loader), else ``datasets.load_dataset(*hub)`` = (path, config, split)."""
-    import datasets
-
+    """Rows of a dataset: from local JSON-lines ``data_files`` (read and checked line by line,
+    :func:`read_jsonl`; no ``datasets`` import, cache or request), else ``datasets.load_dataset(*hub)``
+    = (path, config, split)."""
     files = data_paths(data_files)
     if files:
-        for path in files:
-            validate_jsonl(path, fields)
-        with no_download_count():
-            ds = datasets.load_dataset("json", data_files=[str(p) for p in files], split="train")
-    else:
-        path, name, split = hub
-        ds = datasets.load_dataset(path, name, split=split)
-        missing = [f for f in fields if f.split(".")[0] not in ds.column_names]
-        if missing:
-            raise DataError(f"{path}: missing field {missing[0]!r} (columns: {', '.join(ds.column_names)})")
+        return [row for path in files for row in read_jsonl(path, fields)]
+    import datasets
+
+    path, name, split = hub
+    ds = datasets.load_dataset(path, name, split=split)
+    missing = [f for f in fields if f.split(".")[0] not in ds.column_names]
+    if missing:
+        raise DataError(f"{path}: missing field {missing[0]!r} (columns: {', '.join(ds.column_names)})")
     return list(ds)
 
 

@@ -1,5 +1,5 @@
 """LAMBADA, ARC-Easy, SciQ, OpenBookQA from local JSON-lines files in each dataset's real field
-layout, read through the real `datasets` json loader."""
+layout (read line by line, as every local data file is)."""
 
 from __future__ import annotations
 
