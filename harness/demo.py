@@ -268,10 +268,7 @@ def trained_choice(law: Any, which: str, C_train: float, p: Preset) -> tuple[int
         return width, N, int(round(C_train / (6 * N))), int(min(p.n, max(1, round(p.C_inf / (2 * N)))))
 
     def rank(m: tuple[int, int, int, int]) -> float:  # lower is better
-        if which == "chinchilla":
-            return float(law.chinchilla_law.predict(m[1], m[2]))
-        value = float(law.predict(*m[1:]))
-        return value if law.METRIC == "loss" else -value
+        return float(law.chinchilla_law.predict(m[1], m[2]) if which == "chinchilla" else law.objective(*m[1:]))
 
     return min((model(w) for w in bracketing_widths(choice["N"], p)), key=rank)
 
@@ -281,13 +278,10 @@ def forecast_budget(law: Any, p: Preset) -> tuple[float, float]:
     the ladder's budgets p.budgets, the one where the law predicts the largest advantage of its T²
     optimum over its Chinchilla choice, both as :func:`trained_choice` realises them (lower loss, or
     higher pass@k). Returns (C_train, predicted T² − Chinchilla), the difference in the law's metric."""
-    def gap(C: float) -> float:
-        t2, chin = (float(law.predict(*trained_choice(law, which, C, p)[1:])) for which in ("t2", "chinchilla"))
-        return t2 - chin
-    gaps = {C: gap(C) for C in p.budgets}
-    sign = -1.0 if law.METRIC == "loss" else 1.0
-    best = max(gaps, key=lambda C: sign * gaps[C])
-    return best, gaps[best]
+    models = {C: [trained_choice(law, which, C, p)[1:] for which in ("t2", "chinchilla")] for C in p.budgets}
+    best = min(models, key=lambda C: float(law.objective(*models[C][0]) - law.objective(*models[C][1])))
+    t2, chin = models[best]
+    return best, float(law.predict(*t2) - law.predict(*chin))
 
 
 def validation_rung(law: Any, which: str, C_train: float, p: Preset, cache: Path) -> tuple[Rung, Path, int]:

@@ -271,7 +271,7 @@ class Law:
     def predict(self, N, D, k=1) -> np.ndarray:
         raise NotImplementedError
 
-    def _value(self, N, D, k) -> np.ndarray:
+    def objective(self, N, D, k) -> np.ndarray:
         """The quantity the optimizer minimises: loss, or −accuracy."""
         v = self.predict(N, D, k)
         return v if self.METRIC == "loss" else -v
@@ -323,7 +323,7 @@ class Law:
         non-empty also issues a FitWarning)."""
         C_train, C_inf, box = float(C_train), float(C_inf), box or self.search_box()
         lo, hi = self._n_limits(C_train, C_inf, box)
-        N = _argmin_log(lambda n: self._value(n, C_train / (6 * n), C_inf / (2 * n)), hi[0], lo[0])
+        N = _argmin_log(lambda n: self.objective(n, C_train / (6 * n), C_inf / (2 * n)), hi[0], lo[0])
         limits, k = (lo, hi), C_inf / (2 * N)
         if integer_k:
             cands = np.unique(np.r_[1, np.arange(max(1, np.floor(k) - 3), np.ceil(k) + 4)])
@@ -333,8 +333,8 @@ class Law:
                     lo_k, hi_k = self._n_limits(C_train, C_inf, box, float(kk))
                 except ValueError:  # no N in the box spends C_train with this k
                     continue
-                n = _argmin_log(lambda n, kk=kk: self._value(n, C_train / (6 * n), kk), hi_k[0], lo_k[0])
-                v = float(self._value(n, C_train / (6 * n), kk))
+                n = _argmin_log(lambda n, kk=kk: self.objective(n, C_train / (6 * n), kk), hi_k[0], lo_k[0])
+                v = float(self.objective(n, C_train / (6 * n), kk))
                 if best is None or v < best[0]:
                     best = (v, n, float(kk), (lo_k, hi_k))
             _, N, k, limits = best
