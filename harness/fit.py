@@ -26,11 +26,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
-from scipy.special import betaln, digamma, expit
+from scipy.special import digamma, expit
 from threadpoolctl import threadpool_limits
 
 from harness import records
 from harness.errors import DataError, InvalidSetting, RecordError
+from harness.passk import beta_pass_at_k, log_beta_ratio
 
 
 class FitWarning(UserWarning):
@@ -696,15 +697,6 @@ class T2ZeroInflatedAccuracyLaw(T2AccuracyLaw):
         return (1 - self.x[10]) * super().accuracy_at(L, k)
 
 
-def beta_pass_at_k(a: np.ndarray, b: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """1 − B(a, b + k)/B(a, b), with its limits where floating point leaves (0, ∞): 0 where a = μν
-    underflows to 0, 1 where b = (1 − μ)ν rounds to 0 (μ within an ulp of 1)."""
-    ok = (a > 0) & (b > 0)
-    a1, b1 = np.where(ok, a, 1.0), np.where(ok, b, 1.0)
-    delta = np.minimum(betaln(a1, b1 + k) - betaln(a1, b1), 0.0)  # B(a, b + k) <= B(a, b); clip rounding
-    return np.where(ok, -np.expm1(delta), np.where(b > 0, 0.0, 1.0))
-
-
 def theta_from_search(y: np.ndarray, E: float) -> np.ndarray:
     """Stage-2 search vector (u, θ1, ρ, θ3, θ4[, π]) [..., P] -> the law's (θ0, θ1, θ2, θ3, θ4[, π]):
     θ0 = E + u/θ1, θ2 = ρ (1 + exp(−u)), so that μ = θ2 σ(−θ1 (L̂ − θ0)) = ρ (1 + e^−u) σ(u − θ1 (L̂ − E))."""
@@ -737,9 +729,9 @@ def _stage2_bounds(E: float, zero_inflated: bool) -> list[tuple[float, float]]:
 class AccuracyDesign:
     """The Approach 2 stage-2 SSE, batched over θ vectors, with the per-checkpoint work shared.
 
-    a, b depend on the row only through its checkpoint's L̂, so μ, ν, a, b, log B(a, b), ψ(b) and
-    ψ(a + b) are computed once per checkpoint [S, C]; only log B(a, b + k), ψ(b + k) and
-    ψ(a + b + k) are per row [S, R]. Per-row gradient terms are summed back to checkpoints by one
+    a, b depend on the row only through its checkpoint's L̂, so μ, ν, a, b, ψ(b) and ψ(a + b) are
+    computed once per checkpoint [S, C]; only log B(a, b + k) − log B(a, b) (:func:`log_beta_ratio`),
+    ψ(b + k) and ψ(a + b + k) are per row [S, R]. Per-row gradient terms are summed back to checkpoints by one
     matrix product with the row→checkpoint indicator.
     """
 
@@ -793,10 +785,10 @@ class AccuracyDesign:
         limit = np.where(b > 0, 0.0, 1.0)[..., self.row]
         a, b = np.where(ok, a, 1.0), np.where(ok, b, 1.0)
         ab = a + b
-        lb_c, psi_ab, psi_b = betaln(a, b), digamma(ab), digamma(b)
+        psi_ab, psi_b = digamma(ab), digamma(b)
         ar, br, abr, okr = a[..., self.row], b[..., self.row], ab[..., self.row], ok[..., self.row]  # [..., R]
         bk = br + self.k
-        delta = np.minimum(betaln(ar, bk) - lb_c[..., self.row], 0.0)  # B(a, b + k) <= B(a, b); clip rounding
+        delta = np.minimum(log_beta_ratio(ar, br, self.k), 0.0)  # B(a, b + k) <= B(a, b); clip rounding
         P = np.where(okr, -np.expm1(delta), limit)
         r = keep * P - self.acc
         dd = np.where(okr, -2 * r * keep * np.exp(delta), 0.0)  # ∂SSE/∂delta

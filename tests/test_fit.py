@@ -281,6 +281,23 @@ def test_stage2_reparametrisation_gradient_and_unclipped_mu():
     assert fit.beta_pass_at_k(np.array([0.0, 2.0, 1e-300]), np.array([3.0, 0.0, 1.0]), 4.0).tolist()[:2] == [0.0, 1.0]
 
 
+def test_stage2_objective_is_smooth_where_the_beta_is_concentrated():
+    """ν = exp(θ3 + θ4 L̂) reaches 5·10⁷ at a checkpoint with L̂ = 8.7 nats (the demo's causal task): there
+    betaln's difference had rounding noise ~3e-7 in the SSE, finite differences disagreed with the gradient
+    in sign and L-BFGS-B stopped ABNORMAL. With log_beta_ratio they agree at a step of 1e-5."""
+    L = np.geomspace(0.009, 8.7, 20)
+    ck, k = np.repeat(np.arange(20), 7), np.tile(2.0 ** np.arange(7), 20)
+    theta = np.array([-8.65, 1.415, 2.06e5, -1.077, 2.166, 0.0])
+    acc = np.clip(fit.T2ZeroInflatedAccuracyLaw(np.r_[CHIN, theta]).accuracy_at(L[ck], k)
+                  + np.random.default_rng(0).normal(0, 0.02, k.size), 0, 1)
+    design = fit.AccuracyDesign.build(ck, L[ck], k, acc)
+    E = 1e-22
+    y = fit.search_from_theta(theta, E)
+    assert np.exp(theta[3] + theta[4] * L.max()) > 4e7
+    np.testing.assert_allclose(design.sse_search(y, E)[1][:5],
+                               _numeric_grad(lambda v: design.sse_search(v, E)[0], y, eps=1e-5)[:5], rtol=1e-3)
+
+
 def test_zero_irreducible_loss_is_the_formulas_limit_not_a_search_bound():
     """Data from laws with E = 0 (a task loss that falls to 0): both fits put E at 0 (log E at
     LOG_E_ZERO, which adds nothing to any loss in float64), report it as the formula limit "E = 0"

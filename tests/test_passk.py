@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.integrate import quad
+from scipy.special import betaln
 from scipy.stats import beta as beta_dist
 from scipy.stats import betabinom
 
@@ -26,6 +27,8 @@ from harness.passk import (
     fit_beta,
     fit_beta_binomial,
     fit_success_model,
+    log_beta_ratio,
+    log_beta_shift,
     log_pass_at_k_from_nll,
     maj_at_k,
     majority_distribution,
@@ -441,6 +444,26 @@ def test_fit_beta_ignores_unsampled_problems_and_rejects_no_samples():
     assert fit_beta(np.r_[n, 0, 0], np.r_[c, 0, 0]) == pytest.approx(fit_beta(n, c))
     with pytest.raises(ValueError, match="all n = 0"):
         fit_beta([0, 0], [0, 0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(-7, 8), st.floats(-7, 8), st.one_of(st.sampled_from([0.0, 1.0, 2.0, 64.0, 1e4, 1e6]), st.floats(-3, 6).map(lambda e: 10.0**e)))
+def test_log_beta_ratio_is_exact_where_betaln_cancels(log_a, log_b, k):
+    """log B(a, b + k) − log B(a, b) against 50-digit arithmetic over a, b in [1e-7, 1e8] and k in [0, 1e6]
+    (scipy's betaln difference can lose every digit: a = 234, b = 5·10⁷, k = 1 is 5% off)."""
+    a, b = 10.0**log_a, 10.0**log_b
+    with mpmath.workdps(50):
+        exact = float(mpmath.log(mpmath.beta(a, mpmath.mpf(b) + k)) - mpmath.log(mpmath.beta(a, b)))
+    assert log_beta_ratio(a, b, k) == pytest.approx(exact, rel=1e-10, abs=1e-300)
+    assert log_beta_shift(a, b, k, 2 * k) == pytest.approx(log_beta_ratio(b, a, k) + log_beta_ratio(a + k, b, 2 * k))
+
+
+def test_log_beta_ratio_where_betaln_lost_the_value():
+    with mpmath.workdps(50):
+        exact = float(mpmath.log(mpmath.beta(234, mpmath.mpf(5e7) + 1)) - mpmath.log(mpmath.beta(234, 5e7)))
+    assert abs(betaln(234, 5e7 + 1) - betaln(234, 5e7) - exact) > 1e-3 * abs(exact)  # the cancellation
+    assert log_beta_ratio(234, 5e7, 1) == pytest.approx(exact, rel=1e-12)
+    assert log_beta_ratio(234, 5e7, 0) == 0.0
 
 
 @pytest.mark.parametrize("a, b", [(0.3, 5.0), (1.5, 0.8)])
