@@ -37,7 +37,7 @@ import torch
 
 from harness import records
 from harness.errors import InvalidSetting
-from harness.ladder import Rung, build_tokenizer, encode_corpus, llama_config, matmul_peak_flops, train_many
+from harness.ladder import SEQ_LEN, Rung, build_tokenizer, encode_corpus, llama_config, matmul_peak_flops, train_many
 from harness.models import TRAINING_FILE
 from harness.progress import progress_bar
 from harness.report import demo_markdown, forecast_verdict, real_demo_markdown
@@ -57,7 +57,8 @@ class Preset:
     (FLOPs, N non-embedding). per_slice: checkpoints per isoFLOP slice, the widths whose tokens per
     parameter D/N lie nearest (in log) to tpp_center, within tpp. questions: held-out
     questions per task. people: the knowledge task's fact base (None: the task's default, 200
-    persons). batch_size: training sequences per optimizer step. lr: AdamW's peak learning rate
+    persons). batch_size: training sequences per optimizer step (fewer where a rung would otherwise
+    take fewer than min_steps steps; 0: never). lr: AdamW's peak learning rate
     (measured on the knowledge/causal corpus at C_train = 2e10-6e10: 1e-2 takes pass@1 from chance
     to 0.15-0.9 where 3e-3 stays near chance). n: samples per
     question. C_train: the training budget (FLOPs) of the report's table of optima; the forecast
@@ -74,6 +75,7 @@ class Preset:
     questions: int = 100
     people: int | None = None
     batch_size: int = 32
+    min_steps: int = 0
     lr: float = 3e-3
     n: int = 64
     max_tokens: int = 6
@@ -105,6 +107,13 @@ def non_embedding_params(d_model: int, n_layers: int, vocab: int) -> int:
     return param_counts(llama_config(Rung(d_model, n_layers, 0), vocab, 0))["non_embedding"]
 
 
+def preset_rung(p: Preset, d_model: int, tokens: int) -> Rung:
+    """The preset's rung of width ``d_model`` trained on ``tokens``: p.batch_size sequences per step, or
+    fewer (at least 1) so that it takes at least p.min_steps optimizer steps."""
+    batch = max(1, min(p.batch_size, tokens // (SEQ_LEN * p.min_steps))) if p.min_steps else p.batch_size
+    return Rung(d_model, p.n_layers, tokens, batch_size=batch, lr=p.lr)
+
+
 def ladder_rungs(p: Preset) -> list[Rung]:
     """The grid: on each isoFLOP slice C, the ``p.per_slice`` widths whose D/N = C/(6N²) lies in
     ``p.tpp`` and nearest ``p.tpp_center`` in log (so the slice brackets its minimum), by width."""
@@ -113,8 +122,7 @@ def ladder_rungs(p: Preset) -> list[Rung]:
         sizes = {d: non_embedding_params(d, p.n_layers, p.vocab) for d in p.widths}
         fits = [d for d, N in sizes.items() if p.tpp[0] <= C / (6 * N * N) <= p.tpp[1]]
         near = sorted(fits, key=lambda d: abs(math.log(C / (6 * sizes[d] ** 2) / p.tpp_center)))[: p.per_slice]
-        rungs += [Rung(d, p.n_layers, int(round(C / (6 * sizes[d]))), batch_size=p.batch_size, lr=p.lr)
-                  for d in sorted(near)]
+        rungs += [preset_rung(p, d, int(round(C / (6 * sizes[d])))) for d in sorted(near)]
     return rungs
 
 
@@ -289,11 +297,11 @@ def validation_rung(law: Any, which: str, C_train: float, p: Preset, cache: Path
     its folder and its k. A ladder rung of the same width and D is the same model (same seed and
     corpus), so it is copied into the folder instead of trained again."""
     d, _, D, k = trained_choice(law, which, C_train, p)
-    rung = Rung(d, p.n_layers, D, batch_size=p.batch_size, lr=p.lr)
-    folder, twin = cache / "models" / f"validate-{rung.name}", cache / "models" / rung.name
+    model = preset_rung(p, d, D)
+    folder, twin = cache / "models" / f"validate-{model.name}", cache / "models" / model.name
     if (twin / TRAINING_FILE).is_file() and not folder.exists():  # the same rung, seed and corpus: the same model
         shutil.copytree(twin, folder)
-    return rung, folder, k
+    return model, folder, k
 
 
 def fit_laws(dataset: pa.Table, p: Preset, out: Path, seed: int

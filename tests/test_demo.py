@@ -4,6 +4,7 @@ report) and the stages' outputs agree with each other."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -207,6 +208,26 @@ def test_rung_batch_size_and_learning_rate_set_the_training(tmp_path):
                                                   )["final_loss"] != record["final_loss"]
     assert 0 < record["cpu_s"] and (tmp_path / rung.name / "config.json").is_file()
     assert matmul_peak_flops(size=256, repeats=2, trials=2) > 1e8
+
+
+def test_min_steps_shrinks_the_batch_of_short_rungs_only():
+    """With min_steps a rung takes fewer sequences per step (>= 1) where p.batch_size would give it fewer
+    steps; the others, and every rung without min_steps, keep p.batch_size and their names (so caches hold)."""
+    from harness.demo import preset_rung
+    from harness.ladder import SEQ_LEN
+
+    p = dataclasses.replace(PRESETS["cpu"], min_steps=500)
+    assert ladder_rungs(dataclasses.replace(p, min_steps=0)) == ladder_rungs(PRESETS["cpu"])
+    changed = 0
+    for before, after in zip(ladder_rungs(PRESETS["cpu"]), ladder_rungs(p)):
+        assert (before.d_model, before.tokens) == (after.d_model, after.tokens)
+        steps = before.tokens // (SEQ_LEN * before.batch_size)
+        if steps >= 500:
+            assert after == before
+        else:
+            changed += 1
+            assert 1 <= after.batch_size < before.batch_size and after.tokens // (SEQ_LEN * after.batch_size) >= 500
+    assert changed >= 3 and preset_rung(p, 16, 100).batch_size == 1
 
 
 def test_checkpoints_are_named_relative_to_the_report_folder_even_from_a_moved_cache(tmp_path):

@@ -14,6 +14,11 @@ Variants (each changes one thing):
   shifted    the same range moved up: 8e10-1.2e12 (the 3e10 slice, 176-1,637 optimizer steps of 512 tokens, left out)
   people120  the knowledge task's fact base doubled (120 persons): less recall per training token
   people300  five times the fact base (300 persons)
+  minsteps500  every rung at least 500 optimizer steps (fewer sequences per step where the 512-token
+             step left it fewer: the 3e10 slice's widths 32-48 and width 48 at 8e10, 176-469 steps before).
+             Decided before it ran: the cpu preset takes it if the pooled Approach 2 error is <= 10%, no
+             pooled parameter sits on a bound, both forecasts are distinguishable and each task's worst
+             pass@1 stays within 2x chance.
 
 Run by hand:
   python tests/bench/bench_ladder_variants.py [--work DIR] [--variants wide,people120,people300]
@@ -40,6 +45,7 @@ VARIANTS = {
     "shifted": {"budgets": (8e10, 2e11, 5e11, 1.2e12)},
     "people120": {"people": 120},
     "people300": {"people": 300},
+    "minsteps500": {"min_steps": 500},
 }
 FLOOR = 0.05
 
@@ -86,6 +92,7 @@ def row(name: str, v: dict, wall: float, base_tests: set[str], base: dict | None
         "optimum at bound (all/1, all/2)": f"{v['optimum_at_bound']['all/1']}, {v['optimum_at_bound']['all/2']}",
         "forecast A1": verdicts[1], "forecast A2": verdicts[2],
         **{f"best pass@1 {t['task']} (chance)": f"{t['best_pass@1']:.3f} ({t['chance']:.2f})" for t in v["tasks"]},
+        **{f"worst pass@1 {t['task']} (chance)": f"{t['worst_pass@1']:.3f} ({t['chance']:.2f})" for t in v["tasks"]},
         "ladder training CPU s": v["training"]["training_cpu_s"], "this run's wall s": wall,
     }
     if base is not None:
