@@ -158,9 +158,7 @@ def task_loss_from_samples(n, c, k, prior: tuple[float, float] | None = None) ->
     return 0.0 - log_pass.mean(axis=0), int(smoothed.sum())
 
 
-_STIRLING_FROM = 20.0  # log_beta_ratio's Stirling form from b >= 20: the series' truncation error < 1e-17 there
-
-
+_STIRLING_FROM = 20.0  # where _log_beta_ratio_stirling uses Stirling's series (b below it is moved up to it)
 _STIRLING = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188)  # R(x) = Σ_j c_j x^−(2j+1), j = 0..4
 
 
