@@ -57,7 +57,8 @@ class Preset:
     (FLOPs, N non-embedding). per_slice: checkpoints per isoFLOP slice, the widths whose tokens per
     parameter D/N lie nearest (in log) to tpp_center, within tpp. questions: held-out
     questions per task. people: the knowledge task's fact base (None: the task's default, 200
-    persons). batch_size: training sequences per optimizer step (fewer where a rung would otherwise
+    persons). head_dim: every width's attention heads are d_model/head_dim (0: 4 heads at every
+    width). batch_size: training sequences per optimizer step (fewer where a rung would otherwise
     take fewer than min_steps steps; 0: never). lr: AdamW's peak learning rate
     (measured on the knowledge/causal corpus at C_train = 2e10-6e10: 1e-2 takes pass@1 from chance
     to 0.15-0.9 where 3e-3 stays near chance). n: samples per
@@ -74,6 +75,7 @@ class Preset:
     tpp_center: float = 60.0
     questions: int = 100
     people: int | None = None
+    head_dim: int = 0
     batch_size: int = 32
     min_steps: int = 0
     lr: float = 3e-3
@@ -108,10 +110,14 @@ def non_embedding_params(d_model: int, n_layers: int, vocab: int) -> int:
 
 
 def preset_rung(p: Preset, d_model: int, tokens: int) -> Rung:
-    """The preset's rung of width ``d_model`` trained on ``tokens``: p.batch_size sequences per step, or
-    fewer (at least 1) so that it takes at least p.min_steps optimizer steps."""
+    """The preset's rung of width ``d_model`` trained on ``tokens``: d_model/p.head_dim attention heads (4
+    without head_dim), p.batch_size sequences per step, or fewer (at least 1) so that it takes at least
+    p.min_steps optimizer steps."""
+    if p.head_dim and d_model % p.head_dim:
+        raise InvalidSetting("head_dim", p.head_dim, f"a divisor of every width (d_model = {d_model})")
     batch = max(1, min(p.batch_size, tokens // (SEQ_LEN * p.min_steps))) if p.min_steps else p.batch_size
-    return Rung(d_model, p.n_layers, tokens, batch_size=batch, lr=p.lr)
+    heads = d_model // p.head_dim if p.head_dim else 4
+    return Rung(d_model, p.n_layers, tokens, n_heads=heads, batch_size=batch, lr=p.lr)
 
 
 def ladder_rungs(p: Preset) -> list[Rung]:

@@ -34,7 +34,7 @@ SEQ_LEN = 64
 
 @dataclass(frozen=True)
 class Rung:
-    """One model of the ladder: width, depth, training tokens D, sequences per optimizer step
+    """One model of the ladder: width, depth, training tokens D, attention heads, sequences per optimizer step
     (at the ladder's small D, the number of steps D/(batch·SEQ_LEN) limits what a model learns)
     and AdamW's peak learning rate."""
 
@@ -47,9 +47,10 @@ class Rung:
 
     @property
     def name(self) -> str:
+        heads = f"-h{self.n_heads}" if self.n_heads != 4 else ""
         batch = f"-b{self.batch_size}" if self.batch_size != 32 else ""
         lr = f"-lr{self.lr:g}" if self.lr != 3e-3 else ""
-        return f"d{self.d_model}-l{self.n_layers}-D{self.tokens}{batch}{lr}"
+        return f"d{self.d_model}-l{self.n_layers}{heads}-D{self.tokens}{batch}{lr}"
 
 
 def matmul_peak_flops(size: int = 1024, repeats: int = 8, trials: int = 5) -> float:

@@ -210,9 +210,10 @@ def test_rung_batch_size_and_learning_rate_set_the_training(tmp_path):
     assert matmul_peak_flops(size=256, repeats=2, trials=2) > 1e8
 
 
-def test_min_steps_shrinks_the_batch_of_short_rungs_only():
+def test_min_steps_and_head_dim_set_the_rungs():
     """With min_steps a rung takes fewer sequences per step (>= 1) where p.batch_size would give it fewer
-    steps; the others, and every rung without min_steps, keep p.batch_size and their names (so caches hold)."""
+    steps; the others, and every rung without min_steps, keep p.batch_size and their names (so caches hold).
+    head_dim sets d_model/head_dim heads, named where they differ from the default 4."""
     from harness.demo import preset_rung
     from harness.ladder import SEQ_LEN
 
@@ -228,6 +229,11 @@ def test_min_steps_shrinks_the_batch_of_short_rungs_only():
             changed += 1
             assert 1 <= after.batch_size < before.batch_size and after.tokens // (SEQ_LEN * after.batch_size) >= 500
     assert changed >= 3 and preset_rung(p, 16, 100).batch_size == 1
+    heads = dataclasses.replace(PRESETS["cpu"], head_dim=8)
+    assert [r.n_heads for r in ladder_rungs(heads)] == [r.d_model // 8 for r in ladder_rungs(heads)]
+    assert preset_rung(heads, 16, 100).name == "d16-l2-h2-D100-b8-lr0.01" and preset_rung(heads, 32, 100).n_heads == 4
+    with pytest.raises(ValueError, match="head_dim"):
+        preset_rung(dataclasses.replace(heads, head_dim=12), 16, 100)
 
 
 def test_checkpoints_are_named_relative_to_the_report_folder_even_from_a_moved_cache(tmp_path):

@@ -4,7 +4,7 @@ Runs the whole demo (`harness.demo.run_demo`) on variants of the `cpu` preset an
 pooled numbers from `validation.json` beside the `cpu` preset's own (the baseline, run in the same
 invocation): held-out relative error of Approach 1 (task loss, rows with |measured| >= 0.05) and of
 Approach 2 (pass@k), also over the baseline's three test checkpoints alone (the checkpoints of the
-same names, where the variant's test set holds them); the form limit; parameters and optima on a
+same width and tokens, where the variant's test set holds them); the form limit; parameters and optima on a
 search bound; both forecast verdicts; each synthetic task's best pass@1 against chance; and the
 ladder's training CPU seconds as recorded when each checkpoint was trained. Ratios are the
 variant's held-out error over the baseline's.
@@ -19,6 +19,9 @@ Variants (each changes one thing):
              Decided before it ran: the cpu preset takes it if the pooled Approach 2 error is <= 10%, no
              pooled parameter sits on a bound, both forecasts are distinguishable and each task's worst
              pass@1 stays within 2x chance.
+  headdim8   attention heads of 8 dimensions at every width (d_model/8 heads; widths 16 and 24 had heads of
+             4 and 6 dimensions, RoPE with 2 and 3 frequencies, while width 32 up had >= 8). Same criteria,
+             fixed before it ran.
 
 Run by hand:
   python tests/bench/bench_ladder_variants.py [--work DIR] [--variants wide,people120,people300]
@@ -46,6 +49,7 @@ VARIANTS = {
     "people120": {"people": 120},
     "people300": {"people": 300},
     "minsteps500": {"min_steps": 500},
+    "headdim8": {"head_dim": 8},
 }
 FLOOR = 0.05
 
@@ -63,18 +67,26 @@ def pooled(v: dict, approach: int) -> dict:
     return next(h for h in v["heldout"] if h["task"] == demo.POOLED and h["approach"] == approach)
 
 
-def on_checkpoints(h: dict, names: set[str], floor: float) -> float:
-    """Mean relative error of the held-out rows of ``names`` (rows with |measured| >= floor)."""
+def shape(checkpoint: str) -> tuple[str, str]:
+    """(width, tokens) of a ladder checkpoint's name, e.g. d24-l2-h3-D956206-b8-lr0.01 -> ("d24", "D956206"): the
+    same model size and data whatever heads or batch a variant trains it with."""
+    parts = Path(checkpoint).name.split("-")
+    return parts[0], next(p for p in parts if p.startswith("D"))
+
+
+def on_checkpoints(h: dict, shapes: set[tuple[str, str]], floor: float) -> float:
+    """Mean relative error of the held-out rows of the checkpoints of these ``shapes`` (rows with
+    |measured| >= floor)."""
     rel = [p["rel_error"] for p in h["test_points"]
-           if Path(p["checkpoint"]).name in names and abs(p["measured"]) >= floor]
+           if shape(p["checkpoint"]) in shapes and abs(p["measured"]) >= floor]
     return float(np.mean(rel)) if rel else float("nan")
 
 
-def test_names(h: dict) -> set[str]:
-    return {Path(p["checkpoint"]).name for p in h["test_points"] if p["N_inside"]}
+def test_shapes(h: dict) -> set[tuple[str, str]]:
+    return {shape(p["checkpoint"]) for p in h["test_points"] if p["N_inside"]}
 
 
-def row(name: str, v: dict, wall: float, base_tests: set[str], base: dict | None) -> dict:
+def row(name: str, v: dict, wall: float, base_tests: set[tuple[str, str]], base: dict | None) -> dict:
     h1, h2 = pooled(v, 1), pooled(v, 2)
     verdicts = {f["approach"]: f"{f['verdict']} ({f['t2_advantage']:+.3g} ± {f['standard_error']:.2g})"
                 for f in v["forecast"]}
@@ -141,7 +153,7 @@ def main() -> None:
         raise SystemExit(f"--variants: unknown {unknown}; expected some of {', '.join(VARIANTS)}")
     t0 = time.perf_counter()
     v0, wall0 = run("cpu", {}, args.work)
-    base_tests = test_names(pooled(v0, 2))
+    base_tests = test_shapes(pooled(v0, 2))
     base = row("cpu (baseline)", v0, wall0, base_tests, None)
     rows = [base] + [row(n, *run(n, VARIANTS[n], args.work), base_tests, base) for n in names]
     keys = list(rows[-1])[1:] if len(rows) > 1 else list(base)[1:]
@@ -149,7 +161,8 @@ def main() -> None:
              f"Command: `python tests/bench/bench_ladder_variants.py --variants {','.join(names)}`; "
              f"{time.perf_counter() - t0:.0f} s in this invocation (variants whose cache was under "
              f"{args.work} only refit); load {os.getloadavg()[0]:.1f} at the end.",
-             f"Baseline: the `cpu` preset. Its test checkpoints: {', '.join(sorted(base_tests))}.", "",
+             f"Baseline: the `cpu` preset. Its test checkpoints (width, tokens): "
+             f"{', '.join('-'.join(t) for t in sorted(base_tests))}.", "",
              "| ladder | " + " | ".join(r["ladder"] for r in rows) + " |", "|" + "---|" * (1 + len(rows))]
     lines += [f"| {k} | " + " | ".join(fmt(r.get(k, "-")) for r in rows) + " |" for k in keys]
     cut = pooled(v0, 2)["holdout_ratio"]
