@@ -10,18 +10,17 @@ Run: OMP_NUM_THREADS=1 .venv/bin/python tests/bench/bench_math_verify.py
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from child import REPO, at_revision  # noqa: E402
 from harness.tasks import math as m  # noqa: E402
 from test_math import STYLES  # noqa: E402
 
 LEGACY = "2391d42"  # the last commit with the hand-written checker
-REPO = Path(__file__).resolve().parents[2]
 
 # (model answer, gold, equivalent?): MATH-style cases with their correct label
 CASES = [
@@ -66,8 +65,7 @@ CASES = [
 
 def _legacy_equiv():
     """``is_equiv`` of tasks/math.py at commit LEGACY, loaded as a module of harness.tasks."""
-    source = subprocess.run(["git", "show", f"{LEGACY}:tasks/math.py"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout
+    source = at_revision(LEGACY, "tasks/math.py")
     module = types.ModuleType("harness.tasks.math_legacy")
     module.__package__ = "harness.tasks"
     exec(compile(source, f"{LEGACY}:tasks/math.py", "exec"), module.__dict__)

@@ -18,24 +18,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
-from bench_store_scale import N, measure, write_run
+from bench_store_scale import N, write_run
+from child import REPO, baseline_modules, measure
 
 from harness.rundir import RunDir
 from harness.store import SampleStore
 
 BASELINE = "61d06a3"  # the last commit whose merge read the sources whole
-REPO = Path(__file__).resolve().parents[2]
-LOAD = ("import importlib.util\nimport harness\n"
-        "def load(name, path):\n"
-        "    spec = importlib.util.spec_from_file_location(name, path)\n"
-        "    sys.modules[name] = module = importlib.util.module_from_spec(spec)\n"
-        "    spec.loader.exec_module(module)\n"
-        "    return module\n"
-        "load('harness.store', sys.argv[2] + '/store.py')\n"
+LOAD = ("import harness\nload('harness.store', sys.argv[2] + '/store.py')\n"
         "rundir = load('harness.rundir', sys.argv[2] + '/rundir.py')\n")
 MERGE = "rundir.RunDir(sys.argv[1] + '/out').merge([rundir.RunDir(sys.argv[1] + '/' + s) for s in 'ab'])"
 NOTES = """
@@ -80,11 +73,7 @@ def main() -> None:
     for problems in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            (tmp / "baseline").mkdir()
-            for name in ("store", "rundir"):
-                (tmp / "baseline" / f"{name}.py").write_text(subprocess.run(
-                    ["git", "show", f"{args.baseline}:harness/{name}.py"], check=True, cwd=REPO,
-                    capture_output=True, text=True).stdout)
+            baseline_modules(args.baseline, ["store", "rundir"], tmp / "baseline")
             shard_runs(tmp, problems)
             for pair in [list(PHASES.items())[i:i + 2] for i in (0, 2)]:
                 for _ in range(args.repeats):

@@ -45,6 +45,8 @@ from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
+from child import REPO as ROOT
+from child import at_revision
 
 from harness import passk, records
 from harness.passk import (
@@ -56,15 +58,13 @@ from harness.passk import (
 )
 
 P, N, SUBSET, EXACT = 1_000, 10_000, 20_000, 300
-ROOT = Path(__file__).resolve().parents[2]
 BASELINE = "ddadc91"  # the last commit before the Gauss–Legendre fast path of maj@k
 
 
 def baseline_module(rev: str, folder: Path) -> tuple[ModuleType, Path]:
     """harness/passk.py at git revision ``rev``, imported as ``passk_baseline`` (and its file)."""
     path = folder / "passk_baseline.py"
-    path.write_text(subprocess.run(["git", "show", f"{rev}:harness/passk.py"], cwd=ROOT, check=True,
-                                   capture_output=True, text=True).stdout)
+    path.write_text(at_revision(rev, "harness/passk.py"))
     spec = importlib.util.spec_from_file_location("passk_baseline", path)
     module = sys.modules["passk_baseline"] = importlib.util.module_from_spec(spec)  # dataclasses look it up
     spec.loader.exec_module(module)

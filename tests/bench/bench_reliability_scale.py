@@ -16,10 +16,8 @@ Run by hand: python tests/bench/bench_reliability_scale.py [--sizes 100 1000] [-
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,37 +26,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_passk import scores_table  # noqa: E402
+from child import REPO, baseline_modules, measure  # noqa: E402
 
 from harness import records  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 N, KS = 10_000, ["1", "4", "16", "64", "256", "1024", "4096", "10000"]
 BASELINE = "e03f150"  # the last commit before reliability counted answer groups
-CHILD = """
-import importlib.util, resource, sys, time
+SETUP = """
+import harness.plots, harness.report  # before the baseline's passk: they import the current one (via harness.fit)
+from harness.cli import main
 old = sys.argv.pop(1)
 if old:
     import harness
     for name in ("passk", "reliability"):
-        spec = importlib.util.spec_from_file_location(f"harness.{name}", f"{old}/{name}.py")
-        module = sys.modules[f"harness.{name}"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        setattr(harness, name, module)
-from harness.cli import main
-cpu, wall = time.process_time(), time.perf_counter()
-code = main(sys.argv[1:])
-peak = [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')][0]
-print({"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall, "rss_gib": int(peak) / 2**20,
-       "code": code}, file=sys.stderr)
+        setattr(harness, name, load(f"harness.{name}", f"{old}/{name}.py"))
 """
-
-
-def run_child(old: str, run: Path, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, old, "reliability", str(run), "-k", *KS, "--out", str(out)],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
-    return ast.literal_eval(proc.stderr.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -68,12 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     lines = ["| samples | version | CPU s | wall s | peak RSS (GiB) |", "|---:|---|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
-        old = Path(tmp) / "old"
-        old.mkdir()
-        for name in ("passk", "reliability"):
-            (old / f"{name}.py").write_text(subprocess.run(
-                ["git", "show", f"{args.baseline}:harness/{name}.py"], check=True, cwd=ROOT, capture_output=True,
-                text=True).stdout)
+        old = baseline_modules(args.baseline, ["passk", "reliability"], Path(tmp) / "old")
         for problems in args.sizes:
             run = Path(tmp) / f"run{problems}"
             problems_table, scores = scores_table(np.random.default_rng(5), problems, N, 10, 1.0)
@@ -83,7 +60,8 @@ def main() -> None:
             del scores
             reports = {}
             for version, path in (("baseline", str(old)), ("new", "")):
-                m = run_child(path, run, Path(tmp) / f"{version}{problems}")
+                m = measure("code = main(sys.argv[1:])\nassert not code, code", path, "reliability", run, "-k", *KS,
+                            "--out", Path(tmp) / f"{version}{problems}", setup=SETUP)
                 reports[version] = records.read_table(Path(tmp) / f"{version}{problems}" / "reliability.parquet",
                                                       "reliability").to_pydict()
                 lines.append(f"| {problems * N:,} | {version} | {m['cpu']:.1f} | {m['wall']:.1f} | "
@@ -100,7 +78,7 @@ def main() -> None:
             f"k = {', '.join(KS)}. Baseline: harness/reliability.py and harness/passk.py at {args.baseline} "
             "(per-sample Python lists, every problem's distributions held at once); the reports of both are "
             "equal to 1e-12 in accuracy, confidence, ECE, Brier and AURC.\n\n" + "\n".join(lines) + "\n")
-    (ROOT / "results" / "bench" / "reliability_scale.md").write_text(text)
+    (REPO / "results" / "bench" / "reliability_scale.md").write_text(text)
     print(json.dumps({"written": "results/bench/reliability_scale.md"}))
 
 

@@ -18,17 +18,15 @@ writes results/bench/store_scale.md)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from child import at_revision, measure
 
 from harness import records
 from harness.rundir import RunDir
@@ -49,18 +47,7 @@ the new command reads the four vote columns 65,536 rows at a time into per-answe
 memory is one batch plus the distinct answers (about 10^5 rows here), not the file. (cost.json
 reads the token columns only.)
 """
-CHILD = """
-import json, resource, sys, time
-t0, c0 = time.perf_counter(), time.process_time()
-{body}
-hwm = [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')]  # this exec's peak
-peak_kib = int(hwm[0]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "rss_gib": peak_kib / 2**20}}))
-"""
-BASELINE_STORE = ("import importlib.util\n"
-                  "spec = importlib.util.spec_from_file_location('store_baseline', sys.argv[2])\n"
-                  "store = sys.modules['store_baseline'] = importlib.util.module_from_spec(spec)\n"
-                  "spec.loader.exec_module(store)\n")
+BASELINE_STORE = "store = load('store_baseline', sys.argv[2])\n"
 PHASES = {  # name: (child body, whether it compacts: run on a copy of the store)
     "baseline: previous resume start (stored_counts)": (
         BASELINE_STORE + "store.SampleStore(sys.argv[1]).stored_counts('arithmetic', 10_000)", False),
@@ -102,14 +89,6 @@ def write_run(path: Path, problems: int, per_shard: int = 100) -> None:
             "finish_reason": pa.array(["stop"] * rows), "cumulative_logprob": np.full(rows, -1.0)}))
 
 
-def measure(body: str, run: Path, baseline: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD.format(body=body), str(run), str(baseline)],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000], help="problems (× 10^4 samples)")
@@ -121,9 +100,7 @@ def main() -> None:
     for problems in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             run, baseline = Path(tmp) / "run", Path(tmp) / "store_baseline.py"
-            baseline.write_text(subprocess.run(["git", "show", f"{args.baseline}:harness/store.py"], check=True,
-                                               cwd=Path(__file__).resolve().parents[2], capture_output=True,
-                                               text=True).stdout)
+            baseline.write_text(at_revision(args.baseline, "harness/store.py"))
             start = time.perf_counter()
             write_run(run, problems)
             lines.append(f"| {problems * N:,} | (writing the store: {-(-problems // 100)} shards of 100 problems) | | "
