@@ -236,6 +236,25 @@ def test_min_steps_and_head_dim_set_the_rungs():
         preset_rung(dataclasses.replace(heads, head_dim=12), 16, 100)
 
 
+@pytest.mark.parametrize("preset", ["cpu", "gpu"])
+def test_full_ladders_span_four_isoflop_slices_that_bracket_their_minimum(preset):
+    """Issue 18, item 3, for the presets a user runs (the gpu one included, which no test trains): >= 4
+    isoFLOP slices of >= 5 checkpoints, each checkpoint on its slice (6ND = C to the rounding of D),
+    D/N inside p.tpp, and every slice with widths on both sides of p.tpp_center, so its loss can have an
+    interior minimum."""
+    p = PRESETS[preset]
+    slices: dict[float, list[float]] = {C: [] for C in p.budgets}
+    for rung in ladder_rungs(p):
+        N = non_embedding_params(rung.d_model, p.n_layers, p.vocab)
+        C = min(p.budgets, key=lambda b: abs(6 * N * rung.tokens / b - 1))
+        assert 6 * N * rung.tokens == pytest.approx(C, rel=1e-4)
+        slices[C].append(rung.tokens / N)
+    assert len(slices) >= 4
+    for ratios in slices.values():
+        assert len(ratios) >= 5 and all(p.tpp[0] <= r <= p.tpp[1] for r in ratios)
+        assert min(ratios) < p.tpp_center < max(ratios)
+
+
 def test_checkpoints_are_named_relative_to_the_report_folder_even_from_a_moved_cache(tmp_path):
     """A run reused from a cache that was moved names its old model folder: the dataset still names
     the checkpoint cache/models/NAME; a checkpoint that is no ladder folder keeps its name."""

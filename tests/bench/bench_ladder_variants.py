@@ -182,7 +182,8 @@ def main() -> None:
     base = row("cpu (baseline)", v0, wall0, base_tests, None)
     rows = [base] + [row(n, *run(n, VARIANTS[n], args.work), base_tests, base) for n in names]
     keys = list(rows[-1])[1:] if len(rows) > 1 else list(base)[1:]
-    lines = ["# The demo's verdicts across ladder designs", "",
+    replicates_only = all(n.startswith("seed") for n in names)
+    lines = [f"# The demo's verdicts across {'replicates (demo seeds)' if replicates_only else 'ladder designs'}", "",
              f"Command: `python tests/bench/bench_ladder_variants.py --variants {','.join(names)}`; "
              f"{time.perf_counter() - t0:.0f} s in this invocation (variants whose cache was under "
              f"{args.work} only refit); load {os.getloadavg()[0]:.1f} at the end.",
