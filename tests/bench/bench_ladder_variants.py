@@ -32,6 +32,8 @@ Variants (each changes one thing):
   seed1..seed3  the `cpu` preset itself, replicated with demo seed 1-3 (new questions, fact base, corpus
              order, initial weights and samples; the same rungs): how far the verdicts move by chance
              alone. Not a candidate; its table goes to --out, e.g. results/bench/ladder_replicates.md.
+  shifted-seed1, shifted-seed2  the same for the shifted ladder (run with shifted, e.g. to
+             results/bench/ladder_shifted_replicates.md).
 
 Run by hand:
   python tests/bench/bench_ladder_variants.py [--work DIR] [--variants wide,people120,people300]
@@ -46,6 +48,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -62,8 +65,10 @@ VARIANTS = {
     "headdim8": {"head_dim": 8},
     "no16": {"widths": (24, 32, 40, 48, 56, 64, 80, 96, 112, 128), "tpp": (0.9, 3000.0)},
     **{f"seed{i}": {"seed": i} for i in (1, 2, 3)},
+    **{f"shifted-seed{i}": {"budgets": (8e10, 2e11, 5e11, 1.2e12), "seed": i} for i in (1, 2)},
 }
 FLOOR = 0.05
+BASELINE = "cpu (baseline)"
 
 
 def run(name: str, changes: dict, work: Path) -> tuple[dict, float]:
@@ -150,15 +155,27 @@ def stage1_profile(folder: Path, cut: float, alphas=(0.5, 1.0, 1.5, 2.0, 2.5, 3.
     return lines
 
 
+def design(ladder: str) -> str:
+    """The ladder a replicate repeats: "seed2" -> the baseline, "shifted-seed1" -> "shifted"; others are their own."""
+    if re.fullmatch(r"seed\d+", ladder):
+        return BASELINE
+    return re.sub(r"-seed\d+$", "", ladder)
+
+
 def replicate_lines(rows: list[dict]) -> list[str]:
-    """Mean, sample standard deviation and range over the baseline and its seed replicates of each
-    held-out error; markdown lines."""
-    reps = [rows[0]] + [r for r in rows[1:] if r["ladder"].startswith("seed")]
-    lines = [f"## Replicates: the `cpu` preset at seeds 0-{len(reps) - 1}", "",
-             "| quantity | mean | sd | min | max |", "|---|---|---|---|---|"]
-    for key in ("A1 test rel (>= floor)", "A1 form limit (>= floor)", "A2 test rel", "A2 form limit", "A2 stage-1-free"):
-        x = np.array([r[key] for r in reps])
-        lines.append(f"| {key} | {x.mean():.4g} | {x.std(ddof=1):.2g} | {x.min():.4g} | {x.max():.4g} |")
+    """For each ladder run at more than one demo seed: the mean, sample standard deviation and range of
+    each held-out error over its seeds; markdown lines."""
+    lines = []
+    for name in dict.fromkeys(design(r["ladder"]) for r in rows):
+        reps = [r for r in rows if design(r["ladder"]) == name]
+        if len(reps) < 2:
+            continue
+        lines += ["", f"## Replicates: {name} at {len(reps)} demo seeds (0 and {', '.join(r['ladder'] for r in reps[1:])})",
+                  "", "| quantity | mean | sd | min | max |", "|---|---|---|---|---|"]
+        for key in ("A1 test rel (>= floor)", "A1 form limit (>= floor)", "A2 test rel", "A2 form limit",
+                    "A2 stage-1-free"):
+            x = np.array([r[key] for r in reps])
+            lines.append(f"| {key} | {x.mean():.4g} | {x.std(ddof=1):.2g} | {x.min():.4g} | {x.max():.4g} |")
     return lines
 
 
@@ -179,11 +196,13 @@ def main() -> None:
     t0 = time.perf_counter()
     v0, wall0 = run("cpu", {}, args.work)
     base_tests = test_shapes(pooled(v0, 2))
-    base = row("cpu (baseline)", v0, wall0, base_tests, None)
+    base = row(BASELINE, v0, wall0, base_tests, None)
     rows = [base] + [row(n, *run(n, VARIANTS[n], args.work), base_tests, base) for n in names]
     keys = list(rows[-1])[1:] if len(rows) > 1 else list(base)[1:]
-    replicates_only = all(n.startswith("seed") for n in names)
-    lines = [f"# The demo's verdicts across {'replicates (demo seeds)' if replicates_only else 'ladder designs'}", "",
+    replicas = [n for n in names if design(n) != n]
+    across = ("replicates (demo seeds)" if all(design(n) == BASELINE for n in names)
+              else "ladder designs and their replicates (demo seeds)" if replicas else "ladder designs")
+    lines = [f"# The demo's verdicts across {across}", "",
              f"Command: `python tests/bench/bench_ladder_variants.py --variants {','.join(names)}`; "
              f"{time.perf_counter() - t0:.0f} s in this invocation (variants whose cache was under "
              f"{args.work} only refit); load {os.getloadavg()[0]:.1f} at the end.",
@@ -191,8 +210,7 @@ def main() -> None:
              f"{', '.join('-'.join(t) for t in sorted(base_tests))}.", "",
              "| ladder | " + " | ".join(r["ladder"] for r in rows) + " |", "|" + "---|" * (1 + len(rows))]
     lines += [f"| {k} | " + " | ".join(fmt(r.get(k, "-")) for r in rows) + " |" for k in keys]
-    if any(r["ladder"].startswith("seed") for r in rows):
-        lines += [""] + replicate_lines(rows)
+    lines += replicate_lines(rows)
     cut = pooled(v0, 2)["holdout_ratio"]
     lines += ["", "## Why Approach 2 misses the baseline's test checkpoints: stage 1's α", "",
               f"Stage 1 (the robust Chinchilla fit of the pooled task NLL, nats) on the baseline's training "
