@@ -32,8 +32,8 @@ Variants (each changes one thing):
   seed1..seed3  the `cpu` preset itself, replicated with demo seed 1-3 (new questions, fact base, corpus
              order, initial weights and samples; the same rungs): how far the verdicts move by chance
              alone. Not a candidate; its table goes to --out, e.g. results/bench/ladder_replicates.md.
-  shifted-seed1, shifted-seed2  the same for the shifted ladder (run with shifted, e.g. to
-             results/bench/ladder_shifted_replicates.md).
+  shifted-seed1, shifted-seed2  the same for the shifted ladder (run beside shifted and seed1..seed3:
+             results/bench/ladder_replicates.md).
 
 Run by hand:
   python tests/bench/bench_ladder_variants.py [--work DIR] [--variants wide,people120,people300]
@@ -56,16 +56,17 @@ import numpy as np
 
 from harness import demo
 
+SHIFTED = {"budgets": (8e10, 2e11, 5e11, 1.2e12)}
 VARIANTS = {
     "wide": {"budgets": (3e10, 8e10, 2e11, 5e11, 1.2e12)},
-    "shifted": {"budgets": (8e10, 2e11, 5e11, 1.2e12)},
+    "shifted": SHIFTED,
     "people120": {"people": 120},
     "people300": {"people": 300},
     "minsteps500": {"min_steps": 500},
     "headdim8": {"head_dim": 8},
     "no16": {"widths": (24, 32, 40, 48, 56, 64, 80, 96, 112, 128), "tpp": (0.9, 3000.0)},
     **{f"seed{i}": {"seed": i} for i in (1, 2, 3)},
-    **{f"shifted-seed{i}": {"budgets": (8e10, 2e11, 5e11, 1.2e12), "seed": i} for i in (1, 2)},
+    **{f"shifted-seed{i}": {**SHIFTED, "seed": i} for i in (1, 2)},
 }
 FLOOR = 0.05
 BASELINE = "cpu (baseline)"
