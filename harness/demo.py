@@ -2,10 +2,11 @@
 
 1. Ladder: small Llama models (harness.ladder) trained on the corpora of the synthetic tasks that
    micro-models learn (TASKS), on ≥ 4 isoFLOP slices C_train = 6ND of 5 checkpoints each that
-   bracket each slice's minimum (a few to ~10³ tokens/param).
+   bracket each slice's minimum (a few to ~10³ tokens/param), and a lower slice, not fitted, that
+   shows each task's trend down to chance.
 2. Every checkpoint × task: likelihood mode (gold-answer NLL) and sampling (n per question) on the
    held-out questions, scored, with pass@k, maj@k, task loss and the cost meter's FLOPs.
-3. The fitting dataset; T² Approach 1 (loss) and Approach 2 (Beta accuracy) on the pooled task
+3. The fitting dataset (the fitted slices); T² Approach 1 (loss) and Approach 2 (Beta accuracy) on the pooled task
    ("all": the tasks' questions together) and per task; the forecast optimum (N*, D*, k*) at a
    budget inside the ladder's range next to the Chinchilla-only choice; held-out validation.
 4. Validation like the paper's: the forecast-optimal and the Chinchilla-optimal model are trained
@@ -54,7 +55,12 @@ class Preset:
     """A ladder and its evaluation.
 
     widths: d_model of the ladder's sizes (n_layers each). budgets: isoFLOP levels C_train = 6ND
-    (FLOPs, N non-embedding). per_slice: checkpoints per isoFLOP slice, the widths whose tokens per
+    (FLOPs, N non-embedding), the slices the laws are fitted on. chance_budgets: isoFLOP levels below
+    them, trained and evaluated but not fitted: they carry each task's trend down to chance (the
+    report's learnability table), where the task NLL is not smooth across a slice (fitted with the
+    others, the `cpu` preset's 3e10 slice put Approach 1's α on its bound and took Approach 2's held-out
+    error from 1.6% to 9.2%: results/bench/ladder_variants.md, *wide* against *shifted*).
+    per_slice: checkpoints per isoFLOP slice, the widths whose tokens per
     parameter D/N lie nearest (in log) to tpp_center, within tpp. questions: held-out
     questions per task. people: the knowledge task's fact base (None: the task's default, 200
     persons). head_dim: every width's attention heads are d_model/head_dim (0: 4 heads at every
@@ -69,6 +75,7 @@ class Preset:
 
     widths: tuple[int, ...]
     budgets: tuple[float, ...]
+    chance_budgets: tuple[float, ...] = ()
     n_layers: int = 2
     tpp: tuple[float, float] = (4.0, 3000.0)
     per_slice: int = 5
@@ -90,11 +97,13 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     # minutes: the test suite's reduced ladder
-    "tiny": Preset(widths=(16, 24, 32, 48), budgets=(1e10, 2e10, 4e10), tpp=(2.0, 3000.0), per_slice=3,
-                   questions=24, people=5, lr=1e-2, n=16, C_train=2e10, C_inf=2e5, corpus_docs=1500, starts=100),
-    # the default on 2 CPU cores: ≤ 15 minutes (training ~2·10⁷ tokens at ~5·10⁴ tokens per CPU-second)
-    "cpu": Preset(widths=(16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128), budgets=(3e10, 8e10, 2e11, 5e11),
-                  tpp=(1.0, 3000.0), tpp_center=40.0, people=60, batch_size=8, lr=1e-2, C_train=5e11, C_inf=1e5),
+    "tiny": Preset(widths=(16, 24, 32, 48), budgets=(1e10, 2e10, 4e10), chance_budgets=(5e9,), tpp=(2.0, 3000.0),
+                   per_slice=3, questions=24, people=5, lr=1e-2, n=16, C_train=2e10, C_inf=2e5, corpus_docs=1500,
+                   starts=100),
+    # the default on 2 CPU cores: ≤ 15 minutes (training ~3.6·10⁷ tokens at ~5·10⁴ tokens per CPU-second)
+    "cpu": Preset(widths=(16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128), budgets=(8e10, 2e11, 5e11, 1.2e12),
+                  chance_budgets=(3e10,), tpp=(1.0, 3000.0), tpp_center=40.0, people=60, batch_size=8, lr=1e-2,
+                  C_train=5e11, C_inf=1e5),
     # a GPU machine: wider, deeper, more questions
     "gpu": Preset(widths=(16, 24, 32, 48, 64, 96, 128, 192, 256), budgets=(1e12, 3e12, 1e13, 3e13), n_layers=4,
                   tpp=(1.0, 3000.0), tpp_center=40.0, questions=400, n=256, C_train=3e12, C_inf=2e7,
@@ -120,16 +129,23 @@ def preset_rung(p: Preset, d_model: int, tokens: int) -> Rung:
     return Rung(d_model, p.n_layers, tokens, n_heads=heads, batch_size=batch, lr=p.lr)
 
 
+def slice_rungs(p: Preset, C: float) -> list[Rung]:
+    """The isoFLOP slice C: the ``p.per_slice`` widths whose D/N = C/(6N²) lies in ``p.tpp`` and
+    nearest ``p.tpp_center`` in log (so the slice brackets its minimum), by width."""
+    sizes = {d: non_embedding_params(d, p.n_layers, p.vocab) for d in p.widths}
+    fits = [d for d, N in sizes.items() if p.tpp[0] <= C / (6 * N * N) <= p.tpp[1]]
+    near = sorted(fits, key=lambda d: abs(math.log(C / (6 * sizes[d] ** 2) / p.tpp_center)))[: p.per_slice]
+    return [preset_rung(p, d, int(round(C / (6 * sizes[d])))) for d in sorted(near)]
+
+
 def ladder_rungs(p: Preset) -> list[Rung]:
-    """The grid: on each isoFLOP slice C, the ``p.per_slice`` widths whose D/N = C/(6N²) lies in
-    ``p.tpp`` and nearest ``p.tpp_center`` in log (so the slice brackets its minimum), by width."""
-    rungs = []
-    for C in p.budgets:
-        sizes = {d: non_embedding_params(d, p.n_layers, p.vocab) for d in p.widths}
-        fits = [d for d, N in sizes.items() if p.tpp[0] <= C / (6 * N * N) <= p.tpp[1]]
-        near = sorted(fits, key=lambda d: abs(math.log(C / (6 * sizes[d] ** 2) / p.tpp_center)))[: p.per_slice]
-        rungs += [preset_rung(p, d, int(round(C / (6 * sizes[d])))) for d in sorted(near)]
-    return rungs
+    """The grid: every slice of ``p.chance_budgets`` and ``p.budgets``, lowest C first."""
+    return [rung for C in (*p.chance_budgets, *p.budgets) for rung in slice_rungs(p, C)]
+
+
+def fitted_names(p: Preset) -> set[str]:
+    """The names of the rungs the laws are fitted on: the slices of ``p.budgets``."""
+    return {rung.name for C in p.budgets for rung in slice_rungs(p, C)}
 
 
 WIDTHS = range(8, 8 * 129, 8)  # the architectures a forecast model may take: d_model a multiple of 8
@@ -452,7 +468,9 @@ def _pipeline(p: Preset, preset: str, out: Path, device: str, seed: int) -> Path
     with stage("sample, likelihood, score"):
         runs = [evaluate(f, task, cache / "runs" / f.name / task, p, seed, device)
                 for f in progress_bar(folders, desc="checkpoints") for task in TASKS]
-        dataset = pooled(relative_checkpoints(build_dataset(runs), out, folders))
+        fitted = fitted_names(p)
+        dataset = pooled(relative_checkpoints(build_dataset([r for r in runs if r.parent.name in fitted]),
+                                              out, folders))
         records.write_table(out / "dataset.parquet", "dataset", dataset)
     print("[3/5] fit: T² Approach 1 (loss) and Approach 2 (Beta accuracy)")
     with stage("fit, held-out validation, plots"):
@@ -461,7 +479,7 @@ def _pipeline(p: Preset, preset: str, out: Path, device: str, seed: int) -> Path
     with stage("forecast validation (train + evaluate)"):
         rows, verdicts = validate_forecasts(laws, p, cache, stream, tokenizer, seed, device)
     print("[5/5] report")
-    ladder, evaluation = ladder_rows(folders), evaluation_rows(runs)
+    ladder, evaluation = ladder_rows(folders, fitted), evaluation_rows(runs)
     summary = {"heldout": held_out_rows(held_out), "forecast": verdicts, **bound_flags(fits),
                "tasks": learnability_rows(evaluation, p, seed), "training": training_speed(ladder)}
     (out / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -530,12 +548,14 @@ def training_speed(ladder: list[dict]) -> dict[str, float]:
             "matmul_peak_flops_per_cpu_s": peak, "fraction_of_peak": flops / cpu / peak}
 
 
-def ladder_rows(folders: list[Path]) -> list[dict]:
-    """One row per checkpoint from its training record: N, D, D/N, 6ND and measured FLOPs, loss, time."""
+def ladder_rows(folders: list[Path], fitted: set[str]) -> list[dict]:
+    """One row per checkpoint from its training record: whether the laws are fitted on it (its name in
+    ``fitted``), N, D, D/N, 6ND and measured FLOPs, loss, time."""
     rows = []
     for f in folders:
         t = json.loads((f / "t2_training.json").read_text())
-        rows.append({"checkpoint": f.name, "N (non-emb)": t["params_non_embedding"], "N (total)": t["params_total"],
+        rows.append({"checkpoint": f.name, "fitted": "yes" if f.name in fitted else "no (chance slice)",
+                     "N (non-emb)": t["params_non_embedding"], "N (total)": t["params_total"],
                      "D": t["tokens_trained"], "D/N": t["tokens_trained"] / t["params_non_embedding"],
                      "6ND (FLOPs)": t["training_flops_6nd"], "measured FLOPs": t["training_flops_measured"],
                      "final train loss (nats)": t["final_loss"], "train s": t["wall_s"], "train CPU s": t["cpu_s"],

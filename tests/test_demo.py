@@ -18,10 +18,12 @@ from harness.demo import (
     PRESETS,
     TASKS,
     bracketing_widths,
+    fitted_names,
     forecast_budget,
     ladder_rungs,
     non_embedding_params,
     run_demo,
+    slice_rungs,
     trained_choice,
 )
 from harness.fit import load_laws
@@ -243,16 +245,37 @@ def test_full_ladders_span_four_isoflop_slices_that_bracket_their_minimum(preset
     D/N inside p.tpp, and every slice with widths on both sides of p.tpp_center, so its loss can have an
     interior minimum."""
     p = PRESETS[preset]
-    slices: dict[float, list[float]] = {C: [] for C in p.budgets}
+    budgets = (*p.chance_budgets, *p.budgets)
+    slices: dict[float, list[float]] = {C: [] for C in budgets}
     for rung in ladder_rungs(p):
         N = non_embedding_params(rung.d_model, p.n_layers, p.vocab)
-        C = min(p.budgets, key=lambda b: abs(6 * N * rung.tokens / b - 1))
+        C = min(budgets, key=lambda b: abs(6 * N * rung.tokens / b - 1))
         assert 6 * N * rung.tokens == pytest.approx(C, rel=1e-4)
         slices[C].append(rung.tokens / N)
-    assert len(slices) >= 4
+    assert len(p.budgets) >= 4 and all(C < min(p.budgets) for C in p.chance_budgets)
     for ratios in slices.values():
         assert len(ratios) >= 5 and all(p.tpp[0] <= r <= p.tpp[1] for r in ratios)
         assert min(ratios) < p.tpp_center < max(ratios)
+
+
+def test_the_chance_slice_is_evaluated_but_not_fitted(demo):
+    """The tiny preset's chance slice is trained and evaluated (its runs, its rows in the report's
+    ladder and evaluation tables, so in the learnability table) but is not in the fitting dataset, and
+    the laws' fitted ranges are those of the fitted slices alone."""
+    p = PRESETS["tiny"]
+    chance = [rung for C in p.chance_budgets for rung in slice_rungs(p, C)]
+    assert len(chance) >= 2 and not {r.name for r in chance} & fitted_names(p)
+    dataset = records.read_table(demo / "dataset.parquet", "dataset").to_pydict()
+    assert {Path(c).name for c in dataset["checkpoint"]} == fitted_names(p)
+    report = (demo / "report.md").read_text()
+    for rung in chance:
+        assert all((demo / "cache" / "runs" / rung.name / task / "passk.parquet").is_file() for task in TASKS)
+        assert f"| {rung.name} | no (chance slice) |" in report
+        assert report.count(f"| {rung.name} | {TASKS[0]} |") == 1  # its evaluation row
+    D_fitted = [json.loads((demo / "cache" / "models" / name / "t2_training.json").read_text())["tokens_trained"]
+                for name in fitted_names(p)]
+    for law in load_laws(demo / "law-loss.json").values():
+        assert law.ranges["D"] == pytest.approx([min(D_fitted), max(D_fitted)])
 
 
 def test_checkpoints_are_named_relative_to_the_report_folder_even_from_a_moved_cache(tmp_path):

@@ -32,7 +32,13 @@ from harness.passk import log_pass_at_k_from_nll, pass_at_k
 
 KS = np.array([1, 2, 4, 8, 16, 32, 64])
 FLOOR = 0.05  # as harness.fit.validate: rows whose |measured| < FLOOR are counted apart
-TEST = ("d24-l2-D956206", "d24-l2-D2390514", "d32-l2-D3514395")  # the held-out test checkpoints (D/N > 61.6)
+
+
+def test_checkpoints(validation: Path) -> set[str]:
+    """The names of the demo's held-out test checkpoints (task "all", inside the fitted N range), from its
+    validation.json."""
+    held = next(h for h in json.loads(validation.read_text())["heldout"] if h["task"] == "all")
+    return {Path(p["checkpoint"]).name for p in held["test_points"] if p["N_inside"]}
 
 
 def corpus(p: demo.Preset, tokenizer) -> np.ndarray:
@@ -71,10 +77,10 @@ def main() -> None:
     p, seeds = demo.PRESETS["cpu"], [int(s) for s in args.seeds.split(",")]
     tokenizer = PreTrainedTokenizerFast.from_pretrained(args.cache / "tokenizer")
     stream, budgets = corpus(p, tokenizer), [float(b) for b in args.budgets.split(",")]
-    rows, t0 = [], time.perf_counter()
+    rows, t0, tests = [], time.perf_counter(), test_checkpoints(args.dataset.with_name("validation.json"))
     for rung in demo.ladder_rungs(p):
         C = 6 * demo.non_embedding_params(rung.d_model, p.n_layers, p.vocab) * rung.tokens
-        test = rung.name.startswith(TEST)
+        test = rung.name in tests
         if not (test or any(abs(C / b - 1) < 0.05 for b in budgets)):
             continue
         base = args.cache / "models" / rung.name
