@@ -234,9 +234,9 @@ def chance_slices(p: Any) -> str:
     """The clause of the demo report naming the preset's slices that are trained but not fitted."""
     if not p.chance_budgets:
         return ""
-    return (f", and below them C_train ∈ {{{', '.join(f'{c:.0e}' for c in p.chance_budgets)}}}, trained and"
-            " evaluated but not fitted: the trend down to chance in the learnability table (at chance the task"
-            " NLL is not smooth across a slice)")
+    return (f", and below them C_train ∈ {{{', '.join(f'{c:.2g}' for c in p.chance_budgets)}}}, trained and"
+            " evaluated but not fitted (the learnability table's trend down to chance; at chance the task NLL is"
+            " not smooth across a slice)")
 
 
 def demo_markdown(p: Any, preset: str, s: Mapping[str, Any], pooled: str = "all") -> str:
@@ -253,7 +253,7 @@ Preset `{preset}`: a micro-ladder of {len(ladder)} Llama checkpoints ({p.n_layer
 {", ".join(map(str, sorted({int(r["checkpoint"].split("-")[0][1:]) for r in ladder})))}) trained on the
 synthetic tasks' corpora ({p.batch_size} sequences of 64 tokens per optimizer step) on
 {len(p.budgets)} isoFLOP slices C_train ∈
-{{{", ".join(f"{c:.0e}" for c in p.budgets)}}} FLOPs (6ND, N non-embedding), the slices the laws are
+{{{", ".join(f"{c:.2g}" for c in p.budgets)}}} FLOPs (6ND, N non-embedding), the slices the laws are
 fitted on{chance_slices(p)}, evaluated on {p.questions}
 held-out questions per task with n = {p.n} samples each (temperature 1) and in likelihood mode.
 Total wall time {s["wall"] / 60:.1f} min (this run: checkpoints and runs already in `cache/` are

@@ -268,6 +268,7 @@ def test_the_chance_slice_is_evaluated_but_not_fitted(demo):
     dataset = records.read_table(demo / "dataset.parquet", "dataset").to_pydict()
     assert {Path(c).name for c in dataset["checkpoint"]} == fitted_names(p)
     report = (demo / "report.md").read_text()
+    assert "C_train ∈ {5e+09}, trained and evaluated but not fitted" in report
     for rung in chance:
         assert all((demo / "cache" / "runs" / rung.name / task / "passk.parquet").is_file() for task in TASKS)
         assert f"| {rung.name} | no (chance slice) |" in report
