@@ -100,7 +100,7 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(widths=(16, 24, 32, 48), budgets=(1e10, 2e10, 4e10), chance_budgets=(5e9,), tpp=(2.0, 3000.0),
                    per_slice=3, questions=24, people=5, lr=1e-2, n=16, C_train=2e10, C_inf=2e5, corpus_docs=1500,
                    starts=100),
-    # the default on 2 CPU cores: ≤ 15 minutes (training ~3.6·10⁷ tokens at ~5·10⁴ tokens per CPU-second)
+    # the default on 2 CPU cores: ≤ 15 minutes (training 3.6·10⁷ tokens at ~4·10⁴ tokens per CPU-second)
     "cpu": Preset(widths=(16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128), budgets=(8e10, 2e11, 5e11, 1.2e12),
                   chance_budgets=(3e10,), tpp=(1.0, 3000.0), tpp_center=40.0, people=60, batch_size=8, lr=1e-2,
                   C_train=5e11, C_inf=1e5),
