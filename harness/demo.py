@@ -68,7 +68,8 @@ class Preset:
     take fewer than min_steps steps; 0: never). lr: AdamW's peak learning rate
     (measured on the knowledge/causal corpus at C_train = 2e10-6e10: 1e-2 takes pass@1 from chance
     to 0.15-0.9 where 3e-3 stays near chance). n: samples per
-    question. C_train: the training budget (FLOPs) of the report's table of optima; the forecast
+    question. C_train: the training budget (FLOPs) of the report's table of optima, each with its 90%
+    bootstrap interval from ``bootstrap`` refits of the law on resampled checkpoints; the forecast
     validation trains at the budget :func:`forecast_budget` picks among ``budgets``. C_inf: the
     inference budget (FLOPs per served token) of both. corpus_docs: training documents per task.
     """
@@ -90,6 +91,7 @@ class Preset:
     max_tokens: int = 6
     C_train: float = 1e11
     C_inf: float = 1e6
+    bootstrap: int = 200
     corpus_docs: int = 4000
     vocab: int = 384
     starts: int = 500
@@ -98,8 +100,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     # minutes: the test suite's reduced ladder
     "tiny": Preset(widths=(16, 24, 32, 48), budgets=(1e10, 2e10, 4e10), chance_budgets=(5e9,), tpp=(2.0, 3000.0),
-                   per_slice=3, questions=24, people=5, lr=1e-2, n=16, C_train=2e10, C_inf=2e5, corpus_docs=1500,
-                   starts=100),
+                   per_slice=3, questions=24, people=5, lr=1e-2, n=16, C_train=2e10, C_inf=2e5, bootstrap=50,
+                   corpus_docs=1500, starts=100),
     # the default on 2 CPU cores: ≤ 15 minutes (training 3.6·10⁷ tokens at ~4·10⁴ tokens per CPU-second)
     "cpu": Preset(widths=(16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128), budgets=(8e10, 2e11, 5e11, 1.2e12),
                   chance_budgets=(3e10,), tpp=(1.0, 3000.0), tpp_center=40.0, people=60, batch_size=8, lr=1e-2,
@@ -346,13 +348,17 @@ def fit_laws(dataset: pa.Table, p: Preset, out: Path, seed: int
             v = validate(cols, approach, starts=starts, candidates=ACCURACY_CANDIDATES if approach == 2 else ())
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", FitWarning)
-                law = fit_columns(cols, approach, starts=starts, seed=seed, **v.get("options", {}))
+                law = fit_columns(cols, approach, starts=starts, bootstrap=p.bootstrap, seed=seed,
+                                  **v.get("options", {}))
+                interval = law.optimum_interval(p.C_train, p.C_inf)
             fit_warnings += [f"{task}, approach {approach}: {w.message}" for w in caught
                              if issubclass(w.category, FitWarning)]
             laws[(task, approach)] = law
             opt, chin = law.optimum(p.C_train, p.C_inf), law.chinchilla_choice(p.C_train, p.C_inf)
             fits.append({"task": task, "approach": approach, **{f"{k}*": opt[k] for k in ("N", "D", "k")},
                          "D/N*": opt["tokens_per_param"], "predicted*": opt["value"],
+                         **{f"{k}* 90%": [float(x) for x in interval[key]]
+                            for k, key in (("N", "N"), ("D/N", "tokens_per_param"), ("k", "k"))},
                          "N chinchilla": chin["N"], "D/N chinchilla": chin["tokens_per_param"],
                          "predicted chinchilla": chin["value"], "converged": law.info.get("converged"),
                          "optimum at bound": ", ".join(opt["at_bound"]),
@@ -481,6 +487,8 @@ def _pipeline(p: Preset, preset: str, out: Path, device: str, seed: int) -> Path
     print("[5/5] report")
     ladder, evaluation = ladder_rows(folders, fitted), evaluation_rows(runs)
     summary = {"heldout": held_out_rows(held_out), "forecast": verdicts, **bound_flags(fits),
+               "optimum_interval": {f"{f['task']}/{f['approach']}": {k: f[f"{k}* 90%"] for k in ("N", "D/N", "k")}
+                                    for f in fits},
                "tasks": learnability_rows(evaluation, p, seed), "training": training_speed(ladder)}
     (out / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
     report = out / "report.md"

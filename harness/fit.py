@@ -526,17 +526,25 @@ def chinchilla_alpha_profile(N, D, loss, alphas: Sequence[float], delta: float =
 
 
 def _bootstrap(ckpt: np.ndarray, n: int, seed: int, refit: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
-    """``n`` refits on resamples of the checkpoints (all k rows of a drawn checkpoint come along)."""
+    """``n`` refits on resamples of the checkpoints (all k rows of a drawn checkpoint come along). A
+    resample the law cannot be fitted on (fewer distinct checkpoints than it needs: DataError) is drawn
+    again, so the refits are those of the fittable resamples (with ≥ 20 checkpoints a draw of fewer than
+    5 distinct ones has probability < 1e-9; with 6 most draws)."""
     if n <= 0:
         return None
     rng = np.random.default_rng(seed)
     members = [np.flatnonzero(ckpt == i) for i in range(ckpt.max() + 1)]
-    out = []
+    out, unfittable = [], 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
-        for _ in range(n):
+        while len(out) < n:
             pick = rng.integers(0, len(members), len(members))
-            out.append(refit(np.concatenate([members[i] for i in pick])))
+            try:
+                out.append(refit(np.concatenate([members[i] for i in pick])))
+            except DataError:
+                unfittable += 1
+                if unfittable > 100 * n:
+                    raise
     return np.array(out)
 
 

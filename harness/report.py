@@ -25,9 +25,12 @@ Columns = Sequence[str] | Mapping[str, str]
 
 
 def cell(value: Any) -> str:
-    """One cell: "-" for None and NaN, 4 significant digits for floats, ``str`` otherwise."""
+    """One cell: "-" for None and NaN, 4 significant digits for floats, [a, b] for a list or tuple (an
+    interval), ``str`` otherwise."""
     if value is None:
         return "-"
+    if isinstance(value, (list, tuple)):
+        return f"[{', '.join(map(cell, value))}]"
     if isinstance(value, float) or type(value).__name__.startswith("float"):
         return "-" if math.isnan(value) else f"{float(value):.4g}"
     return str(value)
@@ -290,6 +293,9 @@ machine's float32 matmul peak of {speed["matmul_peak_flops_per_cpu_s"] / 1e9:.3g
 
 Approach 1 fits the task loss (nats), Approach 2 the pass@k accuracy; `*` marks the T² optimum
 (D = C_train/(6N), k = C_inf/(2N)), next to the Chinchilla-only choice scored by the same law.
+"90%" columns: the percentile interval of the optimum over {p.bootstrap} refits of the law on
+checkpoints drawn with replacement (every k row of a drawn checkpoint comes along), each searched
+in the same box; the fit warnings give the share of refits whose optimum sits on a bound.
 "optimum at bound" names the search-box limits the optimum sits on; "parameters at bound" the
 fitted parameters on a search bound (empty: none); "at formula limit" the limits of the formulas
 themselves that a fit reached (E = 0: the loss law's floor is 0, as it is where pass@k → 1 for every

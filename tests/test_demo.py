@@ -144,7 +144,14 @@ def test_validation_json_has_the_promised_schema(demo):
             assert (f["t2_advantage"] > 0) == (f["verdict"] == "held")
     assert set(v["optimum_at_bound"]) == {f"{t}/{a}" for t in (POOLED, *TASKS) for a in (1, 2)}
     assert all(isinstance(flag, bool) for flag in v["optimum_at_bound"].values())
-    assert set(v["parameters_at_bound"]) == set(v["optimum_at_bound"])
+    assert set(v["parameters_at_bound"]) == set(v["optimum_at_bound"]) == set(v["optimum_interval"])
+    for law in ("law-loss.json", "law-accuracy.json"):  # the interval is over the saved laws' refits
+        for task, fitted in load_laws(demo / law).items():
+            approach = 1 if law == "law-loss.json" else 2
+            iv = fitted.optimum_interval(PRESETS["tiny"].C_train, PRESETS["tiny"].C_inf)
+            assert len(fitted.samples) == PRESETS["tiny"].bootstrap
+            assert v["optimum_interval"][f"{task}/{approach}"]["N"] == pytest.approx(list(iv["N"]))
+            assert all(0 < lo <= hi for lo, hi in v["optimum_interval"][f"{task}/{approach}"].values())
     assert [t["task"] for t in v["tasks"]] == list(TASKS)
     for t in v["tasks"]:
         assert 0 < t["chance"] <= 1 and 0 <= t["worst_pass@1"] <= t["best_pass@1"] <= 1
@@ -152,7 +159,7 @@ def test_validation_json_has_the_promised_schema(demo):
     assert speed["training_flops_per_cpu_s"] == pytest.approx(speed["training_flops"] / speed["training_cpu_s"])
     assert 0 < speed["fraction_of_peak"] < 1.5 and speed["matmul_peak_flops_per_cpu_s"] > 1e9
     report = (demo / "report.md").read_text()
-    assert "## Time and training speed" in report and "## Learnability" in report
+    assert "## Time and training speed" in report and "## Learnability" in report and "| N* 90% |" in report
     points = [r["checkpoint"] for h in v["heldout"] for r in h["test_points"]]
     assert points and all(c.startswith("cache/models/") for c in points)  # no machine's folders
 

@@ -470,3 +470,19 @@ def test_alpha_profile_starts_each_alpha_from_its_neighbours_optima():
     for r in profile[-4:]:
         alone = fit.alpha_profile(cols["N"], cols["D"], cols["k"], cols["task_loss"], alphas=(r["alpha"],))[0]
         assert r["sse"] <= alone["sse"] * (1 + 1e-12)
+
+
+def test_bootstrap_redraws_a_resample_the_law_cannot_be_fitted_on():
+    """Approach 2 needs 5 distinct checkpoints; a resample of 6 has fewer in 3 draws of 4. Such a draw is
+    drawn again, so a bootstrap of a 6-checkpoint dataset still yields every refit asked for, each fitted
+    on at least 5 distinct checkpoints."""
+    N, D, k = _small_grid()
+    ckpt = np.unique(np.c_[N, D], axis=0, return_inverse=True)[1].ravel()
+    keep = ckpt < 6
+    N, D, k = N[keep], D[keep], k[keep]
+    nll = np.where(k == 1, TRUE2_WIDE.loss_law.predict(N, D), 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fit.FitWarning)
+        law = fit.fit_t2_accuracy(N, D, k, TRUE2_WIDE.predict(N, D, k), nll, bootstrap=12, seed=1)
+    assert len(np.unique(ckpt[keep])) == 6 and law.samples.shape == (12, law.x.size)
+    assert np.all(np.isfinite(law.samples))
