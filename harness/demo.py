@@ -91,7 +91,7 @@ class Preset:
     max_tokens: int = 6
     C_train: float = 1e11
     C_inf: float = 1e6
-    bootstrap: int = 200
+    bootstrap: int = 100
     corpus_docs: int = 4000
     vocab: int = 384
     starts: int = 500
