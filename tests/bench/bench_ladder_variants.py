@@ -3,8 +3,8 @@
 Runs the whole demo (`harness.demo.run_demo`) on variants of a baseline ladder and sets each one's
 pooled numbers from `validation.json` beside the baseline's own (run in the same invocation). The
 baseline (BASE) is the `cpu` preset as it was until it took *shifted*'s fitted slices (8e10-1.2e12,
-the 3e10 slice kept as an unfitted chance slice): 3e10-5e11, all fitted. Reported: held-out relative error of Approach 1 (task loss, rows with |measured| >= 0.05) and of
-Approach 2 (pass@k), also over the baseline's three test checkpoints alone (the checkpoints of the
+the 3e10 slice kept as an unfitted chance slice): 3e10-5e11, all fitted. Reported: held-out relative
+error of Approach 1 (task loss, rows with |measured| >= 0.05) and of Approach 2 (pass@k), also over the baseline's three test checkpoints alone (the checkpoints of the
 same width and tokens, where the variant's test set holds them); the form limit; parameters and optima on a
 search bound; both forecast verdicts; each synthetic task's best pass@1 against chance; and the
 ladder's training CPU seconds as recorded when each checkpoint was trained. Ratios are the
